@@ -1,0 +1,21 @@
+//! Conclave's domain vocabulary: typed ids, time, roles, account fields parsed at the edge,
+//! the stable error codes every API error carries, and the audit event shape.
+//!
+//! Invariant: this crate does no I/O and knows nothing of HTTP, SQL or async runtimes, so
+//! every rule here is a plain function that unit tests can pin down exhaustively.
+
+pub mod account;
+pub mod audit;
+pub mod clock;
+pub mod error_code;
+pub mod ids;
+pub mod role;
+pub mod session;
+
+pub use account::{DisplayName, Email, NewPassword, UserStatus, Username, ValidationError};
+pub use audit::{AuditContext, AuditOutcome, NewAuditEvent};
+pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use error_code::ErrorCode;
+pub use ids::{SessionId, UserId};
+pub use role::{Role, RoleSet};
+pub use session::{LoginThrottle, SessionPolicy};

@@ -1,0 +1,20 @@
+//! Conclave's storage: the diesel schema, one [`DbConnection`] over PostgreSQL and SQLite,
+//! the connection pool, embedded migrations for each backend, and the queries every
+//! service uses.
+//!
+//! Invariants: only this crate writes SQL; every column is a portable type (ids as UUID
+//! text, times as BIGINT microseconds, bytes as BYTEA/BLOB, JSON as TEXT); queries run on
+//! blocking threads through [`Db::run`], never on the async executor; a state change and
+//! the audit event that records it commit in one [`write_transaction`].
+
+pub mod audit;
+pub mod connection;
+pub mod error;
+pub mod login_failures;
+pub mod migrations;
+pub mod schema;
+pub mod sessions;
+pub mod users;
+
+pub use connection::{Backend, Db, DbConnection, DbPool, PoolOptions, write_transaction};
+pub use error::StoreError;

@@ -1,0 +1,215 @@
+//! Accounts and their roles.
+
+use crate::DbConnection;
+use crate::error::StoreError;
+use crate::schema::{user_roles, users};
+use conclave_core::{DisplayName, Email, Role, RoleSet, Timestamp, UserId, UserStatus, Username};
+use diesel::prelude::*;
+
+/// How an account authenticates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthSource {
+    /// A break-glass account with a password hash here.
+    Local,
+}
+
+impl AuthSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthSource::Local => "local",
+        }
+    }
+}
+
+/// An account as stored, with its fields parsed back into domain types.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserRecord {
+    pub id: UserId,
+    pub username: Username,
+    pub display_name: String,
+    pub email: Option<String>,
+    pub status: UserStatus,
+    pub auth_source: String,
+    pub password_hash: Option<String>,
+    pub must_change_password: bool,
+    pub roles: RoleSet,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = users)]
+struct UserRow {
+    id: String,
+    username: String,
+    display_name: String,
+    email: Option<String>,
+    status: String,
+    auth_source: String,
+    password_hash: Option<String>,
+    must_change_password: bool,
+    created_at: i64,
+    updated_at: i64,
+}
+
+/// What a new account is made of.
+pub struct NewUser<'a> {
+    pub id: UserId,
+    pub username: &'a Username,
+    pub display_name: &'a DisplayName,
+    pub email: Option<&'a Email>,
+    pub auth_source: AuthSource,
+    pub password_hash: Option<&'a str>,
+    pub must_change_password: bool,
+    pub roles: &'a RoleSet,
+    pub now: Timestamp,
+}
+
+pub fn insert(conn: &mut DbConnection, new: &NewUser<'_>) -> Result<(), StoreError> {
+    diesel::insert_into(users::table)
+        .values((
+            users::id.eq(new.id.to_string()),
+            users::username.eq(new.username.as_str()),
+            users::display_name.eq(new.display_name.as_str()),
+            users::email.eq(new.email.map(Email::as_str)),
+            users::status.eq(UserStatus::Active.as_str()),
+            users::auth_source.eq(new.auth_source.as_str()),
+            users::password_hash.eq(new.password_hash),
+            users::must_change_password.eq(new.must_change_password),
+            users::created_at.eq(new.now.as_micros()),
+            users::updated_at.eq(new.now.as_micros()),
+        ))
+        .execute(conn)?;
+    replace_roles(conn, new.id, new.roles)
+}
+
+pub fn find_by_username(
+    conn: &mut DbConnection,
+    username: &Username,
+) -> Result<Option<UserRecord>, StoreError> {
+    let row = users::table
+        .filter(users::username.eq(username.as_str()))
+        .select(UserRow::as_select())
+        .first(conn)
+        .optional()?;
+    row.map(|row| hydrate(conn, row)).transpose()
+}
+
+pub fn find_by_id(conn: &mut DbConnection, id: UserId) -> Result<Option<UserRecord>, StoreError> {
+    let row = users::table
+        .find(id.to_string())
+        .select(UserRow::as_select())
+        .first(conn)
+        .optional()?;
+    row.map(|row| hydrate(conn, row)).transpose()
+}
+
+/// Accounts in username order, starting after `after`, at most `limit`.
+pub fn list(
+    conn: &mut DbConnection,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<UserRecord>, StoreError> {
+    let mut query = users::table
+        .select(UserRow::as_select())
+        .order(users::username.asc())
+        .limit(limit)
+        .into_boxed();
+    if let Some(after) = after {
+        query = query.filter(users::username.gt(after.to_owned()));
+    }
+    let rows = query.load(conn)?;
+    rows.into_iter().map(|row| hydrate(conn, row)).collect()
+}
+
+pub fn count(conn: &mut DbConnection) -> Result<i64, StoreError> {
+    Ok(users::table.count().get_result(conn)?)
+}
+
+/// Active accounts holding the admin role.
+pub fn count_active_admins(conn: &mut DbConnection) -> Result<i64, StoreError> {
+    Ok(users::table
+        .inner_join(user_roles::table)
+        .filter(user_roles::role.eq(Role::Admin.as_str()))
+        .filter(users::status.eq(UserStatus::Active.as_str()))
+        .count()
+        .get_result(conn)?)
+}
+
+pub fn replace_roles(
+    conn: &mut DbConnection,
+    id: UserId,
+    roles: &RoleSet,
+) -> Result<(), StoreError> {
+    let user_id = id.to_string();
+    diesel::delete(user_roles::table.filter(user_roles::user_id.eq(&user_id))).execute(conn)?;
+    // One row at a time: the multi-backend connection has no batch insert, and an account
+    // holds at most four roles.
+    for role in roles.iter() {
+        diesel::insert_into(user_roles::table)
+            .values((
+                user_roles::user_id.eq(&user_id),
+                user_roles::role.eq(role.as_str()),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+pub fn set_status(
+    conn: &mut DbConnection,
+    id: UserId,
+    status: UserStatus,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    diesel::update(users::table.find(id.to_string()))
+        .set((
+            users::status.eq(status.as_str()),
+            users::updated_at.eq(now.as_micros()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn set_password(
+    conn: &mut DbConnection,
+    id: UserId,
+    password_hash: &str,
+    must_change_password: bool,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    diesel::update(users::table.find(id.to_string()))
+        .set((
+            users::password_hash.eq(password_hash),
+            users::must_change_password.eq(must_change_password),
+            users::updated_at.eq(now.as_micros()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+fn hydrate(conn: &mut DbConnection, row: UserRow) -> Result<UserRecord, StoreError> {
+    let role_names: Vec<String> = user_roles::table
+        .filter(user_roles::user_id.eq(&row.id))
+        .select(user_roles::role)
+        .load(conn)?;
+    let roles = role_names
+        .iter()
+        .map(|name| name.parse::<Role>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| StoreError::Corrupt(format!("user {}: {err}", row.id)))?;
+    let corrupt = |what: &str| StoreError::Corrupt(format!("user {}: bad {what}", row.id));
+    Ok(UserRecord {
+        id: row.id.parse().map_err(|_| corrupt("id"))?,
+        username: Username::parse(&row.username).map_err(|_| corrupt("username"))?,
+        display_name: row.display_name,
+        email: row.email,
+        status: row.status.parse().map_err(|_| corrupt("status"))?,
+        auth_source: row.auth_source,
+        password_hash: row.password_hash,
+        must_change_password: row.must_change_password,
+        roles: RoleSet::new(roles),
+        created_at: Timestamp::from_micros(row.created_at),
+        updated_at: Timestamp::from_micros(row.updated_at),
+    })
+}

@@ -1,0 +1,325 @@
+//! Store integration tests, each run against SQLite and a throwaway PostgreSQL.
+
+use conclave_core::{
+    AuditContext, AuditOutcome, DisplayName, NewAuditEvent, Role, RoleSet, SessionId, Timestamp,
+    UserId, UserStatus, Username,
+};
+use conclave_crypto::SessionToken;
+use conclave_store::audit::{self, ChainStatus};
+use conclave_store::users::{AuthSource, NewUser};
+use conclave_store::{
+    DbConnection, StoreError, login_failures, migrations, sessions, users, write_transaction,
+};
+use conclave_testkit::{TestBackend, TestDb, backend_tests};
+use diesel::prelude::*;
+
+fn now() -> Timestamp {
+    Timestamp::from_micros(1_800_000_000_000_000)
+}
+
+fn add_user(conn: &mut DbConnection, name: &str, roles: &[Role]) -> UserId {
+    let id = UserId::new();
+    let username = Username::parse(name).unwrap();
+    let display = DisplayName::parse(name).unwrap();
+    let roles = RoleSet::new(roles.iter().copied());
+    users::insert(
+        conn,
+        &NewUser {
+            id,
+            username: &username,
+            display_name: &display,
+            email: None,
+            auth_source: AuthSource::Local,
+            password_hash: Some("$argon2id$fake"),
+            must_change_password: true,
+            roles: &roles,
+            now: now(),
+        },
+    )
+    .unwrap();
+    id
+}
+
+fn event(action: &'static str, details: &str) -> NewAuditEvent {
+    NewAuditEvent {
+        action,
+        target_kind: Some("user"),
+        target_id: Some("t".into()),
+        outcome: AuditOutcome::Success,
+        details: details.into(),
+    }
+}
+
+/// The tables and columns a backend ends up with, normalized for comparison.
+fn logical_schema(conn: &mut DbConnection) -> Vec<(String, String, bool)> {
+    #[derive(QueryableByName)]
+    struct Column {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        table_name: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        column_name: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        data_type: String,
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        nullable: i32,
+    }
+    let sql = match conn {
+        DbConnection::Postgresql(_) => {
+            "SELECT table_name::text AS table_name, column_name::text AS column_name, \
+             data_type::text AS data_type, CASE WHEN is_nullable = 'YES' THEN 1 ELSE 0 END AS nullable \
+             FROM information_schema.columns WHERE table_schema = 'public' \
+             AND table_name <> '__diesel_schema_migrations'"
+        }
+        DbConnection::Sqlite(_) => {
+            "SELECT m.name AS table_name, p.name AS column_name, p.type AS data_type, \
+             CASE WHEN p.\"notnull\" = 0 AND p.pk = 0 THEN 1 ELSE 0 END AS nullable \
+             FROM sqlite_master m JOIN pragma_table_info(m.name) p \
+             WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' \
+             AND m.name <> '__diesel_schema_migrations'"
+        }
+    };
+    let mut columns: Vec<(String, String, bool)> = diesel::sql_query(sql)
+        .load::<Column>(conn)
+        .unwrap()
+        .into_iter()
+        .map(|c| {
+            let kind = match c.data_type.to_lowercase().as_str() {
+                "text" => "text",
+                "bigint" => "bigint",
+                "boolean" => "boolean",
+                "bytea" | "blob" => "bytes",
+                other => panic!(
+                    "non-portable column type {other} in {}.{}",
+                    c.table_name, c.column_name
+                ),
+            };
+            (
+                format!("{}.{}", c.table_name, c.column_name),
+                kind.to_owned(),
+                c.nullable == 1,
+            )
+        })
+        .collect();
+    columns.sort();
+    columns
+}
+
+#[test]
+fn both_backends_have_the_same_logical_schema() {
+    let sqlite = TestDb::new(TestBackend::Sqlite);
+    let postgres = TestDb::new(TestBackend::Postgres);
+    let a = logical_schema(&mut sqlite.db.conn().unwrap());
+    let b = logical_schema(&mut postgres.db.conn().unwrap());
+    assert!(!a.is_empty());
+    assert_eq!(a, b);
+}
+
+fn migrations_go_down_and_up_again(backend: TestBackend) {
+    let test_db = TestDb::unmigrated(backend);
+    let mut conn = test_db.db.conn().unwrap();
+    assert!(migrations::has_pending(&mut conn).unwrap());
+    let applied = migrations::run_pending(&mut conn).unwrap();
+    assert!(!applied.is_empty());
+    assert!(!migrations::has_pending(&mut conn).unwrap());
+    let schema = logical_schema(&mut conn);
+    migrations::revert_all(&mut conn).unwrap();
+    assert!(
+        logical_schema(&mut conn).is_empty(),
+        "down migrations leave tables behind"
+    );
+    migrations::run_pending(&mut conn).unwrap();
+    assert_eq!(logical_schema(&mut conn), schema);
+}
+
+#[test]
+fn sqlite_migrations_go_down_and_up_again() {
+    migrations_go_down_and_up_again(TestBackend::Sqlite);
+}
+
+#[test]
+fn postgres_migrations_go_down_and_up_again() {
+    migrations_go_down_and_up_again(TestBackend::Postgres);
+}
+
+backend_tests! {
+    fn users_round_trip_with_roles(db) {
+        let mut conn = db.conn().unwrap();
+        let id = add_user(&mut conn, "Ada", &[Role::Admin]);
+        let by_name = users::find_by_username(&mut conn, &Username::parse("ada").unwrap()).unwrap().unwrap();
+        assert_eq!(by_name.id, id);
+        assert_eq!(by_name.username.as_str(), "ada");
+        assert_eq!(by_name.status, UserStatus::Active);
+        assert!(by_name.must_change_password);
+        assert_eq!(by_name.roles.to_vec(), vec![Role::User, Role::Admin]);
+        assert_eq!(users::find_by_id(&mut conn, id).unwrap(), Some(by_name));
+        assert_eq!(users::find_by_id(&mut conn, UserId::new()).unwrap(), None);
+
+        users::replace_roles(&mut conn, id, &RoleSet::new([Role::Auditor])).unwrap();
+        let user = users::find_by_id(&mut conn, id).unwrap().unwrap();
+        assert_eq!(user.roles.to_vec(), vec![Role::User, Role::Auditor]);
+        assert_eq!(users::count_active_admins(&mut conn).unwrap(), 0);
+    }
+
+    fn duplicate_usernames_conflict(db) {
+        let mut conn = db.conn().unwrap();
+        add_user(&mut conn, "bob", &[]);
+        let username = Username::parse("BOB").unwrap();
+        let display = DisplayName::parse("Bob Two").unwrap();
+        let result = users::insert(&mut conn, &NewUser {
+            id: UserId::new(),
+            username: &username,
+            display_name: &display,
+            email: None,
+            auth_source: AuthSource::Local,
+            password_hash: None,
+            must_change_password: false,
+            roles: &RoleSet::new([]),
+            now: now(),
+        });
+        assert!(matches!(result, Err(StoreError::Conflict(_))), "{result:?}");
+        assert_eq!(users::count(&mut conn).unwrap(), 1);
+    }
+
+    fn users_list_pages_by_username(db) {
+        let mut conn = db.conn().unwrap();
+        for name in ["carol", "alice", "dave", "bob"] {
+            add_user(&mut conn, name, &[]);
+        }
+        let first: Vec<_> = users::list(&mut conn, None, 2).unwrap().into_iter().map(|u| u.username.to_string()).collect();
+        assert_eq!(first, ["alice", "bob"]);
+        let next: Vec<_> = users::list(&mut conn, Some("bob"), 10).unwrap().into_iter().map(|u| u.username.to_string()).collect();
+        assert_eq!(next, ["carol", "dave"]);
+    }
+
+    fn suspension_and_admin_count(db) {
+        let mut conn = db.conn().unwrap();
+        let a = add_user(&mut conn, "a", &[Role::Admin]);
+        add_user(&mut conn, "b", &[Role::Admin]);
+        assert_eq!(users::count_active_admins(&mut conn).unwrap(), 2);
+        users::set_status(&mut conn, a, UserStatus::Suspended, now()).unwrap();
+        assert_eq!(users::count_active_admins(&mut conn).unwrap(), 1);
+        assert_eq!(users::find_by_id(&mut conn, a).unwrap().unwrap().status, UserStatus::Suspended);
+    }
+
+    fn sessions_are_found_by_token_hash_and_revoked(db) {
+        let mut conn = db.conn().unwrap();
+        let user = add_user(&mut conn, "erin", &[]);
+        let token = SessionToken::generate().unwrap();
+        let other = SessionToken::generate().unwrap();
+        let id = SessionId::new();
+        let later = now().plus(std::time::Duration::from_secs(3600));
+        for (sid, tok) in [(id, &token), (SessionId::new(), &other)] {
+            sessions::insert(&mut conn, &sessions::NewSession {
+                id: sid, user_id: user, token_hash: tok.hash(), now: now(), expires_at: later,
+                client_addr: Some("127.0.0.1"), user_agent: Some("test"),
+            }).unwrap();
+        }
+        let found = sessions::find_by_token_hash(&mut conn, &token.hash()).unwrap().unwrap();
+        assert_eq!(found.id, id);
+        assert_eq!(found.user_id, user);
+        assert!(sessions::find_by_token_hash(&mut conn, &SessionToken::from_client("nope").hash()).unwrap().is_none());
+        assert_eq!(sessions::list_unexpired_for_user(&mut conn, user, now()).unwrap().len(), 2);
+        assert!(sessions::list_unexpired_for_user(&mut conn, user, later).unwrap().is_empty());
+
+        assert!(sessions::revoke(&mut conn, id, now(), "logout").unwrap());
+        assert!(!sessions::revoke(&mut conn, id, now(), "logout").unwrap(), "second revoke is a no-op");
+        assert_eq!(sessions::revoke_all_for_user(&mut conn, user, now(), "suspended").unwrap(), 1);
+        assert!(sessions::list_unexpired_for_user(&mut conn, user, now()).unwrap().is_empty());
+        let tokens: Vec<Vec<u8>> = conclave_store::schema::sessions::table
+            .select(conclave_store::schema::sessions::token_hash)
+            .load(&mut conn)
+            .unwrap();
+        for stored in tokens {
+            assert_ne!(stored, token.expose().as_bytes(), "tokens are stored only as hashes");
+            assert_eq!(stored.len(), 32);
+        }
+    }
+
+    fn login_failures_count_in_window(db) {
+        let mut conn = db.conn().unwrap();
+        let t = |s: i64| Timestamp::from_micros(s * 1_000_000);
+        for s in [10, 20, 30] {
+            login_failures::record(&mut conn, "account:x", t(s), t(0)).unwrap();
+        }
+        login_failures::record(&mut conn, "address:1.2.3.4", t(30), t(0)).unwrap();
+        assert_eq!(login_failures::recent(&mut conn, "account:x", t(15)).unwrap(), (2, Some(t(20))));
+        assert_eq!(login_failures::recent(&mut conn, "account:y", t(0)).unwrap(), (0, None));
+        // Recording forgets what is older than the window.
+        login_failures::record(&mut conn, "account:x", t(40), t(25)).unwrap();
+        assert_eq!(login_failures::recent(&mut conn, "account:x", t(0)).unwrap(), (2, Some(t(30))));
+        login_failures::clear(&mut conn, "account:x").unwrap();
+        assert_eq!(login_failures::recent(&mut conn, "account:x", t(0)).unwrap().0, 0);
+        assert_eq!(login_failures::recent(&mut conn, "address:1.2.3.4", t(0)).unwrap().0, 1);
+    }
+
+    fn audit_chain_appends_and_verifies(db) {
+        let mut conn = db.conn().unwrap();
+        assert_eq!(audit::verify_chain(&mut conn).unwrap(), ChainStatus::Intact { events: 0 });
+        let ctx = AuditContext::system("test");
+        for i in 0..2_500 {
+            let seq = audit::append(&mut conn, &ctx, &event("user.create", &format!("{{\"i\":{i}}}")), now()).unwrap();
+            assert_eq!(seq, i + 1);
+        }
+        assert_eq!(audit::verify_chain(&mut conn).unwrap(), ChainStatus::Intact { events: 2_500 });
+    }
+
+    fn audit_tampering_is_found_at_the_right_row(db) {
+        use conclave_store::schema::audit_events::dsl::*;
+        let mut conn = db.conn().unwrap();
+        let ctx = AuditContext::system("test");
+        for i in 0..10 {
+            audit::append(&mut conn, &ctx, &event("user.create", &format!("{{\"i\":{i}}}")), now()).unwrap();
+        }
+        let broken_at = |conn: &mut DbConnection| match audit::verify_chain(conn).unwrap() {
+            ChainStatus::Broken(b) => b.seq,
+            intact => panic!("tampering not detected: {intact:?}"),
+        };
+        // Edit.
+        diesel::update(audit_events.find(4)).set(details.eq("{\"i\":99}")).execute(&mut conn).unwrap();
+        assert_eq!(broken_at(&mut conn), 4);
+        diesel::update(audit_events.find(4)).set(details.eq("{\"i\":3}")).execute(&mut conn).unwrap();
+        assert_eq!(audit::verify_chain(&mut conn).unwrap(), ChainStatus::Intact { events: 10 });
+        // Delete.
+        let row6 = audit_events.find(6).select(audit::AuditRecord::as_select()).first(&mut conn).unwrap();
+        diesel::delete(audit_events.find(6)).execute(&mut conn).unwrap();
+        assert_eq!(broken_at(&mut conn), 6);
+        // Re-insert the deleted row under a forged action: an insert of altered content.
+        diesel::insert_into(audit_events).values((
+            seq.eq(6), id.eq(&row6.id), occurred_at.eq(row6.occurred_at), actor_name.eq(&row6.actor_name),
+            action.eq("user.delete"), outcome.eq(&row6.outcome), details.eq(&row6.details),
+            prev_hash.eq(&row6.prev_hash), hash.eq(&row6.hash), target_kind.eq(&row6.target_kind),
+            target_id.eq(&row6.target_id),
+        )).execute(&mut conn).unwrap();
+        assert_eq!(broken_at(&mut conn), 6);
+    }
+
+    fn audit_appends_from_many_connections_stay_one_chain(db) {
+        let threads: Vec<_> = (0..4).map(|t| {
+            let db = db.clone();
+            std::thread::spawn(move || {
+                let mut conn = db.conn().unwrap();
+                let ctx = AuditContext::system("test");
+                for i in 0..25 {
+                    audit::append(&mut conn, &ctx, &event("user.create", &format!("{{\"t\":{t},\"i\":{i}}}")), now()).unwrap();
+                }
+            })
+        }).collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        let mut conn = db.conn().unwrap();
+        assert_eq!(audit::verify_chain(&mut conn).unwrap(), ChainStatus::Intact { events: 100 });
+    }
+
+    fn a_failed_transaction_leaves_no_change_and_no_audit_event(db) {
+        let mut conn = db.conn().unwrap();
+        let result: Result<(), StoreError> = write_transaction(&mut conn, |conn| {
+            add_user(conn, "ghost", &[]);
+            audit::append(conn, &AuditContext::system("test"), &event("user.create", "{}"), now())?;
+            Err(StoreError::Conflict("forced".into()))
+        });
+        assert!(result.is_err());
+        assert_eq!(users::count(&mut conn).unwrap(), 0);
+        assert_eq!(audit::verify_chain(&mut conn).unwrap(), ChainStatus::Intact { events: 0 });
+    }
+}
