@@ -128,6 +128,7 @@ impl ManageConnection for ConnectionManager {
 }
 
 pub type DbPool = r2d2::Pool<ConnectionManager>;
+pub type PooledDbConnection = r2d2::PooledConnection<ConnectionManager>;
 
 #[derive(Clone, Copy, Debug)]
 pub struct PoolOptions {
@@ -189,7 +190,7 @@ impl Db {
     }
 
     /// A connection for blocking code (the CLI, workers, tests).
-    pub fn conn(&self) -> Result<r2d2::PooledConnection<ConnectionManager>, StoreError> {
+    pub fn conn(&self) -> Result<PooledDbConnection, StoreError> {
         Ok(self.pool.get()?)
     }
 

@@ -1,0 +1,316 @@
+//! Account administration: creating local accounts, roles, suspension, the first admin of
+//! a new installation, and changing one's own password. Every change is audited with its
+//! before and after values, in the transaction that makes it.
+
+use crate::error::AuthError;
+use crate::sessions::Principal;
+use crate::{audit, password};
+use conclave_core::{
+    AuditContext, AuditOutcome, DisplayName, Email, NewPassword, Role, RoleSet, Timestamp, UserId,
+    UserStatus, Username,
+};
+use conclave_crypto::random_password;
+use conclave_store::sessions as session_store;
+use conclave_store::users::{self as user_store, AuthSource, NewUser, UserRecord};
+use conclave_store::{DbConnection, StoreError, write_transaction};
+use serde_json::json;
+
+/// A local account to create, parsed.
+#[derive(Debug)]
+pub struct NewLocalAccount {
+    pub username: Username,
+    pub display_name: DisplayName,
+    pub email: Option<Email>,
+    pub roles: RoleSet,
+    /// `None`: generate a one-time password.
+    pub password: Option<NewPassword>,
+}
+
+/// A created account and, when one was generated, its one-time password. Either way the
+/// password must be changed at first login.
+#[derive(Debug)]
+pub struct CreatedAccount {
+    pub user: UserRecord,
+    pub one_time_password: Option<String>,
+}
+
+pub fn create_local_account(
+    conn: &mut DbConnection,
+    context: &AuditContext,
+    now: Timestamp,
+    account: NewLocalAccount,
+) -> Result<CreatedAccount, AuthError> {
+    let (password, one_time_password) = match account.password {
+        Some(chosen) => (chosen.expose().to_owned(), None),
+        None => {
+            let generated = random_password()?;
+            (generated.clone(), Some(generated))
+        }
+    };
+    let password_hash = password::hash(&password)?;
+    let id = UserId::new();
+    write_transaction(conn, |conn| {
+        let inserted = user_store::insert(
+            conn,
+            &NewUser {
+                id,
+                username: &account.username,
+                display_name: &account.display_name,
+                email: account.email.as_ref(),
+                auth_source: AuthSource::Local,
+                password_hash: Some(&password_hash),
+                must_change_password: true,
+                roles: &account.roles,
+                now,
+            },
+        );
+        if let Err(StoreError::Conflict(_)) = inserted {
+            return Err(AuthError::Conflict(format!(
+                "username `{}` is taken",
+                account.username
+            )));
+        }
+        inserted?;
+        audit(
+            conn,
+            context,
+            now,
+            "user.create",
+            Some(("user", id.to_string())),
+            AuditOutcome::Success,
+            json!({
+                "after": {
+                    "username": account.username,
+                    "display_name": account.display_name,
+                    "email": account.email,
+                    "roles": account.roles,
+                    "auth_source": "local",
+                }
+            }),
+        )?;
+        let user = user_store::find_by_id(conn, id)?.ok_or(AuthError::NotFound)?;
+        Ok(CreatedAccount {
+            user,
+            one_time_password,
+        })
+    })
+}
+
+/// On a new installation (no accounts at all), creates the break-glass admin `admin` with
+/// a one-time password. Returns `None` when accounts exist already, including when another
+/// node created the admin a moment earlier.
+pub fn ensure_first_admin(
+    conn: &mut DbConnection,
+    now: Timestamp,
+) -> Result<Option<CreatedAccount>, AuthError> {
+    if user_store::count(conn)? > 0 {
+        return Ok(None);
+    }
+    let account = NewLocalAccount {
+        username: Username::parse("admin")?,
+        display_name: DisplayName::parse("Administrator")?,
+        email: None,
+        roles: RoleSet::new([Role::Admin]),
+        password: None,
+    };
+    match create_local_account(conn, &AuditContext::system("bootstrap"), now, account) {
+        Ok(created) => Ok(Some(created)),
+        Err(AuthError::Conflict(_)) => Ok(None),
+        Err(other) => Err(other),
+    }
+}
+
+/// Replaces a user's roles. The last active admin cannot lose the admin role, or nobody
+/// could administer the installation.
+pub fn set_roles(
+    conn: &mut DbConnection,
+    context: &AuditContext,
+    now: Timestamp,
+    user_id: UserId,
+    roles: RoleSet,
+) -> Result<UserRecord, AuthError> {
+    write_transaction(conn, |conn| {
+        let before = user_store::find_by_id(conn, user_id)?.ok_or(AuthError::NotFound)?;
+        if before.roles.contains(Role::Admin)
+            && !roles.contains(Role::Admin)
+            && before.status == UserStatus::Active
+            && user_store::count_active_admins(conn)? <= 1
+        {
+            return Err(AuthError::Conflict(
+                "cannot remove the admin role from the last active admin".into(),
+            ));
+        }
+        user_store::replace_roles(conn, user_id, &roles)?;
+        audit(
+            conn,
+            context,
+            now,
+            "user.roles_change",
+            Some(("user", user_id.to_string())),
+            AuditOutcome::Success,
+            json!({ "before": { "roles": before.roles }, "after": { "roles": roles } }),
+        )?;
+        user_store::find_by_id(conn, user_id)?.ok_or(AuthError::NotFound)
+    })
+}
+
+/// Suspends an account and ends all of its sessions at once. Nobody can suspend themself
+/// or the last active admin.
+pub fn suspend(
+    conn: &mut DbConnection,
+    context: &AuditContext,
+    now: Timestamp,
+    user_id: UserId,
+) -> Result<UserRecord, AuthError> {
+    write_transaction(conn, |conn| {
+        let before = user_store::find_by_id(conn, user_id)?.ok_or(AuthError::NotFound)?;
+        if context.actor_id == Some(user_id) {
+            return Err(AuthError::Conflict(
+                "you cannot suspend your own account".into(),
+            ));
+        }
+        if before.status == UserStatus::Active
+            && before.roles.contains(Role::Admin)
+            && user_store::count_active_admins(conn)? <= 1
+        {
+            return Err(AuthError::Conflict(
+                "cannot suspend the last active admin".into(),
+            ));
+        }
+        user_store::set_status(conn, user_id, UserStatus::Suspended, now)?;
+        let ended = session_store::revoke_all_for_user(conn, user_id, now, "account suspended")?;
+        audit(
+            conn,
+            context,
+            now,
+            "user.suspend",
+            Some(("user", user_id.to_string())),
+            AuditOutcome::Success,
+            json!({
+                "before": { "status": before.status },
+                "after": { "status": UserStatus::Suspended },
+                "sessions_ended": ended,
+            }),
+        )?;
+        user_store::find_by_id(conn, user_id)?.ok_or(AuthError::NotFound)
+    })
+}
+
+/// Lifts a suspension.
+pub fn reactivate(
+    conn: &mut DbConnection,
+    context: &AuditContext,
+    now: Timestamp,
+    user_id: UserId,
+) -> Result<UserRecord, AuthError> {
+    write_transaction(conn, |conn| {
+        let before = user_store::find_by_id(conn, user_id)?.ok_or(AuthError::NotFound)?;
+        user_store::set_status(conn, user_id, UserStatus::Active, now)?;
+        audit(
+            conn,
+            context,
+            now,
+            "user.reactivate",
+            Some(("user", user_id.to_string())),
+            AuditOutcome::Success,
+            json!({ "before": { "status": before.status }, "after": { "status": UserStatus::Active } }),
+        )?;
+        user_store::find_by_id(conn, user_id)?.ok_or(AuthError::NotFound)
+    })
+}
+
+/// Ends every session of an account (a lost laptop, a leaver) without suspending it.
+pub fn end_sessions(
+    conn: &mut DbConnection,
+    context: &AuditContext,
+    now: Timestamp,
+    user_id: UserId,
+) -> Result<usize, AuthError> {
+    write_transaction(conn, |conn| {
+        user_store::find_by_id(conn, user_id)?.ok_or(AuthError::NotFound)?;
+        let ended = session_store::revoke_all_for_user(conn, user_id, now, "ended by admin")?;
+        audit(
+            conn,
+            context,
+            now,
+            "user.sessions_end",
+            Some(("user", user_id.to_string())),
+            AuditOutcome::Success,
+            json!({ "sessions_ended": ended }),
+        )?;
+        Ok(ended)
+    })
+}
+
+/// A page of accounts in username order.
+pub fn list(
+    conn: &mut DbConnection,
+    after_username: Option<&str>,
+    limit: u32,
+) -> Result<Vec<UserRecord>, AuthError> {
+    Ok(user_store::list(
+        conn,
+        after_username,
+        i64::from(limit.clamp(1, 500)),
+    )?)
+}
+
+pub fn find(conn: &mut DbConnection, user_id: UserId) -> Result<UserRecord, AuthError> {
+    user_store::find_by_id(conn, user_id)?.ok_or(AuthError::NotFound)
+}
+
+/// Changes the caller's own password: the current one must be given, the new one must
+/// differ, and every other session of the account ends.
+pub fn change_own_password(
+    conn: &mut DbConnection,
+    principal: &Principal,
+    context: &AuditContext,
+    now: Timestamp,
+    current_password: &str,
+    new_password: &NewPassword,
+) -> Result<(), AuthError> {
+    let stored = principal.user.password_hash.as_deref().ok_or_else(|| {
+        AuthError::Conflict("this account signs in through its identity provider".into())
+    })?;
+    if !password::verify(current_password, stored) {
+        write_transaction(conn, |conn| {
+            audit(
+                conn,
+                context,
+                now,
+                "user.password_change",
+                Some(("user", principal.user.id.to_string())),
+                AuditOutcome::Failure,
+                json!({ "reason": "wrong current password" }),
+            )
+        })?;
+        return Err(AuthError::InvalidCredentials);
+    }
+    if new_password.expose() == current_password {
+        return Err(AuthError::Invalid(conclave_core::ValidationError::new(
+            "new_password",
+            "must differ from the current password",
+        )));
+    }
+    let new_hash = password::hash(new_password.expose())?;
+    write_transaction(conn, |conn| {
+        user_store::set_password(conn, principal.user.id, &new_hash, false, now)?;
+        let mut ended = 0;
+        for session in session_store::list_unexpired_for_user(conn, principal.user.id, now)? {
+            if session.id != principal.session_id {
+                session_store::revoke(conn, session.id, now, "password changed")?;
+                ended += 1;
+            }
+        }
+        audit(
+            conn,
+            context,
+            now,
+            "user.password_change",
+            Some(("user", principal.user.id.to_string())),
+            AuditOutcome::Success,
+            json!({ "other_sessions_ended": ended }),
+        )?;
+        Ok(())
+    })
+}

@@ -1,0 +1,175 @@
+//! Sessions: creating one at login, resolving a bearer token to the account behind it,
+//! and ending sessions (logout, revocation, suspension).
+
+use crate::audit;
+use crate::error::AuthError;
+use conclave_core::{AuditContext, AuditOutcome, SessionId, SessionPolicy, Timestamp, UserStatus};
+use conclave_crypto::SessionToken;
+use conclave_store::sessions::{self as session_store, NewSession, SessionRecord};
+use conclave_store::users::{self as user_store, UserRecord};
+use conclave_store::{DbConnection, write_transaction};
+use serde_json::json;
+
+/// The account and session behind an authenticated request.
+#[derive(Clone, Debug)]
+pub struct Principal {
+    pub user: UserRecord,
+    pub session_id: SessionId,
+}
+
+impl Principal {
+    /// The audit context for actions this principal takes.
+    pub fn audit_context(
+        &self,
+        client_addr: Option<String>,
+        api_path: Option<String>,
+    ) -> AuditContext {
+        AuditContext {
+            actor_id: Some(self.user.id),
+            actor_name: self.user.username.to_string(),
+            client_addr,
+            api_path,
+        }
+    }
+}
+
+/// A freshly created session: the token is shown to the client once and never again.
+#[derive(Debug)]
+pub struct NewSessionGrant {
+    pub session_id: SessionId,
+    pub token: SessionToken,
+    pub expires_at: Timestamp,
+}
+
+/// Creates a session for `user`. The caller owns the transaction and the audit event.
+pub(crate) fn create(
+    conn: &mut DbConnection,
+    user: &UserRecord,
+    policy: &SessionPolicy,
+    now: Timestamp,
+    client_addr: Option<&str>,
+    user_agent: Option<&str>,
+) -> Result<NewSessionGrant, AuthError> {
+    let token = SessionToken::generate()?;
+    let grant = NewSessionGrant {
+        session_id: SessionId::new(),
+        expires_at: now.plus(policy.absolute_lifetime),
+        token,
+    };
+    session_store::insert(
+        conn,
+        &NewSession {
+            id: grant.session_id,
+            user_id: user.id,
+            token_hash: grant.token.hash(),
+            now,
+            expires_at: grant.expires_at,
+            client_addr,
+            // Bounded: the header is client-controlled.
+            user_agent: user_agent.map(|ua| truncate(ua, 256)),
+        },
+    )?;
+    Ok(grant)
+}
+
+/// Resolves a token to a live session of an active account, refreshing its last-seen time
+/// at most every [`SessionPolicy::TOUCH_INTERVAL`].
+pub fn authenticate(
+    conn: &mut DbConnection,
+    token: &SessionToken,
+    policy: &SessionPolicy,
+    now: Timestamp,
+) -> Result<Principal, AuthError> {
+    let session = session_store::find_by_token_hash(conn, &token.hash())?
+        .ok_or(AuthError::Unauthenticated)?;
+    if !is_live(&session, policy, now) {
+        return Err(AuthError::Unauthenticated);
+    }
+    let user = user_store::find_by_id(conn, session.user_id)?.ok_or(AuthError::Unauthenticated)?;
+    if user.status != UserStatus::Active {
+        return Err(AuthError::Unauthenticated);
+    }
+    if SessionPolicy::needs_touch(session.last_seen_at, now) {
+        session_store::touch(conn, session.id, now)?;
+    }
+    Ok(Principal {
+        user,
+        session_id: session.id,
+    })
+}
+
+fn is_live(session: &SessionRecord, policy: &SessionPolicy, now: Timestamp) -> bool {
+    session.revoked_at.is_none()
+        && now < session.expires_at
+        && policy.is_alive(session.created_at, session.last_seen_at, now)
+}
+
+/// Ends the caller's own session.
+pub fn logout(
+    conn: &mut DbConnection,
+    principal: &Principal,
+    context: &AuditContext,
+    now: Timestamp,
+) -> Result<(), AuthError> {
+    write_transaction(conn, |conn| {
+        session_store::revoke(conn, principal.session_id, now, "logout")?;
+        audit(
+            conn,
+            context,
+            now,
+            "auth.logout",
+            Some(("session", principal.session_id.to_string())),
+            AuditOutcome::Success,
+            json!({}),
+        )?;
+        Ok(())
+    })
+}
+
+/// The caller's live sessions, newest first.
+pub fn list_mine(
+    conn: &mut DbConnection,
+    principal: &Principal,
+    policy: &SessionPolicy,
+    now: Timestamp,
+) -> Result<Vec<SessionRecord>, AuthError> {
+    Ok(
+        session_store::list_unexpired_for_user(conn, principal.user.id, now)?
+            .into_iter()
+            .filter(|session| is_live(session, policy, now))
+            .collect(),
+    )
+}
+
+/// Ends one of the caller's own sessions. Another user's session id is "not found".
+pub fn revoke_mine(
+    conn: &mut DbConnection,
+    principal: &Principal,
+    session_id: SessionId,
+    context: &AuditContext,
+    now: Timestamp,
+) -> Result<(), AuthError> {
+    write_transaction(conn, |conn| {
+        let session = session_store::find(conn, session_id)?
+            .filter(|session| session.user_id == principal.user.id && session.revoked_at.is_none())
+            .ok_or(AuthError::NotFound)?;
+        session_store::revoke(conn, session.id, now, "revoked by owner")?;
+        audit(
+            conn,
+            context,
+            now,
+            "auth.session_revoke",
+            Some(("session", session.id.to_string())),
+            AuditOutcome::Success,
+            json!({ "user_id": principal.user.id }),
+        )?;
+        Ok(())
+    })
+}
+
+fn truncate(text: &str, max_chars: usize) -> &str {
+    match text.char_indices().nth(max_chars) {
+        Some((index, _)) => &text[..index],
+        None => text,
+    }
+}

@@ -1,0 +1,147 @@
+//! Request and response bodies of the identity API, separate from the stored records so
+//! the wire format and the schema can change independently.
+
+use conclave_core::{Role, SessionId, Timestamp, UserId, UserStatus};
+use conclave_store::sessions::SessionRecord;
+use conclave_store::users::UserRecord;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LoginResponse {
+    /// Bearer token for `Authorization: Bearer …`; shown once.
+    pub token: String,
+    /// For browsers using the session cookie: echo as `X-CSRF-Token` on state changes.
+    pub csrf_token: String,
+    pub expires_at: Timestamp,
+    /// When true, every endpoint but `POST /api/v1/me/password`, `GET /api/v1/me` and
+    /// logout answers 403 `password_change_required`.
+    pub password_change_required: bool,
+    pub user: UserView,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UserView {
+    pub id: UserId,
+    pub username: String,
+    pub display_name: String,
+    pub email: Option<String>,
+    pub status: UserStatus,
+    pub roles: Vec<Role>,
+    /// `local` for break-glass accounts.
+    pub auth_source: String,
+    pub password_change_required: bool,
+    pub created_at: Timestamp,
+}
+
+impl From<&UserRecord> for UserView {
+    fn from(user: &UserRecord) -> Self {
+        Self {
+            id: user.id,
+            username: user.username.to_string(),
+            display_name: user.display_name.clone(),
+            email: user.email.clone(),
+            status: user.status,
+            roles: user.roles.to_vec(),
+            auth_source: user.auth_source.clone(),
+            password_change_required: user.must_change_password,
+            created_at: user.created_at,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SessionView {
+    pub id: SessionId,
+    pub created_at: Timestamp,
+    pub last_seen_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub client_addr: Option<String>,
+    pub user_agent: Option<String>,
+    /// Whether this is the session making the request.
+    pub current: bool,
+}
+
+impl SessionView {
+    pub fn new(session: &SessionRecord, current: SessionId) -> Self {
+        Self {
+            id: session.id,
+            created_at: session.created_at,
+            last_seen_at: session.last_seen_at,
+            expires_at: session.expires_at,
+            client_addr: session.client_addr.clone(),
+            user_agent: session.user_agent.clone(),
+            current: session.id == current,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SessionList {
+    pub sessions: Vec<SessionView>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePasswordRequest {
+    pub current_password: String,
+    /// At least 12 characters.
+    pub new_password: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUserRequest {
+    pub username: String,
+    pub display_name: String,
+    pub email: Option<String>,
+    /// `user` is always included.
+    #[serde(default)]
+    pub roles: Vec<Role>,
+    /// Omit to have a one-time password generated. Either way it must be changed at first
+    /// login.
+    pub password: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CreateUserResponse {
+    pub user: UserView,
+    /// Present when generated: shown once, hand it to the user out of band.
+    pub one_time_password: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetRolesRequest {
+    /// The complete new set; `user` is always included.
+    pub roles: Vec<Role>,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct UserListQuery {
+    /// Return accounts whose username sorts after this one (the previous page's `next_after`).
+    pub after: Option<String>,
+    /// Page size, 1 to 500 (default 100).
+    pub limit: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UserList {
+    pub users: Vec<UserView>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next_after: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SessionsEnded {
+    pub sessions_ended: usize,
+}
