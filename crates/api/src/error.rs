@@ -31,7 +31,6 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
 /// The code for a status produced outside Conclave's handlers (actix's own 404, 405, …).
 pub fn code_for_status(status: StatusCode) -> ErrorCode {
     match status.as_u16() {
-        400 => ErrorCode::MalformedRequest,
         401 => ErrorCode::Unauthenticated,
         403 => ErrorCode::Forbidden,
         404 => ErrorCode::NotFound,

@@ -242,6 +242,38 @@ pub fn end_sessions(
     })
 }
 
+/// Gives a local account a new one-time password and ends its sessions (break-glass
+/// recovery of a lost admin password). Returns the password, to be shown once.
+pub fn reset_password(
+    conn: &mut DbConnection,
+    context: &AuditContext,
+    now: Timestamp,
+    user_id: UserId,
+) -> Result<String, AuthError> {
+    let one_time_password = random_password()?;
+    let new_hash = password::hash(&one_time_password)?;
+    write_transaction(conn, |conn| {
+        let user = user_store::find_by_id(conn, user_id)?.ok_or(AuthError::NotFound)?;
+        if user.auth_source != AuthSource::Local.as_str() {
+            return Err(AuthError::Conflict(
+                "this account signs in through its identity provider".into(),
+            ));
+        }
+        user_store::set_password(conn, user_id, &new_hash, true, now)?;
+        let ended = session_store::revoke_all_for_user(conn, user_id, now, "password reset")?;
+        audit(
+            conn,
+            context,
+            now,
+            "user.password_reset",
+            Some(("user", user_id.to_string())),
+            AuditOutcome::Success,
+            json!({ "sessions_ended": ended }),
+        )?;
+        Ok(one_time_password)
+    })
+}
+
 /// A page of accounts in username order.
 pub fn list(
     conn: &mut DbConnection,

@@ -291,6 +291,7 @@ async fn list_users(
     request_body = CreateUserRequest,
     responses(
         (status = 201, body = CreateUserResponse),
+        (status = 401, description = "No valid session", body = ErrorBody),
         (status = 403, description = "Not an admin", body = ErrorBody),
         (status = 409, description = "Username taken", body = ErrorBody),
         (status = 422, description = "Invalid field", body = ErrorBody),
@@ -332,6 +333,7 @@ async fn create_user(
     params(("user_id" = UserId, Path)),
     responses(
         (status = 200, body = UserView),
+        (status = 401, description = "No valid session", body = ErrorBody),
         (status = 403, description = "Not an admin", body = ErrorBody),
         (status = 404, description = "No such account", body = ErrorBody),
     )
@@ -356,6 +358,7 @@ async fn get_user(
     request_body = SetRolesRequest,
     responses(
         (status = 200, body = UserView),
+        (status = 401, description = "No valid session", body = ErrorBody),
         (status = 403, description = "Not an admin", body = ErrorBody),
         (status = 404, description = "No such account", body = ErrorBody),
         (status = 409, description = "Would remove the last active admin", body = ErrorBody),
@@ -385,6 +388,7 @@ async fn set_roles(
     params(("user_id" = UserId, Path)),
     responses(
         (status = 200, body = UserView),
+        (status = 401, description = "No valid session", body = ErrorBody),
         (status = 403, description = "Not an admin", body = ErrorBody),
         (status = 404, description = "No such account", body = ErrorBody),
         (status = 409, description = "Own account, or the last active admin", body = ErrorBody),
@@ -412,6 +416,7 @@ async fn suspend_user(
     params(("user_id" = UserId, Path)),
     responses(
         (status = 200, body = UserView),
+        (status = 401, description = "No valid session", body = ErrorBody),
         (status = 403, description = "Not an admin", body = ErrorBody),
         (status = 404, description = "No such account", body = ErrorBody),
     )
@@ -438,6 +443,7 @@ async fn reactivate_user(
     params(("user_id" = UserId, Path)),
     responses(
         (status = 200, body = SessionsEnded),
+        (status = 401, description = "No valid session", body = ErrorBody),
         (status = 403, description = "Not an admin", body = ErrorBody),
         (status = 404, description = "No such account", body = ErrorBody),
     )

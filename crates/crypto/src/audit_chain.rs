@@ -90,8 +90,7 @@ pub fn verify<'a>(
     events: impl IntoIterator<Item = (AuditLink<'a>, ChainHash, ChainHash)>,
 ) -> Result<ChainHash, ChainBreak> {
     let mut prev = expected_prev;
-    let mut expected_seq = first_seq;
-    for (link, stored_prev, stored_hash) in events {
+    for (expected_seq, (link, stored_prev, stored_hash)) in (first_seq..).zip(events) {
         if link.seq != expected_seq {
             return Err(ChainBreak {
                 seq: expected_seq.min(link.seq),
@@ -111,7 +110,6 @@ pub fn verify<'a>(
             });
         }
         prev = stored_hash;
-        expected_seq += 1;
     }
     Ok(prev)
 }

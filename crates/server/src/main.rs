@@ -1,1 +1,67 @@
-fn main() {}
+//! The `conclave` binary: parse the command line, load the configuration, dispatch.
+
+use clap::Parser;
+use conclave_server::cli::{Cli, Command, ConfigCommand};
+use conclave_server::settings::{Overrides, Settings};
+use conclave_server::{admin, serve, telemetry};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let overrides = Overrides {
+        bind: match &cli.command {
+            Command::Serve(args) => args.bind,
+            _ => None,
+        },
+        data_dir: cli.data_dir.clone(),
+    };
+    let settings = match Settings::load(cli.config.as_deref(), &overrides) {
+        Ok(settings) => settings,
+        Err(err) => {
+            eprintln!("conclave: configuration error: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command {
+        Command::Config(ConfigCommand::Check) => {
+            println!("configuration is valid");
+            println!("  bind:      {}", settings.bind);
+            println!("  data_dir:  {}", settings.data_dir.display());
+            match conclave_store::Backend::from_url(&settings.database_url()) {
+                Ok(backend) => println!("  database:  {}", backend.display()),
+                Err(err) => println!("  database:  {err}"),
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Migrate => {
+            telemetry::init(&settings.log);
+            report(admin::migrate(&settings))
+        }
+        Command::Admin(command) => {
+            telemetry::init(&settings.log);
+            report(admin::run(&settings, command))
+        }
+        Command::Serve(_) => {
+            telemetry::init(&settings.log);
+            let runtime = actix_web::rt::System::new();
+            match runtime.block_on(serve::run(settings)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    tracing::error!(error = %err, "conclave serve failed");
+                    eprintln!("conclave: {err}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
+}
+
+fn report(result: Result<(), admin::CommandError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("conclave: {err}");
+            ExitCode::from(err.exit_code())
+        }
+    }
+}

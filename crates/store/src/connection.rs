@@ -194,6 +194,22 @@ impl Db {
         Ok(self.pool.get()?)
     }
 
+    /// Like [`Db::run`], but gives up with [`StoreError::Unavailable`] when no connection
+    /// can be had within `timeout` (health probes have short deadlines).
+    pub async fn run_within<T, F>(&self, timeout: Duration, work: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get_timeout(timeout)?;
+            work(&mut conn)
+        })
+        .await
+        .map_err(|join_err| StoreError::Unavailable(format!("database task failed: {join_err}")))?
+    }
+
     /// Runs `work` with a pooled connection on a blocking thread, off the async executor.
     pub async fn run<T, E, F>(&self, work: F) -> Result<T, E>
     where

@@ -1,6 +1,6 @@
 //! Test support: a migrated database per test on either backend.
 //!
-//! PostgreSQL comes from a throwaway cluster: the one named by `CONCLAVE_TEST_PG_URL` (which
+//! PostgreSQL comes from a throwaway cluster: the one named by `TESTKIT_PG_URL` (which
 //! `with-postgres`, and so `make test`, starts once for the whole run), or else one this
 //! process starts itself on a free loopback port and that a watchdog removes when the
 //! process exits. Each test gets its own database, copied from a template migrated once,
@@ -119,7 +119,7 @@ impl Drop for TestDb {
 /// The admin URL of the test cluster, starting one for this process if none is given.
 pub fn postgres_admin_url() -> String {
     static OWN_CLUSTER: OnceLock<PostgresCluster> = OnceLock::new();
-    if let Ok(url) = std::env::var("CONCLAVE_TEST_PG_URL")
+    if let Ok(url) = std::env::var("TESTKIT_PG_URL")
         && !url.is_empty()
     {
         return url;

@@ -1,5 +1,5 @@
 //! `with-postgres COMMAND ARGS...`: starts a throwaway PostgreSQL cluster on a free
-//! loopback port, runs the command with `CONCLAVE_TEST_PG_URL` pointing at it, then stops
+//! loopback port, runs the command with `TESTKIT_PG_URL` pointing at it, then stops
 //! the cluster and removes its files, and exits with the command's status. `make test`
 //! wraps the whole suite in it so every test process shares one cluster.
 
@@ -25,7 +25,7 @@ fn main() -> ExitCode {
     );
     let status = Command::new(&program)
         .args(args)
-        .env("CONCLAVE_TEST_PG_URL", cluster.admin_url())
+        .env("TESTKIT_PG_URL", cluster.admin_url())
         .status();
     cluster.stop();
     match status {

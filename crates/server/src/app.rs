@@ -1,0 +1,99 @@
+//! The actix-web application: shared state, every service's routes, the extractor
+//! settings, security headers, request ids, and the JSON 404 for everything else.
+
+use crate::settings::Settings;
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::http::header;
+use actix_web::middleware::DefaultHeaders;
+use actix_web::{App, HttpResponse, web};
+use conclave_api::{ApiError, RequestIdMiddleware};
+use conclave_auth::{AuthSettings, AuthState};
+use conclave_core::Clock;
+use conclave_store::{Db, PoolOptions, StoreError};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Everything the handlers share, built once at start.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub db: Db,
+    pub auth: AuthState,
+    pub max_json_body_bytes: usize,
+    pub max_body_bytes: usize,
+}
+
+impl AppState {
+    pub fn new(settings: &Settings, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
+        let db = Db::open(
+            &settings.database_url(),
+            PoolOptions {
+                max_size: settings.database.pool_size,
+                acquire_timeout: Duration::from_secs(settings.database.acquire_timeout_seconds),
+            },
+        )?;
+        Ok(Self::with_db(settings, db, clock))
+    }
+
+    pub fn with_db(settings: &Settings, db: Db, clock: Arc<dyn Clock>) -> Self {
+        let auth = AuthState {
+            db: db.clone(),
+            clock,
+            settings: AuthSettings {
+                sessions: settings.session_policy(),
+                throttle: settings.login_throttle(),
+                secure_cookies: settings.sessions.secure_cookies,
+            },
+        };
+        Self {
+            db,
+            auth,
+            max_json_body_bytes: settings.http.max_json_body_bytes,
+            max_body_bytes: settings.http.max_body_bytes,
+        }
+    }
+}
+
+/// Registers state and routes; `App::new().configure(|cfg| configure(cfg, &state))`.
+pub fn configure(cfg: &mut web::ServiceConfig, state: &AppState) {
+    conclave_api::extract::configure(cfg, state.max_json_body_bytes);
+    cfg.app_data(web::PayloadConfig::new(state.max_body_bytes))
+        .app_data(web::Data::new(state.db.clone()))
+        .app_data(web::Data::new(state.auth.clone()))
+        .configure(crate::health::routes)
+        .configure(crate::openapi::routes)
+        .configure(conclave_auth::http::routes);
+}
+
+/// Headers on every response: no sniffing, no framing, no referrer leaks, and API
+/// answers are never cached (they carry private data).
+pub fn security_headers() -> DefaultHeaders {
+    DefaultHeaders::new()
+        .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .add((header::X_FRAME_OPTIONS, "DENY"))
+        .add((header::REFERRER_POLICY, "no-referrer"))
+        .add((header::CACHE_CONTROL, "no-store"))
+}
+
+pub async fn not_found() -> HttpResponse {
+    actix_web::ResponseError::error_response(&ApiError::not_found())
+}
+
+/// The complete application, as `serve` runs it and as tests boot it.
+pub fn build(
+    state: AppState,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .wrap(security_headers())
+        .wrap(RequestIdMiddleware)
+        .configure(|cfg| configure(cfg, &state))
+        .default_service(web::to(not_found))
+}

@@ -1,0 +1,110 @@
+//! `conclave serve`: migrate (or check), create the first admin on a new installation,
+//! print how to log in, and serve until SIGTERM or Ctrl-C, letting in-flight requests
+//! finish.
+
+use crate::app::{self, AppState};
+use crate::openapi::REFERENCE_PATH;
+use crate::settings::Settings;
+use actix_web::HttpServer;
+use conclave_auth::accounts;
+use conclave_core::{Clock, SystemClock};
+use conclave_store::migrations;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("database: {0}")]
+    Database(#[from] conclave_store::StoreError),
+    #[error(
+        "the database schema is behind this binary; run `conclave migrate` first (or set database.migrate_on_start = true)"
+    )]
+    MigrationsPending,
+    #[error("creating the first admin: {0}")]
+    Bootstrap(#[from] conclave_auth::AuthError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub async fn run(settings: Settings) -> Result<(), ServeError> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let state = AppState::new(&settings, clock.clone())?;
+    let db = state.db.clone();
+    let migrate = settings.database.migrate_on_start;
+    let applied = db
+        .run(move |conn| {
+            if migrate {
+                migrations::run_pending(conn)
+            } else if migrations::has_pending(conn)? {
+                Ok(vec!["pending".to_owned()])
+            } else {
+                Ok(Vec::new())
+            }
+        })
+        .await?;
+    if !migrate && !applied.is_empty() {
+        return Err(ServeError::MigrationsPending);
+    }
+    if !applied.is_empty() {
+        tracing::info!(migrations = ?applied, "applied database migrations");
+    }
+    let now = clock.now();
+    let first_admin = db
+        .run(move |conn| accounts::ensure_first_admin(conn, now))
+        .await?;
+
+    let http = &settings.http;
+    let server_state = state.clone();
+    let mut server = HttpServer::new(move || app::build(server_state.clone()))
+        .client_request_timeout(Duration::from_secs(http.client_request_timeout_seconds))
+        .keep_alive(Duration::from_secs(http.keep_alive_seconds))
+        .shutdown_timeout(http.shutdown_timeout_seconds);
+    if http.workers > 0 {
+        server = server.workers(http.workers);
+    }
+    let server = server
+        .bind(settings.bind)
+        .map_err(|source| ServeError::Bind {
+            addr: settings.bind,
+            source,
+        })?;
+    let bound = server.addrs().first().copied().unwrap_or(settings.bind);
+    let url = match &settings.public_url {
+        Some(_) => settings.public_url(),
+        None => format!("http://{bound}"),
+    };
+    tracing::info!(%url, database = %db.backend().display(), "Conclave is serving");
+    print_banner(&url, first_admin.as_ref());
+    server.run().await?;
+    tracing::info!("Conclave stopped");
+    Ok(())
+}
+
+/// What a person starting the server needs: where it is and how to log in. Printed to
+/// stdout (not the log) so the one-time password is shown once and not shipped with logs.
+fn print_banner(url: &str, first_admin: Option<&accounts::CreatedAccount>) {
+    println!();
+    println!("  Conclave is serving at {url}");
+    println!("  API reference:         {url}{REFERENCE_PATH}");
+    match first_admin.and_then(|admin| admin.one_time_password.as_deref().map(|pw| (admin, pw))) {
+        Some((admin, password)) => {
+            println!();
+            println!("  First start: an admin account was created.");
+            println!("    username:           {}", admin.user.username);
+            println!("    one-time password:  {password}");
+            println!("  Log in with POST {url}/api/v1/auth/login; you must choose a new password");
+            println!("  (POST {url}/api/v1/me/password) before anything else.");
+        }
+        None => {
+            println!(
+                "  Log in with your account. Lost the admin password? `conclave admin reset-password admin`"
+            );
+        }
+    }
+    println!();
+}

@@ -1,0 +1,484 @@
+//! Configuration: `conclave.toml` (optional), then `CONCLAVE_*` environment variables over
+//! it (`__` separates nesting: `CONCLAVE_DATABASE__URL`), then command-line flags. Unknown
+//! keys are errors, so a typo never silently falls back to a default; every error names
+//! the key. One [`Settings`] value is passed down; there is no global.
+
+use conclave_core::{LoginThrottle, SessionPolicy};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Deserializer, Serialize};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const CONFIG_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// The format version of this file; 1.
+    pub version: u32,
+    /// Address and port to listen on.
+    pub bind: SocketAddr,
+    /// Where the SQLite database, generated keys and attachments live.
+    pub data_dir: PathBuf,
+    /// The URL users reach this server at, when it differs from `http://{bind}` (a
+    /// load balancer, an ingress); used in printed links.
+    pub public_url: Option<String>,
+    pub database: DatabaseSettings,
+    pub http: HttpSettings,
+    pub log: LogSettings,
+    pub sessions: SessionSettings,
+    pub login: LoginSettings,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSettings {
+    /// `postgres://user:password@host/db` or `sqlite://path`; empty means SQLite at
+    /// `{data_dir}/conclave.db`.
+    pub url: Secret,
+    /// Connections kept per node.
+    pub pool_size: u32,
+    /// How long a request waits for a connection before answering 503.
+    pub acquire_timeout_seconds: u64,
+    /// Apply pending migrations at start (otherwise refuse to start until `conclave
+    /// migrate` has run).
+    pub migrate_on_start: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// Largest JSON request body, in bytes.
+    pub max_json_body_bytes: usize,
+    /// Largest request body of any other kind, in bytes.
+    pub max_body_bytes: usize,
+    /// Time a client has to send its request headers (slow-client protection).
+    pub client_request_timeout_seconds: u64,
+    pub keep_alive_seconds: u64,
+    /// On SIGTERM, how long in-flight requests get to finish.
+    pub shutdown_timeout_seconds: u64,
+    /// Worker threads; 0 means one per CPU core.
+    pub workers: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable, for a terminal.
+    Pretty,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// A tracing filter: `info`, `conclave=debug,actix_web=info`, …
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionSettings {
+    /// A session ends this long after login, however active.
+    pub absolute_lifetime_minutes: u64,
+    /// A session ends after this long without a request.
+    pub idle_timeout_minutes: u64,
+    /// Mark the session cookie `Secure`; turn on whenever users reach Conclave over
+    /// HTTPS (directly or through an ingress).
+    pub secure_cookies: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoginSettings {
+    /// Failed logins allowed per account within the window before it is throttled.
+    pub max_failures_per_account: u32,
+    /// Failed logins allowed per client address within the window.
+    pub max_failures_per_address: u32,
+    pub failure_window_seconds: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            version: CONFIG_VERSION,
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./data"),
+            public_url: None,
+            database: DatabaseSettings::default(),
+            http: HttpSettings::default(),
+            log: LogSettings::default(),
+            sessions: SessionSettings::default(),
+            login: LoginSettings::default(),
+        }
+    }
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: Secret::default(),
+            pool_size: 16,
+            acquire_timeout_seconds: 5,
+            migrate_on_start: true,
+        }
+    }
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            max_json_body_bytes: 64 * 1024,
+            max_body_bytes: 256 * 1024,
+            client_request_timeout_seconds: 10,
+            keep_alive_seconds: 75,
+            shutdown_timeout_seconds: 30,
+            workers: 0,
+        }
+    }
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Pretty,
+            level: "info".into(),
+        }
+    }
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        Self {
+            absolute_lifetime_minutes: 12 * 60,
+            idle_timeout_minutes: 60,
+            secure_cookies: false,
+        }
+    }
+}
+
+impl Default for LoginSettings {
+    fn default() -> Self {
+        Self {
+            max_failures_per_account: 5,
+            max_failures_per_address: 20,
+            failure_window_seconds: 900,
+        }
+    }
+}
+
+/// A configuration value that must not be printed (a database URL with its password).
+#[derive(Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Secret)
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            f.write_str("\"\"")
+        } else {
+            f.write_str("\"<redacted>\"")
+        }
+    }
+}
+
+/// A configuration problem, naming the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Load(String),
+    #[error("invalid value for `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+/// Flags that override the file and the environment.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub bind: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Settings {
+    /// Loads defaults, then `config_file` (which must exist when named explicitly; the
+    /// default `conclave.toml` may be absent), then the environment, then `overrides`.
+    pub fn load(config_file: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let mut figment = Figment::new();
+        match config_file {
+            Some(path) => {
+                if !path.is_file() {
+                    return Err(ConfigError::Load(format!(
+                        "configuration file {} does not exist",
+                        path.display()
+                    )));
+                }
+                figment = figment.merge(Toml::file_exact(path));
+            }
+            None if Path::new("conclave.toml").is_file() => {
+                figment = figment.merge(Toml::file_exact("conclave.toml"));
+            }
+            None => {}
+        }
+        figment = figment.merge(Env::prefixed("CONCLAVE_").split("__").ignore(&["config"]));
+        if let Some(bind) = overrides.bind {
+            figment = figment.merge(Serialized::default("bind", bind));
+        }
+        if let Some(dir) = &overrides.data_dir {
+            figment = figment.merge(Serialized::default("data_dir", dir));
+        }
+        let settings: Settings = figment.extract().map_err(|err| {
+            ConfigError::Load(
+                err.into_iter()
+                    .map(|e| describe(&e))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                message: message.to_owned(),
+            })
+        };
+        if self.version != CONFIG_VERSION {
+            return invalid(
+                "version",
+                &format!("this binary reads version {CONFIG_VERSION}"),
+            );
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return invalid("data_dir", "must not be empty");
+        }
+        if let Some(url) = &self.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return invalid("public_url", "must start with http:// or https://");
+        }
+        if let Err(err) = conclave_store::Backend::from_url(&self.database_url()) {
+            return invalid("database.url", &err.to_string());
+        }
+        if !(1..=512).contains(&self.database.pool_size) {
+            return invalid("database.pool_size", "must be between 1 and 512");
+        }
+        if self.database.acquire_timeout_seconds == 0 {
+            return invalid("database.acquire_timeout_seconds", "must be at least 1");
+        }
+        if self.http.max_json_body_bytes < 1024 {
+            return invalid("http.max_json_body_bytes", "must be at least 1024");
+        }
+        if self.http.max_body_bytes < 1024 {
+            return invalid("http.max_body_bytes", "must be at least 1024");
+        }
+        if self.http.client_request_timeout_seconds == 0 {
+            return invalid("http.client_request_timeout_seconds", "must be at least 1");
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return invalid(
+                "log.level",
+                "is not a tracing filter (try `info` or `conclave=debug,info`)",
+            );
+        }
+        if self.sessions.idle_timeout_minutes == 0 {
+            return invalid("sessions.idle_timeout_minutes", "must be at least 1");
+        }
+        if self.sessions.absolute_lifetime_minutes < self.sessions.idle_timeout_minutes {
+            return invalid(
+                "sessions.absolute_lifetime_minutes",
+                "must be at least sessions.idle_timeout_minutes",
+            );
+        }
+        if self.login.max_failures_per_account == 0 || self.login.max_failures_per_address == 0 {
+            return invalid(
+                "login.max_failures_per_account",
+                "limits must be at least 1",
+            );
+        }
+        if self.login.failure_window_seconds == 0 {
+            return invalid("login.failure_window_seconds", "must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// The database URL, defaulting to SQLite in the data directory.
+    pub fn database_url(&self) -> String {
+        if self.database.url.expose().is_empty() {
+            format!("sqlite://{}", self.data_dir.join("conclave.db").display())
+        } else {
+            self.database.url.expose().to_owned()
+        }
+    }
+
+    /// The base URL printed for people to open.
+    pub fn public_url(&self) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.bind),
+        }
+    }
+
+    pub fn session_policy(&self) -> SessionPolicy {
+        SessionPolicy {
+            absolute_lifetime: Duration::from_secs(self.sessions.absolute_lifetime_minutes * 60),
+            idle_timeout: Duration::from_secs(self.sessions.idle_timeout_minutes * 60),
+        }
+    }
+
+    pub fn login_throttle(&self) -> LoginThrottle {
+        LoginThrottle {
+            max_failures_per_account: self.login.max_failures_per_account,
+            max_failures_per_address: self.login.max_failures_per_address,
+            window: Duration::from_secs(self.login.failure_window_seconds),
+        }
+    }
+}
+
+/// figment's messages name the key as `default.x.y`; say `x.y` and where it came from.
+fn describe(err: &figment::Error) -> String {
+    let mut text = err.kind.to_string();
+    if !err.path.is_empty() {
+        text = format!("`{}`: {text}", err.path.join("."));
+    }
+    if let Some(meta) = &err.metadata {
+        let source = match &meta.source {
+            Some(source) => format!("{} ({source})", meta.name),
+            None => meta.name.to_string(),
+        };
+        text = format!("{text} [from {source}]");
+    }
+    text
+}
+
+#[cfg(test)]
+// figment's `Jail` closures must return figment's own (large) error type.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    fn load_in_jail(toml: &str, env: &[(&str, &str)]) -> Result<Settings, String> {
+        let mut outcome = Err(String::new());
+        Jail::expect_with(|jail| {
+            jail.create_file("conclave.toml", toml)?;
+            for (key, value) in env {
+                jail.set_env(key, value);
+            }
+            outcome = Settings::load(None, &Overrides::default()).map_err(|e| e.to_string());
+            Ok(())
+        });
+        outcome
+    }
+
+    #[test]
+    fn defaults_serve_locally_on_sqlite() {
+        let settings = load_in_jail("", &[]).unwrap();
+        assert_eq!(settings.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(settings.database_url(), "sqlite://./data/conclave.db");
+        assert_eq!(settings.public_url(), "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn the_sample_config_is_valid_and_matches_the_defaults() {
+        let sample = include_str!("../../../conclave.sample.toml");
+        let settings = load_in_jail(sample, &[]).unwrap();
+        let defaults = Settings::default();
+        assert_eq!(
+            serde_json::to_value(&settings).unwrap(),
+            serde_json::to_value(&defaults).unwrap(),
+            "conclave.sample.toml should document the defaults"
+        );
+    }
+
+    #[test]
+    fn environment_overrides_the_file_and_flags_override_both() {
+        let mut outcome = None;
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "conclave.toml",
+                "bind = \"127.0.0.1:9000\"\n[log]\nformat = \"pretty\"\n",
+            )?;
+            jail.set_env("CONCLAVE_LOG__FORMAT", "json");
+            jail.set_env("CONCLAVE_DATA_DIR", "/srv/conclave");
+            let overrides = Overrides {
+                bind: Some("0.0.0.0:8443".parse().unwrap()),
+                data_dir: None,
+            };
+            outcome = Some(Settings::load(None, &overrides).unwrap());
+            Ok(())
+        });
+        let settings = outcome.unwrap();
+        assert_eq!(settings.log.format, LogFormat::Json);
+        assert_eq!(settings.data_dir, PathBuf::from("/srv/conclave"));
+        assert_eq!(settings.bind.to_string(), "0.0.0.0:8443");
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = load_in_jail("bnid = \"127.0.0.1:1\"\n", &[]).unwrap_err();
+        assert!(err.contains("bnid"), "{err}");
+        let err = load_in_jail("[database]\nurll = \"x\"\n", &[]).unwrap_err();
+        assert!(err.contains("urll"), "{err}");
+        let err = load_in_jail("", &[("CONCLAVE_SESSIONS__IDLE", "5")]).unwrap_err();
+        assert!(err.contains("idle"), "{err}");
+    }
+
+    #[test]
+    fn wrong_values_are_named() {
+        let err = load_in_jail("bind = \"not an address\"\n", &[]).unwrap_err();
+        assert!(err.contains("bind"), "{err}");
+        let err = load_in_jail("[database]\npool_size = \"many\"\n", &[]).unwrap_err();
+        assert!(err.contains("pool_size"), "{err}");
+        let err = load_in_jail("[database]\nurl = \"mysql://x/y\"\n", &[]).unwrap_err();
+        assert!(err.contains("database.url"), "{err}");
+        let err = load_in_jail(
+            "[sessions]\nabsolute_lifetime_minutes = 5\nidle_timeout_minutes = 10\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(err.contains("sessions.absolute_lifetime_minutes"), "{err}");
+        let err = load_in_jail("version = 2\n", &[]).unwrap_err();
+        assert!(err.contains("version"), "{err}");
+        let err = load_in_jail("[log]\nformat = \"xml\"\n", &[]).unwrap_err();
+        assert!(err.contains("format"), "{err}");
+    }
+
+    #[test]
+    fn a_named_config_file_must_exist() {
+        let err = Settings::load(
+            Some(Path::new("/nonexistent/conclave.toml")),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/conclave.toml"));
+    }
+
+    #[test]
+    fn database_passwords_do_not_print() {
+        let settings = load_in_jail(
+            "[database]\nurl = \"postgres://app:hunter2@db/conclave\"\n",
+            &[],
+        )
+        .unwrap();
+        assert!(!format!("{settings:?}").contains("hunter2"));
+    }
+}
