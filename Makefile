@@ -1,0 +1,33 @@
+# Conclave: the two commands a newcomer needs are `make run` and `make test`.
+CARGO ?= cargo
+
+.PHONY: run test lint fmt docs migrate clean
+
+## Serve on http://127.0.0.1:8080 with SQLite under ./data; prints how to log in.
+run:
+	$(CARGO) run -p conclave-server --bin conclave -- serve
+
+## Apply database migrations (the server also does this at start by default).
+migrate:
+	$(CARGO) run -p conclave-server --bin conclave -- migrate
+
+## Every unit, integration and end-to-end test, on SQLite and on a throwaway
+## PostgreSQL cluster that `with-postgres` starts on a free loopback port and removes.
+test:
+	$(CARGO) build --workspace --all-targets
+	$(CARGO) run -q -p conclave-testkit --bin with-postgres -- $(CARGO) test --workspace --no-fail-fast
+
+## Formatting and clippy with warnings as errors.
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+## API documentation of every crate, in target/doc.
+docs:
+	$(CARGO) doc --workspace --no-deps
+
+clean:
+	$(CARGO) clean
