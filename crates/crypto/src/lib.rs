@@ -1,14 +1,21 @@
-//! Conclave's cryptography, built only from maintained primitives (sha2, getrandom):
-//! session tokens and their stored hashes, and the audit log's SHA-256 hash chain.
-//! Envelope encryption of message content arrives with the messaging service.
+//! Conclave's cryptography, built only from maintained primitives (RustCrypto's
+//! chacha20poly1305 and aead-stream, sha2, getrandom): envelope encryption of message
+//! bodies under per-room data keys wrapped by master keys ([`envelope`], [`keyring`]),
+//! chunked attachment encryption ([`attachment_stream`]), session tokens ([`token`]) and
+//! the audit log's hash chain ([`audit_chain`]).
 //!
-//! Invariant: no secret (a token, a password) is ever printed by a `Debug` or `Display`
-//! implementation in this crate.
+//! Invariant: no secret (a key, a token, a password) is ever printed by a `Debug` or
+//! `Display` implementation in this crate.
 
+pub mod attachment_stream;
 pub mod audit_chain;
+pub mod envelope;
+pub mod keyring;
 pub mod token;
 
 pub use audit_chain::{AuditLink, ChainBreak, ChainHash, GENESIS_HASH};
+pub use envelope::{BodyBinding, DecryptError, SecretKey};
+pub use keyring::{Keyring, KeyringError};
 pub use token::{SessionToken, TokenHash, random_password};
 
 /// The operating system's randomness failed: nothing safe can be done without it.
