@@ -294,6 +294,18 @@ fn bad_input_gets_the_documented_error_and_changes_nothing(backend: TestBackend)
         b"{\"username\": \"\xff\xfe\", \"display_name\": \"x\"}".to_vec(),
     );
     assert!([400, 422].contains(&invalid_utf8.status().as_u16()));
+    let nul = server.send(
+        "POST",
+        "/api/v1/auth/login",
+        None,
+        Some(json!({"username": "\u{0}", "password": "x"})),
+    );
+    expect_error(nul, 401, "invalid_credentials");
+    expect_error(
+        server.get("/api/v1/admin/users?after=%00", Some(&token)),
+        422,
+        "invalid_input",
+    );
     assert_eq!(count(), before, "no bad request created anything");
 
     // Paths, queries, methods and routes that do not exist.

@@ -4,6 +4,8 @@
 
 use crate::error::AuthError;
 use crate::sessions::Principal;
+use crate::settings::AuthSettings;
+use crate::throttle::{self, Subjects};
 use crate::{audit, password};
 use conclave_core::{
     AuditContext, AuditOutcome, DisplayName, Email, NewPassword, Role, RoleSet, Timestamp, UserId,
@@ -12,7 +14,7 @@ use conclave_core::{
 use conclave_crypto::random_password;
 use conclave_store::sessions as session_store;
 use conclave_store::users::{self as user_store, AuthSource, NewUser, UserRecord};
-use conclave_store::{DbConnection, StoreError, write_transaction};
+use conclave_store::{Db, DbConnection, StoreError, write_transaction};
 use serde_json::json;
 
 /// A local account to create, parsed.
@@ -28,10 +30,17 @@ pub struct NewLocalAccount {
 
 /// A created account and, when one was generated, its one-time password. Either way the
 /// password must be changed at first login.
-#[derive(Debug)]
 pub struct CreatedAccount {
     pub user: UserRecord,
     pub one_time_password: Option<String>,
+}
+
+impl std::fmt::Debug for CreatedAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedAccount")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
 }
 
 pub fn create_local_account(
@@ -40,6 +49,7 @@ pub fn create_local_account(
     now: Timestamp,
     account: NewLocalAccount,
 ) -> Result<CreatedAccount, AuthError> {
+    account.roles.check_separation_of_duties()?;
     let (password, one_time_password) = match account.password {
         Some(chosen) => (chosen.expose().to_owned(), None),
         None => {
@@ -120,8 +130,10 @@ pub fn ensure_first_admin(
     }
 }
 
-/// Replaces a user's roles. The last active admin cannot lose the admin role, or nobody
-/// could administer the installation.
+/// Replaces a user's roles. Separation of duties holds (no admin is also a compliance
+/// officer); nobody changes their own roles (the command line, a break-glass path with no
+/// account behind it, may); and the last active admin cannot lose the admin role, or
+/// nobody could administer the installation.
 pub fn set_roles(
     conn: &mut DbConnection,
     context: &AuditContext,
@@ -129,7 +141,14 @@ pub fn set_roles(
     user_id: UserId,
     roles: RoleSet,
 ) -> Result<UserRecord, AuthError> {
+    roles.check_separation_of_duties()?;
+    if context.actor_id == Some(user_id) {
+        return Err(AuthError::Conflict(
+            "you cannot change your own roles".into(),
+        ));
+    }
     write_transaction(conn, |conn| {
+        user_store::lock_admin_guard(conn)?;
         let before = user_store::find_by_id(conn, user_id)?.ok_or(AuthError::NotFound)?;
         if before.roles.contains(Role::Admin)
             && !roles.contains(Role::Admin)
@@ -163,6 +182,7 @@ pub fn suspend(
     user_id: UserId,
 ) -> Result<UserRecord, AuthError> {
     write_transaction(conn, |conn| {
+        user_store::lock_admin_guard(conn)?;
         let before = user_store::find_by_id(conn, user_id)?.ok_or(AuthError::NotFound)?;
         if context.actor_id == Some(user_id) {
             return Err(AuthError::Conflict(
@@ -196,7 +216,7 @@ pub fn suspend(
     })
 }
 
-/// Lifts a suspension.
+/// Lifts a suspension. (A deprovisioned account comes back only through its directory.)
 pub fn reactivate(
     conn: &mut DbConnection,
     context: &AuditContext,
@@ -205,6 +225,12 @@ pub fn reactivate(
 ) -> Result<UserRecord, AuthError> {
     write_transaction(conn, |conn| {
         let before = user_store::find_by_id(conn, user_id)?.ok_or(AuthError::NotFound)?;
+        if before.status != UserStatus::Suspended {
+            return Err(AuthError::Conflict(format!(
+                "only a suspended account can be reactivated (this one is {})",
+                before.status.as_str()
+            )));
+        }
         user_store::set_status(conn, user_id, UserStatus::Active, now)?;
         audit(
             conn,
@@ -291,21 +317,37 @@ pub fn find(conn: &mut DbConnection, user_id: UserId) -> Result<UserRecord, Auth
     user_store::find_by_id(conn, user_id)?.ok_or(AuthError::NotFound)
 }
 
-/// Changes the caller's own password: the current one must be given, the new one must
-/// differ, and every other session of the account ends.
+/// Changes the caller's own password: the current one must be given (and wrong guesses
+/// are throttled like logins), the new one must differ, and every other session of the
+/// account ends. Blocking, and holds no connection while hashing: call it from a
+/// blocking thread.
 pub fn change_own_password(
-    conn: &mut DbConnection,
+    db: &Db,
+    settings: &AuthSettings,
     principal: &Principal,
     context: &AuditContext,
     now: Timestamp,
     current_password: &str,
     new_password: &NewPassword,
 ) -> Result<(), AuthError> {
-    let stored = principal.user.password_hash.as_deref().ok_or_else(|| {
+    let stored = principal.user.password_hash.clone().ok_or_else(|| {
         AuthError::Conflict("this account signs in through its identity provider".into())
     })?;
-    if !password::verify(current_password, stored) {
-        write_transaction(conn, |conn| {
+    if new_password.expose() == current_password {
+        return Err(AuthError::Invalid(conclave_core::ValidationError::new(
+            "new_password",
+            "must differ from the current password",
+        )));
+    }
+    let subjects = Subjects::new(
+        principal.user.username.as_str(),
+        context.client_addr.as_deref(),
+    );
+    let counted = write_transaction(&mut *db.conn()?, |conn| {
+        throttle::begin_attempt(conn, settings, now, &subjects)
+    })?;
+    if !password::verify(current_password, &stored) {
+        write_transaction(&mut *db.conn()?, |conn| {
             audit(
                 conn,
                 context,
@@ -318,14 +360,16 @@ pub fn change_own_password(
         })?;
         return Err(AuthError::InvalidCredentials);
     }
-    if new_password.expose() == current_password {
-        return Err(AuthError::Invalid(conclave_core::ValidationError::new(
-            "new_password",
-            "must differ from the current password",
-        )));
-    }
     let new_hash = password::hash(new_password.expose())?;
-    write_transaction(conn, |conn| {
+    write_transaction(&mut *db.conn()?, |conn| {
+        let current =
+            user_store::find_by_id(conn, principal.user.id)?.ok_or(AuthError::Unauthenticated)?;
+        if current.password_hash.as_deref() != Some(stored.as_str()) {
+            return Err(AuthError::Conflict(
+                "the password was changed meanwhile; log in again".into(),
+            ));
+        }
+        throttle::succeeded(conn, &subjects, counted)?;
         user_store::set_password(conn, principal.user.id, &new_hash, false, now)?;
         let mut ended = 0;
         for session in session_store::list_unexpired_for_user(conn, principal.user.id, now)? {

@@ -49,8 +49,14 @@ fn credential(req: &HttpRequest) -> Result<SessionToken, ApiError> {
         .ok_or_else(ApiError::unauthenticated)?;
     let token = SessionToken::from_client(cookie.value());
     if !req.method().is_safe() {
-        let presented = req.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok());
-        if presented != Some(token.csrf_token().as_str()) {
+        use subtle::ConstantTimeEq;
+        let presented = req
+            .headers()
+            .get(CSRF_HEADER)
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
+        let expected = token.csrf_token();
+        if !bool::from(presented.ct_eq(expected.as_bytes())) {
             return Err(ApiError::new(
                 ErrorCode::Forbidden,
                 "missing or wrong CSRF token (send the login response's csrf_token as X-CSRF-Token)",

@@ -65,6 +65,17 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 )]
 pub struct AuthApi;
 
+/// Runs blocking service code that manages its own connections (because it hashes
+/// passwords between them) on the blocking thread pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, crate::AuthError> + Send + 'static,
+) -> Result<T, ApiError> {
+    web::block(work)
+        .await
+        .map_err(|err| ApiError::internal(&err))?
+        .map_err(ApiError::from)
+}
+
 fn user_agent(req: &HttpRequest) -> Option<String> {
     req.headers()
         .get(header::USER_AGENT)
@@ -93,23 +104,22 @@ async fn login(
     let (addr, agent, path) = (client_addr(&req), user_agent(&req), req.path().to_owned());
     let settings = state.settings.clone();
     let now = state.clock.now();
-    let success = state
-        .db
-        .run(move |conn| {
-            login::login_local(
-                conn,
-                &settings,
-                now,
-                &LoginAttempt {
-                    username: &username,
-                    password: &password,
-                    client_addr: addr.as_deref(),
-                    user_agent: agent.as_deref(),
-                    api_path: Some(&path),
-                },
-            )
-        })
-        .await?;
+    let db = state.db.clone();
+    let success = blocking(move || {
+        login::login_local(
+            &db,
+            &settings,
+            now,
+            &LoginAttempt {
+                username: &username,
+                password: &password,
+                client_addr: addr.as_deref(),
+                user_agent: agent.as_deref(),
+                api_path: Some(&path),
+            },
+        )
+    })
+    .await?;
     let token = success.session.token;
     let lifetime = state.settings.sessions.absolute_lifetime;
     let cookie = Cookie::build(SESSION_COOKIE, token.expose().to_owned())
@@ -189,19 +199,19 @@ async fn change_password(
     let new_password = NewPassword::parse(&new_password)?;
     let context = audit_context(&req, &user);
     let now = state.clock.now();
-    state
-        .db
-        .run(move |conn| {
-            accounts::change_own_password(
-                conn,
-                &user.0,
-                &context,
-                now,
-                &current_password,
-                &new_password,
-            )
-        })
-        .await?;
+    let (db, settings) = (state.db.clone(), state.settings.clone());
+    blocking(move || {
+        accounts::change_own_password(
+            &db,
+            &settings,
+            &user.0,
+            &context,
+            now,
+            &current_password,
+            &new_password,
+        )
+    })
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -272,6 +282,10 @@ async fn list_users(
 ) -> Result<web::Json<UserList>, ApiError> {
     let UserListQuery { after, limit } = query.into_inner();
     let limit = limit.unwrap_or(100).clamp(1, 500);
+    // The cursor is a username: one that cannot exist is bad input, not a query.
+    let after = after
+        .map(|name| Username::parse(&name).map(|u| u.to_string()))
+        .transpose()?;
     let users = state
         .db
         .run(move |conn| accounts::list(conn, after.as_deref(), limit))

@@ -15,6 +15,7 @@ pub mod login;
 pub mod password;
 pub mod sessions;
 pub mod settings;
+pub mod throttle;
 pub mod wire;
 
 pub use error::AuthError;

@@ -1,13 +1,20 @@
 //! Local password login, with failed-login throttling per account and per client
 //! address. Every attempt, accepted or refused, is audited.
+//!
+//! Three steps, so that no database connection is held while argon2 runs (a burst of
+//! logins must not starve the pool): (1) in a transaction, check the throttle, count the
+//! attempt, and read the account; (2) verify the password with no connection held;
+//! (3) in a transaction, re-read the account (a suspension or password reset that
+//! committed meanwhile wins), un-count the attempt and open the session.
 
 use crate::error::AuthError;
 use crate::sessions::{self, NewSessionGrant};
 use crate::settings::AuthSettings;
+use crate::throttle::{self, Subjects};
 use crate::{audit, password};
-use conclave_core::{AuditContext, AuditOutcome, LoginThrottle, Timestamp, UserStatus, Username};
+use conclave_core::{AuditContext, AuditOutcome, Timestamp, UserStatus, Username};
 use conclave_store::users::{self as user_store, UserRecord};
-use conclave_store::{DbConnection, login_failures, write_transaction};
+use conclave_store::{Db, DbConnection, write_transaction};
 use serde_json::json;
 
 /// One login attempt as received.
@@ -25,29 +32,21 @@ pub struct LoginSuccess {
     pub session: NewSessionGrant,
 }
 
-/// Checks a username and password and opens a session.
+/// Checks a username and password and opens a session. Blocking: call it from a
+/// blocking thread.
 pub fn login_local(
-    conn: &mut DbConnection,
+    db: &Db,
     settings: &AuthSettings,
     now: Timestamp,
     attempt: &LoginAttempt<'_>,
 ) -> Result<LoginSuccess, AuthError> {
     // An unparsable name is refused like an unknown one: the caller learns nothing more.
     let username = Username::parse(attempt.username).ok();
-    // Bounded, since an unparsable name is stored in the throttle table and the audit log.
-    let account_subject = match &username {
-        Some(name) => format!("account:{name}"),
-        None => format!(
-            "account:{}",
-            attempt
-                .username
-                .chars()
-                .take(Username::MAX_LEN)
-                .collect::<String>()
-        ),
-    };
-    let address_subject = attempt.client_addr.map(|addr| format!("address:{addr}"));
-    let context = AuditContext {
+    let subjects = Subjects::new(
+        username.as_ref().map_or(attempt.username, Username::as_str),
+        attempt.client_addr,
+    );
+    let mut context = AuditContext {
         actor_id: None,
         actor_name: username
             .as_ref()
@@ -56,25 +55,26 @@ pub fn login_local(
         api_path: attempt.api_path.map(str::to_owned),
     };
 
-    if let Some(retry_at) = throttled_until(
-        conn,
-        settings,
-        now,
-        &account_subject,
-        address_subject.as_deref(),
-    )? {
-        write_transaction(conn, |conn| {
-            audit_refusal(conn, &context, now, &account_subject, "throttled")
-        })?;
-        return Err(AuthError::Throttled {
-            retry_after: now.until(retry_at),
-        });
-    }
+    // (1) Throttle, count, read.
+    let mut conn = db.conn()?;
+    let begun = write_transaction(&mut conn, |conn| {
+        let counted = match throttle::begin_attempt(conn, settings, now, &subjects) {
+            Ok(counted) => counted,
+            Err(refusal) => {
+                audit_refusal(conn, &context, now, &subjects, "throttled")?;
+                return Ok(Err(refusal));
+            }
+        };
+        let user = match &username {
+            Some(name) => user_store::find_by_username(conn, name)?,
+            None => None,
+        };
+        Ok::<_, AuthError>(Ok((counted, user)))
+    })?;
+    drop(conn);
+    let (counted, user) = begun?;
 
-    let user = match &username {
-        Some(name) => user_store::find_by_username(conn, name)?,
-        None => None,
-    };
+    // (2) Verify, holding no connection.
     let verified = match user.as_ref().and_then(|u| u.password_hash.as_deref()) {
         Some(hash) => password::verify(attempt.password, hash),
         None => {
@@ -82,84 +82,65 @@ pub fn login_local(
             false
         }
     };
+
+    // (3) Settle.
+    let mut conn = db.conn()?;
     let Some(user) = user.filter(|_| verified) else {
-        write_transaction(conn, |conn| -> Result<(), AuthError> {
-            let forget_before = now.minus(settings.throttle.window);
-            login_failures::record(conn, &account_subject, now, forget_before)?;
-            if let Some(address) = &address_subject {
-                login_failures::record(conn, address, now, forget_before)?;
-            }
-            audit_refusal(conn, &context, now, &account_subject, "invalid_credentials")
+        write_transaction(&mut conn, |conn| {
+            audit_refusal(conn, &context, now, &subjects, "invalid_credentials")
         })?;
         return Err(AuthError::InvalidCredentials);
     };
-
-    let context = AuditContext {
-        actor_id: Some(user.id),
-        ..context
-    };
-    if user.status != UserStatus::Active {
-        write_transaction(conn, |conn| {
-            audit_refusal(conn, &context, now, &account_subject, "account_disabled")
-        })?;
-        return Err(AuthError::AccountDisabled);
-    }
-
-    write_transaction(conn, |conn| {
-        login_failures::clear(conn, &account_subject)?;
-        let session = sessions::create(
-            conn,
-            &user,
-            &settings.sessions,
-            now,
-            attempt.client_addr,
-            attempt.user_agent,
-        )?;
-        audit(
-            conn,
-            &context,
-            now,
-            "auth.login",
-            Some(("session", session.session_id.to_string())),
-            AuditOutcome::Success,
-            json!({ "method": "local", "password_change_required": user.must_change_password }),
-        )?;
-        Ok(LoginSuccess {
-            user: user.clone(),
-            session,
-        })
-    })
-}
-
-/// When the caller may try again, if either its account or its address is over the limit.
-fn throttled_until(
-    conn: &mut DbConnection,
-    settings: &AuthSettings,
-    now: Timestamp,
-    account_subject: &str,
-    address_subject: Option<&str>,
-) -> Result<Option<Timestamp>, AuthError> {
-    let throttle = &settings.throttle;
-    let since = now.minus(throttle.window);
-    let mut checks = vec![(account_subject, throttle.max_failures_per_account)];
-    if let Some(address) = address_subject {
-        checks.push((address, throttle.max_failures_per_address));
-    }
-    let mut until = None;
-    for (subject, limit) in checks {
-        let (failures, oldest) = login_failures::recent(conn, subject, since)?;
-        if let Some(retry_at) = LoginThrottle::retry_at(limit, failures, oldest, throttle.window) {
-            until = until.max(Some(retry_at));
-        }
-    }
-    Ok(until)
+    context.actor_id = Some(user.id);
+    write_transaction(
+        &mut conn,
+        |conn| -> Result<Result<LoginSuccess, AuthError>, AuthError> {
+            let current = user_store::find_by_id(conn, user.id)?;
+            let Some(current) = current.filter(|c| c.password_hash == user.password_hash) else {
+                audit_refusal(
+                    conn,
+                    &context,
+                    now,
+                    &subjects,
+                    "password_changed_during_login",
+                )?;
+                return Ok(Err(AuthError::InvalidCredentials));
+            };
+            if current.status != UserStatus::Active {
+                audit_refusal(conn, &context, now, &subjects, "account_disabled")?;
+                return Ok(Err(AuthError::AccountDisabled));
+            }
+            throttle::succeeded(conn, &subjects, counted)?;
+            let session = sessions::create(
+                conn,
+                &current,
+                &settings.sessions,
+                now,
+                attempt.client_addr,
+                attempt.user_agent,
+            )?;
+            audit(
+                conn,
+                &context,
+                now,
+                "auth.login",
+                Some(("session", session.session_id.to_string())),
+                AuditOutcome::Success,
+                json!({ "method": "local", "password_change_required": current.must_change_password }),
+            )?;
+            Ok(Ok(LoginSuccess {
+                user: current,
+                session,
+            }))
+        },
+    )?
 }
 
 fn audit_refusal(
     conn: &mut DbConnection,
     context: &AuditContext,
     now: Timestamp,
-    account_subject: &str,
+    subjects: &Subjects,
     reason: &str,
 ) -> Result<(), AuthError> {
     audit(
@@ -167,10 +148,7 @@ fn audit_refusal(
         context,
         now,
         "auth.login",
-        Some((
-            "account",
-            account_subject.trim_start_matches("account:").to_owned(),
-        )),
+        Some(("account", subjects.account_name().to_owned())),
         AuditOutcome::Failure,
         json!({ "method": "local", "reason": reason }),
     )?;

@@ -66,8 +66,8 @@ fn attempt<'a>(username: &'a str, password: &'a str, addr: &'a str) -> LoginAtte
     }
 }
 
-fn login_ok(conn: &mut DbConnection, name: &str, at: Timestamp) -> LoginSuccess {
-    login::login_local(conn, &settings(), at, &attempt(name, PASSWORD, "10.0.0.1")).unwrap()
+fn login_ok(db: &Db, name: &str, at: Timestamp) -> LoginSuccess {
+    login::login_local(db, &settings(), at, &attempt(name, PASSWORD, "10.0.0.1")).unwrap()
 }
 
 fn principal(
@@ -94,7 +94,7 @@ backend_tests! {
     fn login_opens_a_session_that_authenticates(db) {
         let mut conn = conn(db);
         let id = create(&mut conn, "alice", &[]);
-        let success = login_ok(&mut conn, "Alice", t0());
+        let success = login_ok(db, "Alice", t0());
         assert_eq!(success.user.id, id);
         assert!(success.user.must_change_password);
         let who = principal(&mut conn, &success, t0()).unwrap();
@@ -106,11 +106,11 @@ backend_tests! {
     fn wrong_password_and_unknown_user_are_refused_alike_and_audited(db) {
         let mut conn = conn(db);
         create(&mut conn, "bob", &[]);
-        let wrong = login::login_local(&mut conn, &settings(), t0(), &attempt("bob", "nope", "10.0.0.2"));
+        let wrong = login::login_local(db, &settings(), t0(), &attempt("bob", "nope", "10.0.0.2"));
         assert!(matches!(wrong, Err(AuthError::InvalidCredentials)));
-        let unknown = login::login_local(&mut conn, &settings(), t0(), &attempt("nobody", PASSWORD, "10.0.0.2"));
+        let unknown = login::login_local(db, &settings(), t0(), &attempt("nobody", PASSWORD, "10.0.0.2"));
         assert!(matches!(unknown, Err(AuthError::InvalidCredentials)));
-        let injection = login::login_local(&mut conn, &settings(), t0(), &attempt("*)(uid=*", PASSWORD, "10.0.0.2"));
+        let injection = login::login_local(db, &settings(), t0(), &attempt("*)(uid=*", PASSWORD, "10.0.0.2"));
         assert!(matches!(injection, Err(AuthError::InvalidCredentials)));
         let failures = audit_actions(&mut conn)
             .into_iter()
@@ -126,17 +126,23 @@ backend_tests! {
         let s = settings();
         for i in 0..3 {
             let addr = format!("10.1.0.{i}");
-            let result = login::login_local(&mut conn, &s, t0(), &attempt("carol", "bad", &addr));
+            let result = login::login_local(db, &s, t0(), &attempt("carol", "bad", &addr));
             assert!(matches!(result, Err(AuthError::InvalidCredentials)));
         }
         // Even the right password is refused while throttled, from any address.
-        match login::login_local(&mut conn, &s, t0().plus(Duration::from_secs(60)), &attempt("carol", PASSWORD, "10.9.9.9")) {
+        match login::login_local(db, &s, t0().plus(Duration::from_secs(60)), &attempt("carol", PASSWORD, "10.9.9.9")) {
             Err(AuthError::Throttled { retry_after }) => assert_eq!(retry_after, Duration::from_secs(540)),
             other => panic!("expected throttling, got {other:?}"),
         }
-        // After the window the right password works again and resets the account's count.
-        login::login_local(&mut conn, &s, t0().plus(Duration::from_secs(601)), &attempt("carol", PASSWORD, "10.9.9.9")).unwrap();
-        assert!(audit_actions(&mut conn).iter().any(|(a, o)| a == "auth.login" && o == "failure"));
+        // After the window the right password works again and resets the account's count:
+        // two more failures right after are still under the limit of three.
+        let later = t0().plus(Duration::from_secs(601));
+        login::login_local(db, &s, later, &attempt("carol", PASSWORD, "10.9.9.9")).unwrap();
+        for _ in 0..2 {
+            let result = login::login_local(db, &s, later, &attempt("carol", "bad", "10.9.9.8"));
+            assert!(matches!(result, Err(AuthError::InvalidCredentials)), "{result:?}");
+        }
+        login::login_local(db, &s, later, &attempt("carol", PASSWORD, "10.9.9.9")).unwrap();
     }
 
     fn failed_logins_are_throttled_per_address(db) {
@@ -145,17 +151,17 @@ backend_tests! {
         let s = settings();
         for i in 0..5 {
             let name = format!("guess{i}");
-            let _ = login::login_local(&mut conn, &s, t0(), &attempt(&name, "bad", "10.2.0.1"));
+            let _ = login::login_local(db, &s, t0(), &attempt(&name, "bad", "10.2.0.1"));
         }
-        let result = login::login_local(&mut conn, &s, t0(), &attempt("dave", PASSWORD, "10.2.0.1"));
+        let result = login::login_local(db, &s, t0(), &attempt("dave", PASSWORD, "10.2.0.1"));
         assert!(matches!(result, Err(AuthError::Throttled { .. })), "{result:?}");
-        login::login_local(&mut conn, &s, t0(), &attempt("dave", PASSWORD, "10.2.0.2")).unwrap();
+        login::login_local(db, &s, t0(), &attempt("dave", PASSWORD, "10.2.0.2")).unwrap();
     }
 
     fn sessions_end_when_idle_or_at_absolute_lifetime(db) {
         let mut conn = conn(db);
         create(&mut conn, "erin", &[]);
-        let success = login_ok(&mut conn, "erin", t0());
+        let success = login_ok(db, "erin", t0());
         let minutes = |m: u64| t0().plus(Duration::from_secs(m * 60));
         // Activity every 10 minutes keeps it alive past the idle timeout...
         for m in (10..=470).step_by(10) {
@@ -164,7 +170,7 @@ backend_tests! {
         // ...but not past the 8-hour absolute lifetime.
         assert!(matches!(principal(&mut conn, &success, minutes(480)), Err(AuthError::Unauthenticated)));
 
-        let idle = login_ok(&mut conn, "erin", t0());
+        let idle = login_ok(db, "erin", t0());
         principal(&mut conn, &idle, minutes(14)).unwrap();
         assert!(matches!(principal(&mut conn, &idle, minutes(30)), Err(AuthError::Unauthenticated)));
     }
@@ -172,8 +178,8 @@ backend_tests! {
     fn logout_and_revocation_end_sessions(db) {
         let mut conn = conn(db);
         create(&mut conn, "frank", &[]);
-        let a = login_ok(&mut conn, "frank", t0());
-        let b = login_ok(&mut conn, "frank", t0());
+        let a = login_ok(db, "frank", t0());
+        let b = login_ok(db, "frank", t0());
         let who = principal(&mut conn, &a, t0()).unwrap();
         let listed = sessions::list_mine(&mut conn, &who, &settings().sessions, t0()).unwrap();
         assert_eq!(listed.len(), 2);
@@ -187,8 +193,8 @@ backend_tests! {
         let mut conn = conn(db);
         create(&mut conn, "gina", &[]);
         create(&mut conn, "hank", &[]);
-        let gina = login_ok(&mut conn, "gina", t0());
-        let hank = login_ok(&mut conn, "hank", t0());
+        let gina = login_ok(db, "gina", t0());
+        let hank = login_ok(db, "hank", t0());
         let who = principal(&mut conn, &gina, t0()).unwrap();
         let result = sessions::revoke_mine(&mut conn, &who, hank.session.session_id, &admin_context(), t0());
         assert!(matches!(result, Err(AuthError::NotFound)));
@@ -199,16 +205,16 @@ backend_tests! {
         let mut conn = conn(db);
         create(&mut conn, "root", &[Role::Admin]);
         let target = create(&mut conn, "ivan", &[]);
-        let sessions: Vec<_> = (0..3).map(|_| login_ok(&mut conn, "ivan", t0())).collect();
+        let sessions: Vec<_> = (0..3).map(|_| login_ok(db, "ivan", t0())).collect();
         let suspended = accounts::suspend(&mut conn, &admin_context(), t0(), target).unwrap();
         assert_eq!(suspended.status, UserStatus::Suspended);
         for s in &sessions {
             assert!(matches!(principal(&mut conn, s, t0()), Err(AuthError::Unauthenticated)));
         }
-        let result = login::login_local(&mut conn, &settings(), t0(), &attempt("ivan", PASSWORD, "10.0.0.3"));
+        let result = login::login_local(db, &settings(), t0(), &attempt("ivan", PASSWORD, "10.0.0.3"));
         assert!(matches!(result, Err(AuthError::AccountDisabled)));
         accounts::reactivate(&mut conn, &admin_context(), t0(), target).unwrap();
-        login_ok(&mut conn, "ivan", t0());
+        login_ok(db, "ivan", t0());
         let events = audit::list_after(&mut conn, 0, 1000).unwrap();
         let suspend = events.iter().find(|e| e.action == "user.suspend").unwrap();
         assert!(suspend.details.contains("\"sessions_ended\":3"), "{}", suspend.details);
@@ -223,14 +229,73 @@ backend_tests! {
         let result = accounts::suspend(&mut conn, &admin_context(), t0(), only);
         assert!(matches!(result, Err(AuthError::Conflict(_))));
         let second = create(&mut conn, "deputy", &[Role::Admin]);
-        accounts::set_roles(&mut conn, &admin_context(), t0(), only, RoleSet::new([Role::Auditor])).unwrap();
+        create(&mut conn, "third", &[Role::Admin]);
         let self_context = AuditContext { actor_id: Some(second), ..admin_context() };
-        let result = accounts::suspend(&mut conn, &self_context, t0(), second);
-        assert!(matches!(result, Err(AuthError::Conflict(_))), "nobody suspends themself");
+        match accounts::suspend(&mut conn, &self_context, t0(), second) {
+            Err(AuthError::Conflict(message)) => assert!(message.contains("your own"), "{message}"),
+            other => panic!("nobody suspends themself: {other:?}"),
+        }
+        match accounts::set_roles(&mut conn, &self_context, t0(), second, RoleSet::new([])) {
+            Err(AuthError::Conflict(message)) => assert!(message.contains("your own roles"), "{message}"),
+            other => panic!("nobody changes their own roles: {other:?}"),
+        }
+        accounts::set_roles(&mut conn, &admin_context(), t0(), only, RoleSet::new([Role::Auditor])).unwrap();
         let user = accounts::find(&mut conn, only).unwrap();
         assert_eq!(user.roles.to_vec(), vec![Role::User, Role::Auditor]);
         let change = audit::list_after(&mut conn, 0, 1000).unwrap().into_iter().find(|e| e.action == "user.roles_change").unwrap();
         assert!(change.details.contains("\"before\":{\"roles\":[\"user\",\"admin\"]}"), "{}", change.details);
+    }
+
+    fn concurrent_guesses_never_exceed_the_limit(db) {
+        {
+            let mut conn = conn(db);
+            create(&mut conn, "lena", &[]);
+        }
+        let threads: Vec<_> = (0..12).map(|i| {
+            let db = db.clone();
+            std::thread::spawn(move || {
+                let addr = format!("10.7.0.{i}");
+                login::login_local(&db, &settings(), t0(), &attempt("lena", "guess", &addr))
+            })
+        }).collect();
+        let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        let checked = results.iter().filter(|r| matches!(r, Err(AuthError::InvalidCredentials))).count();
+        let throttled = results.iter().filter(|r| matches!(r, Err(AuthError::Throttled { .. }))).count();
+        assert_eq!(checked, 3, "exactly the limit of guesses is checked, however many race");
+        assert_eq!(throttled, 9);
+    }
+
+    fn separation_of_duties_holds(db) {
+        let mut conn = conn(db);
+        let officer = create(&mut conn, "olga", &[Role::ComplianceOfficer]);
+        let result = accounts::set_roles(&mut conn, &admin_context(), t0(), officer, RoleSet::new([Role::Admin, Role::ComplianceOfficer]));
+        assert!(matches!(result, Err(AuthError::Invalid(_))), "{result:?}");
+        let result = accounts::create_local_account(&mut conn, &admin_context(), t0(), NewLocalAccount {
+            username: Username::parse("both").unwrap(),
+            display_name: DisplayName::parse("Both").unwrap(),
+            email: None,
+            roles: RoleSet::new([Role::Admin, Role::ComplianceOfficer]),
+            password: None,
+        });
+        assert!(matches!(result, Err(AuthError::Invalid(_))), "{result:?}");
+        assert_eq!(accounts::find(&mut conn, officer).unwrap().roles.to_vec(), vec![Role::User, Role::ComplianceOfficer]);
+    }
+
+    fn only_suspended_accounts_are_reactivated(db) {
+        let mut conn = conn(db);
+        let active = create(&mut conn, "pat", &[]);
+        assert!(matches!(accounts::reactivate(&mut conn, &admin_context(), t0(), active), Err(AuthError::Conflict(_))));
+    }
+
+    fn sessions_store_only_the_hash_of_their_token(db) {
+        use conclave_store::schema::sessions::dsl::*;
+        use diesel::prelude::*;
+        let mut c = conn(db);
+        create(&mut c, "quinn", &[]);
+        let success = login_ok(db, "quinn", t0());
+        let stored: Vec<Vec<u8>> = sessions.select(token_hash).load(&mut *c).unwrap();
+        assert_eq!(stored, vec![success.session.token.hash().0.to_vec()]);
+        assert_eq!(stored[0].len(), 32, "a SHA-256, not the 43-character token");
     }
 
     fn duplicate_usernames_are_a_conflict(db) {
@@ -255,28 +320,28 @@ backend_tests! {
         let password = created.one_time_password.unwrap();
         assert_eq!(password.len(), 20);
         assert!(accounts::ensure_first_admin(&mut conn, t0()).unwrap().is_none());
-        let success = login::login_local(&mut conn, &settings(), t0(), &attempt("admin", &password, "127.0.0.1")).unwrap();
+        let success = login::login_local(db, &settings(), t0(), &attempt("admin", &password, "127.0.0.1")).unwrap();
         assert!(success.user.must_change_password);
     }
 
     fn password_change_requires_the_current_one_and_ends_other_sessions(db) {
         let mut conn = conn(db);
         create(&mut conn, "kim", &[]);
-        let a = login_ok(&mut conn, "kim", t0());
-        let b = login_ok(&mut conn, "kim", t0());
+        let a = login_ok(db, "kim", t0());
+        let b = login_ok(db, "kim", t0());
         let who = principal(&mut conn, &a, t0()).unwrap();
         let new = NewPassword::parse("a much longer new passphrase").unwrap();
-        let wrong = accounts::change_own_password(&mut conn, &who, &admin_context(), t0(), "wrong", &new);
+        let wrong = accounts::change_own_password(db, &settings(), &who, &admin_context(), t0(), "wrong", &new);
         assert!(matches!(wrong, Err(AuthError::InvalidCredentials)));
         let same = NewPassword::parse(PASSWORD).unwrap();
-        let unchanged = accounts::change_own_password(&mut conn, &who, &admin_context(), t0(), PASSWORD, &same);
+        let unchanged = accounts::change_own_password(db, &settings(), &who, &admin_context(), t0(), PASSWORD, &same);
         assert!(matches!(unchanged, Err(AuthError::Invalid(_))));
-        accounts::change_own_password(&mut conn, &who, &admin_context(), t0(), PASSWORD, &new).unwrap();
+        accounts::change_own_password(db, &settings(), &who, &admin_context(), t0(), PASSWORD, &new).unwrap();
         let who = principal(&mut conn, &a, t0()).unwrap();
         assert!(!who.user.must_change_password);
         assert!(matches!(principal(&mut conn, &b, t0()), Err(AuthError::Unauthenticated)));
-        let old = login::login_local(&mut conn, &settings(), t0(), &attempt("kim", PASSWORD, "10.0.0.4"));
+        let old = login::login_local(db, &settings(), t0(), &attempt("kim", PASSWORD, "10.0.0.4"));
         assert!(matches!(old, Err(AuthError::InvalidCredentials)));
-        login::login_local(&mut conn, &settings(), t0(), &attempt("kim", new.expose(), "10.0.0.4")).unwrap();
+        login::login_local(db, &settings(), t0(), &attempt("kim", new.expose(), "10.0.0.4")).unwrap();
     }
 }

@@ -61,6 +61,19 @@ typed_id!(
     SessionId
 );
 
+typed_id!(
+    /// A room or direct conversation.
+    RoomId
+);
+typed_id!(
+    /// A message.
+    MessageId
+);
+typed_id!(
+    /// An uploaded attachment.
+    AttachmentId
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,6 +9,7 @@ pub mod audit;
 pub mod clock;
 pub mod error_code;
 pub mod ids;
+pub mod messaging;
 pub mod role;
 pub mod session;
 
@@ -16,6 +17,7 @@ pub use account::{DisplayName, Email, NewPassword, UserStatus, Username, Validat
 pub use audit::{AuditContext, AuditOutcome, NewAuditEvent};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use error_code::ErrorCode;
-pub use ids::{SessionId, UserId};
+pub use ids::{AttachmentId, MessageId, RoomId, SessionId, UserId};
+pub use messaging::{Emoji, IdempotencyKey, MemberRole, MessageText, RoomKind, RoomName, Topic};
 pub use role::{Role, RoleSet};
 pub use session::{LoginThrottle, SessionPolicy};

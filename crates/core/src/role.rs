@@ -91,6 +91,19 @@ impl RoleSet {
         self.0.iter().copied().collect()
     }
 
+    /// Separation of duties (DESIGN.md, Roles): whoever administers users and policy must
+    /// not also hold the holds and exports, or one person could both make and hide a
+    /// change. The auditor role combines with either: reading the log changes nothing.
+    pub fn check_separation_of_duties(&self) -> Result<(), crate::ValidationError> {
+        if self.contains(Role::Admin) && self.contains(Role::ComplianceOfficer) {
+            return Err(crate::ValidationError::new(
+                "roles",
+                "admin and compliance_officer may not be held by the same account (separation of duties)",
+            ));
+        }
+        Ok(())
+    }
+
     /// Parses a comma-separated list such as `admin,auditor`.
     pub fn parse_list(list: &str) -> Result<Self, UnknownRole> {
         list.split(',')
@@ -126,6 +139,29 @@ mod tests {
         assert!(set.contains(Role::Auditor));
         assert!(!set.contains(Role::Admin));
         assert!(RoleSet::new([]).contains(Role::User));
+    }
+
+    #[test]
+    fn separation_of_duties() {
+        assert!(
+            RoleSet::new([Role::Admin, Role::ComplianceOfficer])
+                .check_separation_of_duties()
+                .is_err()
+        );
+        for ok in [
+            vec![],
+            vec![Role::Admin],
+            vec![Role::ComplianceOfficer],
+            vec![Role::Admin, Role::Auditor],
+            vec![Role::ComplianceOfficer, Role::Auditor],
+        ] {
+            assert!(
+                RoleSet::new(ok.clone())
+                    .check_separation_of_duties()
+                    .is_ok(),
+                "{ok:?}"
+            );
+        }
     }
 
     #[test]

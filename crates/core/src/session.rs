@@ -38,18 +38,12 @@ pub struct LoginThrottle {
 }
 
 impl LoginThrottle {
-    /// When a caller with `failures` recent failures, the oldest at `oldest_failure`, may try
-    /// again: `None` if it may now.
-    pub fn retry_at(
-        limit: u32,
-        failures: u64,
-        oldest_failure: Option<Timestamp>,
-        window: Duration,
-    ) -> Option<Timestamp> {
-        if failures < u64::from(limit) {
-            return None;
-        }
-        oldest_failure.map(|oldest| oldest.plus(window))
+    /// Which recent failure decides when a caller may try again: with `failures` in the
+    /// window and room for `limit`, the caller is under the limit once all but `limit - 1`
+    /// have aged out, i.e. when the `failures - limit`-th oldest (0-based) leaves the
+    /// window. `None` when the caller is under the limit now.
+    pub fn deciding_failure_index(limit: u32, failures: u64) -> Option<u64> {
+        (failures >= u64::from(limit)).then(|| failures - u64::from(limit))
     }
 }
 
@@ -90,13 +84,10 @@ mod tests {
     }
 
     #[test]
-    fn throttle_retry_time() {
-        let window = Duration::from_secs(900);
-        assert_eq!(LoginThrottle::retry_at(5, 4, Some(at(1)), window), None);
-        assert_eq!(
-            LoginThrottle::retry_at(5, 5, Some(at(1)), window),
-            Some(at(901))
-        );
-        assert_eq!(LoginThrottle::retry_at(5, 0, None, window), None);
+    fn throttle_deciding_failure() {
+        assert_eq!(LoginThrottle::deciding_failure_index(5, 4), None);
+        assert_eq!(LoginThrottle::deciding_failure_index(5, 5), Some(0));
+        assert_eq!(LoginThrottle::deciding_failure_index(5, 16), Some(11));
+        assert_eq!(LoginThrottle::deciding_failure_index(5, 0), None);
     }
 }

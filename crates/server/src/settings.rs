@@ -88,8 +88,9 @@ pub struct SessionSettings {
     pub absolute_lifetime_minutes: u64,
     /// A session ends after this long without a request.
     pub idle_timeout_minutes: u64,
-    /// Mark the session cookie `Secure`; turn on whenever users reach Conclave over
-    /// HTTPS (directly or through an ingress).
+    /// Mark the session cookie `Secure` (DESIGN.md). Browsers accept Secure cookies from
+    /// `http://localhost`; turn off only for plain-HTTP access from other machines (a
+    /// trial), never in production.
     pub secure_cookies: bool,
 }
 
@@ -157,7 +158,7 @@ impl Default for SessionSettings {
         Self {
             absolute_lifetime_minutes: 12 * 60,
             idle_timeout_minutes: 60,
-            secure_cookies: false,
+            secure_cookies: true,
         }
     }
 }
@@ -299,6 +300,12 @@ impl Settings {
                 "is not a tracing filter (try `info` or `conclave=debug,info`)",
             );
         }
+        if self.sessions.absolute_lifetime_minutes > 366 * 24 * 60 {
+            return invalid(
+                "sessions.absolute_lifetime_minutes",
+                "must be at most a year",
+            );
+        }
         if self.sessions.idle_timeout_minutes == 0 {
             return invalid("sessions.idle_timeout_minutes", "must be at least 1");
         }
@@ -314,8 +321,11 @@ impl Settings {
                 "limits must be at least 1",
             );
         }
-        if self.login.failure_window_seconds == 0 {
-            return invalid("login.failure_window_seconds", "must be at least 1");
+        if !(1..=86_400).contains(&self.login.failure_window_seconds) {
+            return invalid(
+                "login.failure_window_seconds",
+                "must be between 1 and 86400",
+            );
         }
         Ok(())
     }

@@ -34,11 +34,12 @@ impl Backend {
             });
         }
         let path = url.strip_prefix("sqlite://").unwrap_or(url);
-        if path.is_empty() || path.contains("://") {
-            return Err(StoreError::Unavailable(format!(
-                "database url `{}` is neither postgres://… nor sqlite://PATH",
-                redact_url(url)
-            )));
+        // A libpq keyword string (`host=db password=…`) must not silently become a SQLite
+        // file named after it, with the password in its path.
+        if path.is_empty() || path.contains("://") || path.contains('=') {
+            return Err(StoreError::Unavailable(
+                "database url is neither postgres://… nor sqlite://PATH".to_owned(),
+            ));
         }
         Ok(Backend::Sqlite {
             path: PathBuf::from(path),
@@ -81,23 +82,15 @@ impl Backend {
     }
 }
 
+/// `scheme://host[:port]/database`: no credentials, no query string (libpq accepts
+/// `?password=…` too), so it is safe to print.
 fn redact_url(url: &str) -> String {
-    // postgres://user:secret@host/db -> postgres://user:***@host/db
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let credentials = &url[scheme_end + 3..at];
-            match credentials.find(':') {
-                Some(colon) => format!(
-                    "{}{}:***{}",
-                    &url[..scheme_end + 3],
-                    &credentials[..colon],
-                    &url[at..]
-                ),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "<unparsable url>".to_owned();
+    };
+    let rest = rest.split(['?', '#']).next().unwrap_or_default();
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    format!("{scheme}://{rest}")
 }
 
 /// r2d2 glue that connects to exactly the configured backend.
@@ -321,10 +314,16 @@ mod tests {
     #[test]
     fn passwords_are_redacted() {
         let backend = Backend::from_url("postgres://app:hunter2@db:5432/conclave").unwrap();
-        assert_eq!(backend.display(), "postgres://app:***@db:5432/conclave");
+        assert_eq!(backend.display(), "postgres://db:5432/conclave");
         assert_eq!(
-            redact_url("postgres://db/conclave"),
+            redact_url("postgres://db/conclave?password=hunter2&sslmode=require"),
             "postgres://db/conclave"
         );
+        assert_eq!(redact_url("postgres://a:b@c@db/x"), "postgres://db/x");
+    }
+
+    #[test]
+    fn libpq_keyword_strings_are_refused() {
+        assert!(Backend::from_url("host=db user=app password=hunter2").is_err());
     }
 }

@@ -22,7 +22,7 @@ impl AuthSource {
 }
 
 /// An account as stored, with its fields parsed back into domain types.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct UserRecord {
     pub id: UserId,
     pub username: Username,
@@ -35,6 +35,30 @@ pub struct UserRecord {
     pub roles: RoleSet,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+}
+
+impl std::fmt::Debug for UserRecord {
+    // The password hash stays out of debug output (and so out of any log).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserRecord")
+            .field("id", &self.id)
+            .field("username", &self.username)
+            .field("status", &self.status)
+            .field("auth_source", &self.auth_source)
+            .field("roles", &self.roles)
+            .field("must_change_password", &self.must_change_password)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Serializes changes that must keep at least one active admin until the transaction
+/// ends (a PostgreSQL advisory lock; SQLite's write transactions are already serial).
+/// Without it, two admins demoting each other at once could both see "two admins left".
+pub fn lock_admin_guard(conn: &mut DbConnection) -> Result<(), StoreError> {
+    if let DbConnection::Postgresql(_) = conn {
+        diesel::sql_query("SELECT pg_advisory_xact_lock(7422)").execute(conn)?;
+    }
+    Ok(())
 }
 
 #[derive(Queryable, Selectable)]
