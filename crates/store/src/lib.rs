@@ -7,14 +7,21 @@
 //! blocking threads through [`Db::run`], never on the async executor; a state change and
 //! the audit event that records it commit in one [`write_transaction`].
 
+pub mod attachments;
 pub mod audit;
 pub mod connection;
 pub mod error;
 pub mod login_failures;
+pub mod messages;
 pub mod migrations;
+pub mod room_events;
+pub mod room_keys;
+pub mod rooms;
 pub mod schema;
 pub mod sessions;
 pub mod users;
 
-pub use connection::{Backend, Db, DbConnection, DbPool, PoolOptions, write_transaction};
+pub use connection::{
+    Backend, Db, DbConnection, DbPool, PoolOptions, PooledDbConnection, write_transaction,
+};
 pub use error::StoreError;

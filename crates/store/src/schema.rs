@@ -65,12 +65,122 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    rooms (id) {
+        id -> Text,
+        kind -> Text,
+        name -> Nullable<Text>,
+        topic -> Nullable<Text>,
+        direct_key -> Nullable<Text>,
+        created_by -> Text,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+        last_message_seq -> BigInt,
+        last_event_seq -> BigInt,
+    }
+}
+
+diesel::table! {
+    room_members (room_id, user_id) {
+        room_id -> Text,
+        user_id -> Text,
+        role -> Text,
+        joined_at -> BigInt,
+        last_read_seq -> BigInt,
+    }
+}
+
+diesel::table! {
+    room_keys (room_id, epoch) {
+        room_id -> Text,
+        epoch -> BigInt,
+        master_key_id -> Text,
+        wrapped_key -> Binary,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    attachments (id) {
+        id -> Text,
+        room_id -> Text,
+        uploader_id -> Text,
+        name -> Text,
+        content_type -> Text,
+        size_bytes -> BigInt,
+        sha256 -> Text,
+        epoch -> BigInt,
+        storage_path -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    messages (id) {
+        id -> Text,
+        room_id -> Text,
+        seq -> BigInt,
+        sender_id -> Text,
+        reply_to_id -> Nullable<Text>,
+        attachment_id -> Nullable<Text>,
+        current_version -> BigInt,
+        idempotency_key -> Text,
+        created_at -> BigInt,
+        edited_at -> Nullable<BigInt>,
+        deleted_at -> Nullable<BigInt>,
+        deleted_by -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    message_versions (message_id, version) {
+        message_id -> Text,
+        version -> BigInt,
+        epoch -> BigInt,
+        ciphertext -> Binary,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    reactions (message_id, user_id, emoji) {
+        message_id -> Text,
+        user_id -> Text,
+        emoji -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    room_events (room_id, seq) {
+        room_id -> Text,
+        seq -> BigInt,
+        kind -> Text,
+        message_id -> Nullable<Text>,
+        actor_id -> Nullable<Text>,
+        payload -> Text,
+        created_at -> BigInt,
+    }
+}
+
 diesel::joinable!(user_roles -> users (user_id));
+diesel::joinable!(room_members -> rooms (room_id));
+diesel::joinable!(room_members -> users (user_id));
+diesel::joinable!(messages -> rooms (room_id));
+diesel::joinable!(message_versions -> messages (message_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(
     users,
     user_roles,
     sessions,
     login_failures,
-    audit_events
+    audit_events,
+    rooms,
+    room_members,
+    room_keys,
+    attachments,
+    messages,
+    message_versions,
+    reactions,
+    room_events,
 );

@@ -1,0 +1,298 @@
+//! Messages, their encrypted versions (the first is the original; edits add versions),
+//! and reactions.
+
+use crate::DbConnection;
+use crate::error::StoreError;
+use crate::schema::{message_versions, messages, reactions};
+use conclave_core::{AttachmentId, MessageId, RoomId, Timestamp, UserId};
+use diesel::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessageRecord {
+    pub id: MessageId,
+    pub room_id: RoomId,
+    pub seq: i64,
+    pub sender_id: UserId,
+    pub reply_to_id: Option<MessageId>,
+    pub attachment_id: Option<AttachmentId>,
+    pub current_version: i64,
+    pub created_at: Timestamp,
+    pub edited_at: Option<Timestamp>,
+    pub deleted_at: Option<Timestamp>,
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = messages)]
+struct MessageRow {
+    id: String,
+    room_id: String,
+    seq: i64,
+    sender_id: String,
+    reply_to_id: Option<String>,
+    attachment_id: Option<String>,
+    current_version: i64,
+    created_at: i64,
+    edited_at: Option<i64>,
+    deleted_at: Option<i64>,
+}
+
+impl TryFrom<MessageRow> for MessageRecord {
+    type Error = StoreError;
+    fn try_from(row: MessageRow) -> Result<Self, StoreError> {
+        let corrupt = || StoreError::Corrupt(format!("message {}: bad id", row.id));
+        Ok(MessageRecord {
+            id: row.id.parse().map_err(|_| corrupt())?,
+            room_id: row.room_id.parse().map_err(|_| corrupt())?,
+            seq: row.seq,
+            sender_id: row.sender_id.parse().map_err(|_| corrupt())?,
+            reply_to_id: row
+                .reply_to_id
+                .map(|id| id.parse())
+                .transpose()
+                .map_err(|_| corrupt())?,
+            attachment_id: row
+                .attachment_id
+                .map(|id| id.parse())
+                .transpose()
+                .map_err(|_| corrupt())?,
+            current_version: row.current_version,
+            created_at: Timestamp::from_micros(row.created_at),
+            edited_at: row.edited_at.map(Timestamp::from_micros),
+            deleted_at: row.deleted_at.map(Timestamp::from_micros),
+        })
+    }
+}
+
+/// One stored version of a message's body: ciphertext under the room's epoch key.
+#[derive(Clone, Debug, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = message_versions)]
+pub struct VersionRecord {
+    pub message_id: String,
+    pub version: i64,
+    pub epoch: i64,
+    pub ciphertext: Vec<u8>,
+    pub created_at: i64,
+}
+
+pub struct NewMessage<'a> {
+    pub id: MessageId,
+    pub room_id: RoomId,
+    pub seq: i64,
+    pub sender_id: UserId,
+    pub reply_to_id: Option<MessageId>,
+    pub attachment_id: Option<AttachmentId>,
+    pub idempotency_key: &'a str,
+    pub now: Timestamp,
+}
+
+pub fn insert(conn: &mut DbConnection, new: &NewMessage<'_>) -> Result<(), StoreError> {
+    diesel::insert_into(messages::table)
+        .values((
+            messages::id.eq(new.id.to_string()),
+            messages::room_id.eq(new.room_id.to_string()),
+            messages::seq.eq(new.seq),
+            messages::sender_id.eq(new.sender_id.to_string()),
+            messages::reply_to_id.eq(new.reply_to_id.map(|id| id.to_string())),
+            messages::attachment_id.eq(new.attachment_id.map(|id| id.to_string())),
+            messages::current_version.eq(1_i64),
+            messages::idempotency_key.eq(new.idempotency_key),
+            messages::created_at.eq(new.now.as_micros()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn insert_version(
+    conn: &mut DbConnection,
+    message_id: MessageId,
+    version: i64,
+    epoch: i64,
+    ciphertext: &[u8],
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    diesel::insert_into(message_versions::table)
+        .values((
+            message_versions::message_id.eq(message_id.to_string()),
+            message_versions::version.eq(version),
+            message_versions::epoch.eq(epoch),
+            message_versions::ciphertext.eq(ciphertext.to_vec()),
+            message_versions::created_at.eq(now.as_micros()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn find(conn: &mut DbConnection, id: MessageId) -> Result<Option<MessageRecord>, StoreError> {
+    messages::table
+        .find(id.to_string())
+        .select(MessageRow::as_select())
+        .first(conn)
+        .optional()?
+        .map(MessageRecord::try_from)
+        .transpose()
+}
+
+pub fn find_by_idempotency_key(
+    conn: &mut DbConnection,
+    room_id: RoomId,
+    sender_id: UserId,
+    key: &str,
+) -> Result<Option<MessageRecord>, StoreError> {
+    messages::table
+        .filter(messages::room_id.eq(room_id.to_string()))
+        .filter(messages::sender_id.eq(sender_id.to_string()))
+        .filter(messages::idempotency_key.eq(key))
+        .select(MessageRow::as_select())
+        .first(conn)
+        .optional()?
+        .map(MessageRecord::try_from)
+        .transpose()
+}
+
+/// Which page of a room's messages to read.
+#[derive(Clone, Copy, Debug)]
+pub enum Page {
+    /// The newest `limit` messages with a sequence number below `before` (or the newest).
+    Before(Option<i64>),
+    /// The oldest `limit` messages with a sequence number above `after`.
+    After(i64),
+}
+
+/// A page of messages, returned in ascending sequence order. Deleted messages are skipped.
+pub fn list(
+    conn: &mut DbConnection,
+    room_id: RoomId,
+    page: Page,
+    limit: i64,
+) -> Result<Vec<MessageRecord>, StoreError> {
+    let base = messages::table
+        .filter(messages::room_id.eq(room_id.to_string()))
+        .filter(messages::deleted_at.is_null())
+        .select(MessageRow::as_select())
+        .limit(limit)
+        .into_boxed();
+    let rows = match page {
+        Page::Before(before) => {
+            let mut query = base.order(messages::seq.desc());
+            if let Some(before) = before {
+                query = query.filter(messages::seq.lt(before));
+            }
+            let mut rows = query.load(conn)?;
+            rows.reverse();
+            rows
+        }
+        Page::After(after) => base
+            .filter(messages::seq.gt(after))
+            .order(messages::seq.asc())
+            .load(conn)?,
+    };
+    rows.into_iter().map(MessageRecord::try_from).collect()
+}
+
+pub fn version(
+    conn: &mut DbConnection,
+    message_id: MessageId,
+    version: i64,
+) -> Result<Option<VersionRecord>, StoreError> {
+    Ok(message_versions::table
+        .find((message_id.to_string(), version))
+        .select(VersionRecord::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+pub fn versions(
+    conn: &mut DbConnection,
+    message_id: MessageId,
+) -> Result<Vec<VersionRecord>, StoreError> {
+    Ok(message_versions::table
+        .filter(message_versions::message_id.eq(message_id.to_string()))
+        .order(message_versions::version.asc())
+        .select(VersionRecord::as_select())
+        .load(conn)?)
+}
+
+pub fn set_current_version(
+    conn: &mut DbConnection,
+    id: MessageId,
+    version: i64,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    diesel::update(messages::table.find(id.to_string()))
+        .set((
+            messages::current_version.eq(version),
+            messages::edited_at.eq(now.as_micros()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn mark_deleted(
+    conn: &mut DbConnection,
+    id: MessageId,
+    by: UserId,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    diesel::update(messages::table.find(id.to_string()))
+        .set((
+            messages::deleted_at.eq(now.as_micros()),
+            messages::deleted_by.eq(by.to_string()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Adds (`true`) or removes (`false`) a reaction; returns whether anything changed.
+pub fn set_reaction(
+    conn: &mut DbConnection,
+    message_id: MessageId,
+    user_id: UserId,
+    emoji: &str,
+    present: bool,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    let key = (
+        message_id.to_string(),
+        user_id.to_string(),
+        emoji.to_owned(),
+    );
+    let exists = reactions::table
+        .find(key.clone())
+        .count()
+        .get_result::<i64>(conn)?
+        > 0;
+    match (present, exists) {
+        (true, false) => {
+            diesel::insert_into(reactions::table)
+                .values((
+                    reactions::message_id.eq(&key.0),
+                    reactions::user_id.eq(&key.1),
+                    reactions::emoji.eq(&key.2),
+                    reactions::created_at.eq(now.as_micros()),
+                ))
+                .execute(conn)?;
+            Ok(true)
+        }
+        (false, true) => {
+            diesel::delete(reactions::table.find(key)).execute(conn)?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}
+
+/// Reactions on the given messages: `(message id, user id, emoji)`, oldest first.
+pub fn reactions_on(
+    conn: &mut DbConnection,
+    message_ids: &[MessageId],
+) -> Result<Vec<(String, String, String)>, StoreError> {
+    if message_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<String> = message_ids.iter().map(ToString::to_string).collect();
+    Ok(reactions::table
+        .filter(reactions::message_id.eq_any(ids))
+        .order(reactions::created_at.asc())
+        .select((reactions::message_id, reactions::user_id, reactions::emoji))
+        .load(conn)?)
+}

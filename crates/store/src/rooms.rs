@@ -1,0 +1,306 @@
+//! Rooms, direct conversations and their members.
+
+use crate::DbConnection;
+use crate::error::StoreError;
+use crate::schema::{room_members, rooms};
+use conclave_core::{MemberRole, RoomId, RoomKind, Timestamp, UserId};
+use diesel::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoomRecord {
+    pub id: RoomId,
+    pub kind: RoomKind,
+    pub name: Option<String>,
+    pub topic: Option<String>,
+    pub created_by: UserId,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub last_message_seq: i64,
+    pub last_event_seq: i64,
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = rooms)]
+struct RoomRow {
+    id: String,
+    kind: String,
+    name: Option<String>,
+    topic: Option<String>,
+    created_by: String,
+    created_at: i64,
+    updated_at: i64,
+    last_message_seq: i64,
+    last_event_seq: i64,
+}
+
+impl TryFrom<RoomRow> for RoomRecord {
+    type Error = StoreError;
+    fn try_from(row: RoomRow) -> Result<Self, StoreError> {
+        let corrupt = |what: &str| StoreError::Corrupt(format!("room {}: bad {what}", row.id));
+        Ok(RoomRecord {
+            id: row.id.parse().map_err(|_| corrupt("id"))?,
+            kind: row.kind.parse().map_err(|_| corrupt("kind"))?,
+            name: row.name,
+            topic: row.topic,
+            created_by: row.created_by.parse().map_err(|_| corrupt("created_by"))?,
+            created_at: Timestamp::from_micros(row.created_at),
+            updated_at: Timestamp::from_micros(row.updated_at),
+            last_message_seq: row.last_message_seq,
+            last_event_seq: row.last_event_seq,
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberRecord {
+    pub room_id: RoomId,
+    pub user_id: UserId,
+    pub role: MemberRole,
+    pub joined_at: Timestamp,
+    pub last_read_seq: i64,
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = room_members)]
+struct MemberRow {
+    room_id: String,
+    user_id: String,
+    role: String,
+    joined_at: i64,
+    last_read_seq: i64,
+}
+
+impl TryFrom<MemberRow> for MemberRecord {
+    type Error = StoreError;
+    fn try_from(row: MemberRow) -> Result<Self, StoreError> {
+        let corrupt = || StoreError::Corrupt(format!("member {} of {}", row.user_id, row.room_id));
+        Ok(MemberRecord {
+            room_id: row.room_id.parse().map_err(|_| corrupt())?,
+            user_id: row.user_id.parse().map_err(|_| corrupt())?,
+            role: row.role.parse().map_err(|_| corrupt())?,
+            joined_at: Timestamp::from_micros(row.joined_at),
+            last_read_seq: row.last_read_seq,
+        })
+    }
+}
+
+pub struct NewRoom<'a> {
+    pub id: RoomId,
+    pub kind: RoomKind,
+    pub name: Option<&'a str>,
+    pub topic: Option<&'a str>,
+    pub direct_key: Option<&'a str>,
+    pub created_by: UserId,
+    pub now: Timestamp,
+}
+
+pub fn insert(conn: &mut DbConnection, room: &NewRoom<'_>) -> Result<(), StoreError> {
+    diesel::insert_into(rooms::table)
+        .values((
+            rooms::id.eq(room.id.to_string()),
+            rooms::kind.eq(room.kind.as_str()),
+            rooms::name.eq(room.name),
+            rooms::topic.eq(room.topic),
+            rooms::direct_key.eq(room.direct_key),
+            rooms::created_by.eq(room.created_by.to_string()),
+            rooms::created_at.eq(room.now.as_micros()),
+            rooms::updated_at.eq(room.now.as_micros()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn find(conn: &mut DbConnection, id: RoomId) -> Result<Option<RoomRecord>, StoreError> {
+    rooms::table
+        .find(id.to_string())
+        .select(RoomRow::as_select())
+        .first(conn)
+        .optional()?
+        .map(RoomRecord::try_from)
+        .transpose()
+}
+
+pub fn find_direct(
+    conn: &mut DbConnection,
+    direct_key: &str,
+) -> Result<Option<RoomRecord>, StoreError> {
+    rooms::table
+        .filter(rooms::direct_key.eq(direct_key))
+        .select(RoomRow::as_select())
+        .first(conn)
+        .optional()?
+        .map(RoomRecord::try_from)
+        .transpose()
+}
+
+pub fn set_name_and_topic(
+    conn: &mut DbConnection,
+    id: RoomId,
+    name: Option<&str>,
+    topic: Option<Option<&str>>,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let target = || rooms::table.find(id.to_string());
+    if let Some(name) = name {
+        diesel::update(target())
+            .set(rooms::name.eq(name))
+            .execute(conn)?;
+    }
+    if let Some(topic) = topic {
+        diesel::update(target())
+            .set(rooms::topic.eq(topic))
+            .execute(conn)?;
+    }
+    diesel::update(target())
+        .set(rooms::updated_at.eq(now.as_micros()))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Takes the room's next message sequence number. The row update locks the room until
+/// the transaction ends, so numbers are handed out gap-free and in commit order.
+pub fn next_message_seq(conn: &mut DbConnection, id: RoomId) -> Result<i64, StoreError> {
+    bump(conn, id, true)
+}
+
+/// Takes the room's next event sequence number (see [`next_message_seq`]).
+pub fn next_event_seq(conn: &mut DbConnection, id: RoomId) -> Result<i64, StoreError> {
+    bump(conn, id, false)
+}
+
+fn bump(conn: &mut DbConnection, id: RoomId, message: bool) -> Result<i64, StoreError> {
+    let target = || rooms::table.find(id.to_string());
+    if message {
+        diesel::update(target())
+            .set(rooms::last_message_seq.eq(rooms::last_message_seq + 1))
+            .execute(conn)?;
+        Ok(target().select(rooms::last_message_seq).first(conn)?)
+    } else {
+        diesel::update(target())
+            .set(rooms::last_event_seq.eq(rooms::last_event_seq + 1))
+            .execute(conn)?;
+        Ok(target().select(rooms::last_event_seq).first(conn)?)
+    }
+}
+
+pub fn add_member(
+    conn: &mut DbConnection,
+    room_id: RoomId,
+    user_id: UserId,
+    role: MemberRole,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    diesel::insert_into(room_members::table)
+        .values((
+            room_members::room_id.eq(room_id.to_string()),
+            room_members::user_id.eq(user_id.to_string()),
+            room_members::role.eq(role.as_str()),
+            room_members::joined_at.eq(now.as_micros()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn remove_member(
+    conn: &mut DbConnection,
+    room_id: RoomId,
+    user_id: UserId,
+) -> Result<bool, StoreError> {
+    let removed =
+        diesel::delete(room_members::table.find((room_id.to_string(), user_id.to_string())))
+            .execute(conn)?;
+    Ok(removed == 1)
+}
+
+pub fn set_member_role(
+    conn: &mut DbConnection,
+    room_id: RoomId,
+    user_id: UserId,
+    role: MemberRole,
+) -> Result<(), StoreError> {
+    diesel::update(room_members::table.find((room_id.to_string(), user_id.to_string())))
+        .set(room_members::role.eq(role.as_str()))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn member(
+    conn: &mut DbConnection,
+    room_id: RoomId,
+    user_id: UserId,
+) -> Result<Option<MemberRecord>, StoreError> {
+    room_members::table
+        .find((room_id.to_string(), user_id.to_string()))
+        .select(MemberRow::as_select())
+        .first(conn)
+        .optional()?
+        .map(MemberRecord::try_from)
+        .transpose()
+}
+
+pub fn members(conn: &mut DbConnection, room_id: RoomId) -> Result<Vec<MemberRecord>, StoreError> {
+    room_members::table
+        .filter(room_members::room_id.eq(room_id.to_string()))
+        .order(room_members::joined_at.asc())
+        .select(MemberRow::as_select())
+        .load(conn)?
+        .into_iter()
+        .map(MemberRecord::try_from)
+        .collect()
+}
+
+pub fn member_count(conn: &mut DbConnection, room_id: RoomId) -> Result<i64, StoreError> {
+    Ok(room_members::table
+        .filter(room_members::room_id.eq(room_id.to_string()))
+        .count()
+        .get_result(conn)?)
+}
+
+pub fn count_with_role(
+    conn: &mut DbConnection,
+    room_id: RoomId,
+    role: MemberRole,
+) -> Result<i64, StoreError> {
+    Ok(room_members::table
+        .filter(room_members::room_id.eq(room_id.to_string()))
+        .filter(room_members::role.eq(role.as_str()))
+        .count()
+        .get_result(conn)?)
+}
+
+/// Raises a member's read marker (never lowers it); returns the marker now stored.
+pub fn mark_read(
+    conn: &mut DbConnection,
+    room_id: RoomId,
+    user_id: UserId,
+    seq: i64,
+) -> Result<i64, StoreError> {
+    let target = || room_members::table.find((room_id.to_string(), user_id.to_string()));
+    diesel::update(target().filter(room_members::last_read_seq.lt(seq)))
+        .set(room_members::last_read_seq.eq(seq))
+        .execute(conn)?;
+    Ok(target().select(room_members::last_read_seq).first(conn)?)
+}
+
+/// The rooms a user belongs to, with their membership, most recently active first.
+pub fn rooms_of(
+    conn: &mut DbConnection,
+    user_id: UserId,
+) -> Result<Vec<(RoomRecord, MemberRecord)>, StoreError> {
+    let rows: Vec<(RoomRow, MemberRow)> = rooms::table
+        .inner_join(room_members::table)
+        .filter(room_members::user_id.eq(user_id.to_string()))
+        .order(rooms::updated_at.desc())
+        .select((RoomRow::as_select(), MemberRow::as_select()))
+        .load(conn)?;
+    rows.into_iter()
+        .map(|(room, member)| Ok((RoomRecord::try_from(room)?, MemberRecord::try_from(member)?)))
+        .collect()
+}
+
+pub fn touch(conn: &mut DbConnection, id: RoomId, now: Timestamp) -> Result<(), StoreError> {
+    diesel::update(rooms::table.find(id.to_string()))
+        .set(rooms::updated_at.eq(now.as_micros()))
+        .execute(conn)?;
+    Ok(())
+}
