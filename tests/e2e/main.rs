@@ -277,7 +277,7 @@ fn bad_input_gets_the_documented_error_and_changes_nothing(backend: TestBackend)
         Some(json!({"username": "x", "display_name": "x", "email": "nope"})),
     );
     expect_error(bad_email, 422, "invalid_input");
-    let oversize = json!({"username": "x", "display_name": "x".repeat(70_000)});
+    let oversize = json!({"username": "x", "display_name": "x".repeat(200_000)});
     expect_error(
         server.send("POST", create, Some(&token), Some(oversize)),
         413,

@@ -10,6 +10,9 @@ use actix_web::{App, HttpResponse, web};
 use conclave_api::{ApiError, RequestIdMiddleware};
 use conclave_auth::{AuthSettings, AuthState};
 use conclave_core::Clock;
+use conclave_crypto::Keyring;
+use conclave_messaging::settings::WebSocketSettings;
+use conclave_messaging::{Hub, MessagingSettings, MessagingState};
 use conclave_store::{Db, PoolOptions, StoreError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,23 +22,24 @@ use std::time::Duration;
 pub struct AppState {
     pub db: Db,
     pub auth: AuthState,
+    pub messaging: MessagingState,
     pub max_json_body_bytes: usize,
     pub max_body_bytes: usize,
 }
 
-impl AppState {
-    pub fn new(settings: &Settings, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
-        let db = Db::open(
-            &settings.database_url(),
-            PoolOptions {
-                max_size: settings.database.pool_size,
-                acquire_timeout: Duration::from_secs(settings.database.acquire_timeout_seconds),
-            },
-        )?;
-        Ok(Self::with_db(settings, db, clock))
-    }
+/// Opens the database pool the settings describe.
+pub fn open_db(settings: &Settings) -> Result<Db, StoreError> {
+    Db::open(
+        &settings.database_url(),
+        PoolOptions {
+            max_size: settings.database.pool_size,
+            acquire_timeout: Duration::from_secs(settings.database.acquire_timeout_seconds),
+        },
+    )
+}
 
-    pub fn with_db(settings: &Settings, db: Db, clock: Arc<dyn Clock>) -> Self {
+impl AppState {
+    pub fn new(settings: &Settings, db: Db, keyring: Keyring, clock: Arc<dyn Clock>) -> Self {
         let auth = AuthState {
             db: db.clone(),
             clock,
@@ -45,9 +49,28 @@ impl AppState {
                 secure_cookies: settings.sessions.secure_cookies,
             },
         };
+        let limits = &settings.messaging;
+        let messaging = MessagingState {
+            auth: auth.clone(),
+            keyring: Arc::new(keyring),
+            settings: Arc::new(MessagingSettings {
+                max_room_members: limits.max_room_members,
+                max_message_bytes: limits.max_message_bytes,
+                max_attachment_bytes: limits.max_attachment_bytes,
+                attachments_dir: settings.attachments_dir(),
+                websocket: WebSocketSettings {
+                    queue_len: limits.websocket_queue_len,
+                    max_frame_bytes: limits.websocket_max_frame_bytes,
+                    max_client_frames_per_second: limits.websocket_max_frames_per_second,
+                    ping_interval: Duration::from_secs(limits.websocket_ping_interval_seconds),
+                },
+            }),
+            hub: Hub::default(),
+        };
         Self {
             db,
             auth,
+            messaging,
             max_json_body_bytes: settings.http.max_json_body_bytes,
             max_body_bytes: settings.http.max_body_bytes,
         }
@@ -60,9 +83,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: &AppState) {
     cfg.app_data(web::PayloadConfig::new(state.max_body_bytes))
         .app_data(web::Data::new(state.db.clone()))
         .app_data(web::Data::new(state.auth.clone()))
+        .app_data(web::Data::new(state.messaging.clone()))
         .configure(crate::health::routes)
         .configure(crate::openapi::routes)
-        .configure(conclave_auth::http::routes);
+        .configure(conclave_auth::http::routes)
+        .configure(conclave_messaging::http::routes);
 }
 
 /// Headers on every response: no sniffing, no framing, no referrer leaks, and API

@@ -36,6 +36,21 @@ pub enum Command {
     /// Account administration from the server's shell (audited as `system:cli`).
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Master keys: rotate, finish a rotation, status, remove an old key.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Add a new master key, make it active, and rewrap every data key under it.
+    Rotate,
+    /// Rewrap data keys still under an older master key (finishes an interrupted rotation).
+    Rewrap,
+    /// Show each master key and how many data keys it wraps.
+    Status,
+    /// Remove a master key that no data key uses any more.
+    Remove { key_id: String },
 }
 
 #[derive(Debug, Args)]

@@ -9,6 +9,7 @@ pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod health;
+pub mod keys;
 pub mod openapi;
 pub mod serve;
 pub mod settings;

@@ -1,9 +1,9 @@
 //! The `conclave` binary: parse the command line, load the configuration, dispatch.
 
 use clap::Parser;
-use conclave_server::cli::{Cli, Command, ConfigCommand};
+use conclave_server::cli::{Cli, Command, ConfigCommand, KeysCommand};
 use conclave_server::settings::{Overrides, Settings};
-use conclave_server::{admin, serve, telemetry};
+use conclave_server::{admin, keys, serve, telemetry};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -40,6 +40,28 @@ fn main() -> ExitCode {
         Command::Admin(command) => {
             telemetry::init(&settings.log);
             report(admin::run(&settings, command))
+        }
+        Command::Keys(command) => {
+            telemetry::init(&settings.log);
+            let result = conclave_server::app::open_db(&settings)
+                .map_err(keys::KeyError::from)
+                .and_then(|db| match command {
+                    KeysCommand::Rotate => keys::rotate(&settings, &db),
+                    KeysCommand::Rewrap => keys::rewrap(&settings, &db),
+                    KeysCommand::Status => keys::status(&settings, &db),
+                    KeysCommand::Remove { key_id } => keys::remove(&settings, &db, &key_id),
+                });
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("conclave: {err}");
+                    ExitCode::from(if matches!(err, keys::KeyError::Usage(_)) {
+                        2
+                    } else {
+                        1
+                    })
+                }
+            }
         }
         Command::Serve(_) => {
             telemetry::init(&settings.log);

@@ -52,6 +52,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ServerApi::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     doc.merge(conclave_auth::http::AuthApi::openapi());
+    doc.merge(conclave_messaging::http::MessagingApi::openapi());
     doc
 }
 
@@ -81,6 +82,7 @@ mod tests {
                     "{method} {path} documents no response"
                 );
                 if path.starts_with("/api/v1/") && path != "/api/v1/auth/login" {
+                    // Every authenticated endpoint documents 401.
                     assert!(
                         op.security.is_some(),
                         "{method} {path} documents no security"

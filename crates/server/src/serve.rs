@@ -29,12 +29,13 @@ pub enum ServeError {
     },
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
+    #[error("master keys: {0}")]
+    Keys(#[from] crate::keys::KeyError),
 }
 
 pub async fn run(settings: Settings) -> Result<(), ServeError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let state = AppState::new(&settings, clock.clone())?;
-    let db = state.db.clone();
+    let db = app::open_db(&settings)?;
     let migrate = settings.database.migrate_on_start;
     let applied = db
         .run(move |conn| {
@@ -53,6 +54,13 @@ pub async fn run(settings: Settings) -> Result<(), ServeError> {
     if !applied.is_empty() {
         tracing::info!(migrations = ?applied, "applied database migrations");
     }
+    let keys = {
+        let (settings, db) = (settings.clone(), db.clone());
+        tokio::task::spawn_blocking(move || crate::keys::load_for_serving(&settings, &db))
+            .await
+            .map_err(|err| ServeError::Io(std::io::Error::other(err)))??
+    };
+    let state = AppState::new(&settings, db.clone(), keys.keyring, clock.clone());
     let now = clock.now();
     let first_admin = db
         .run(move |conn| accounts::ensure_first_admin(conn, now))
@@ -79,7 +87,7 @@ pub async fn run(settings: Settings) -> Result<(), ServeError> {
         None => format!("http://{bound}"),
     };
     tracing::info!(%url, database = %db.backend().display(), "Conclave is serving");
-    print_banner(&url, first_admin.as_ref());
+    print_banner(&url, first_admin.as_ref(), keys.generated.as_deref());
     server.run().await?;
     tracing::info!("Conclave stopped");
     Ok(())
@@ -87,8 +95,21 @@ pub async fn run(settings: Settings) -> Result<(), ServeError> {
 
 /// What a person starting the server needs: where it is and how to log in. Printed to
 /// stdout (not the log) so the one-time password is shown once and not shipped with logs.
-fn print_banner(url: &str, first_admin: Option<&accounts::CreatedAccount>) {
+fn print_banner(
+    url: &str,
+    first_admin: Option<&accounts::CreatedAccount>,
+    generated_key: Option<&std::path::Path>,
+) {
     println!();
+    if let Some(path) = generated_key {
+        println!(
+            "  WARNING: generated a new master key at {}.",
+            path.display()
+        );
+        println!("  Back it up separately from the database: without it no message can be read.");
+        println!("  In production, provide the key through keys.file or keys.master_key.");
+        println!();
+    }
     println!("  Conclave is serving at {url}");
     println!("  API reference:         {url}{REFERENCE_PATH}");
     match first_admin.and_then(|admin| admin.one_time_password.as_deref().map(|pw| (admin, pw))) {

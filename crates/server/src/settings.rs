@@ -31,6 +31,52 @@ pub struct Settings {
     pub log: LogSettings,
     pub sessions: SessionSettings,
     pub login: LoginSettings,
+    pub keys: KeySettings,
+    pub messaging: MessagingLimits,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeySettings {
+    /// The master key file (TOML); empty means `{data_dir}/master-keys.toml`, generated on
+    /// the first start if no data key exists yet.
+    pub file: Option<PathBuf>,
+    /// One master key as `KEY_ID:BASE64` (32 bytes), instead of a file; typically from
+    /// `CONCLAVE_KEYS__MASTER_KEY` fed by a secret store.
+    pub master_key: Secret,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MessagingLimits {
+    /// Most members a room may hold.
+    pub max_room_members: u32,
+    /// Largest message text, in bytes of UTF-8.
+    pub max_message_bytes: usize,
+    /// Largest attachment, in bytes.
+    pub max_attachment_bytes: u64,
+    /// Events queued per WebSocket before the connection counts as a slow consumer.
+    pub websocket_queue_len: usize,
+    /// Largest WebSocket frame a client may send, in bytes.
+    pub websocket_max_frame_bytes: usize,
+    /// WebSocket frames per second a client may send (bursts of twice that).
+    pub websocket_max_frames_per_second: u32,
+    /// Seconds between server pings.
+    pub websocket_ping_interval_seconds: u64,
+}
+
+impl Default for MessagingLimits {
+    fn default() -> Self {
+        Self {
+            max_room_members: 500,
+            max_message_bytes: 16 * 1024,
+            max_attachment_bytes: 100 * 1024 * 1024,
+            websocket_queue_len: 1024,
+            websocket_max_frame_bytes: 64 * 1024,
+            websocket_max_frames_per_second: 20,
+            websocket_ping_interval_seconds: 20,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -116,6 +162,8 @@ impl Default for Settings {
             log: LogSettings::default(),
             sessions: SessionSettings::default(),
             login: LoginSettings::default(),
+            keys: KeySettings::default(),
+            messaging: MessagingLimits::default(),
         }
     }
 }
@@ -134,7 +182,7 @@ impl Default for DatabaseSettings {
 impl Default for HttpSettings {
     fn default() -> Self {
         Self {
-            max_json_body_bytes: 64 * 1024,
+            max_json_body_bytes: 128 * 1024,
             max_body_bytes: 256 * 1024,
             client_request_timeout_seconds: 10,
             keep_alive_seconds: 75,
@@ -327,7 +375,63 @@ impl Settings {
                 "must be between 1 and 86400",
             );
         }
+        let limits = &self.messaging;
+        if !(2..=100_000).contains(&limits.max_room_members) {
+            return invalid("messaging.max_room_members", "must be between 2 and 100000");
+        }
+        if !(1..=1024 * 1024).contains(&limits.max_message_bytes) {
+            return invalid(
+                "messaging.max_message_bytes",
+                "must be between 1 and 1048576",
+            );
+        }
+        if limits.max_message_bytes * 6 + 4096 > self.http.max_json_body_bytes {
+            return invalid(
+                "http.max_json_body_bytes",
+                "must be at least 6 x messaging.max_message_bytes + 4096 (JSON escaping can grow text sixfold)",
+            );
+        }
+        if limits.max_attachment_bytes == 0 {
+            return invalid("messaging.max_attachment_bytes", "must be at least 1");
+        }
+        if limits.websocket_queue_len == 0 || limits.websocket_max_frames_per_second == 0 {
+            return invalid(
+                "messaging.websocket_queue_len",
+                "WebSocket limits must be at least 1",
+            );
+        }
+        if limits.websocket_max_frame_bytes < 1024 {
+            return invalid(
+                "messaging.websocket_max_frame_bytes",
+                "must be at least 1024",
+            );
+        }
+        if limits.websocket_ping_interval_seconds == 0 {
+            return invalid(
+                "messaging.websocket_ping_interval_seconds",
+                "must be at least 1",
+            );
+        }
+        if !self.keys.master_key.expose().is_empty()
+            && let Err(err) =
+                conclave_crypto::Keyring::from_env_value(self.keys.master_key.expose())
+        {
+            return invalid("keys.master_key", &err.to_string());
+        }
         Ok(())
+    }
+
+    /// The master key file.
+    pub fn key_file(&self) -> PathBuf {
+        self.keys
+            .file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("master-keys.toml"))
+    }
+
+    /// Where encrypted attachments are stored.
+    pub fn attachments_dir(&self) -> PathBuf {
+        self.data_dir.join("attachments")
     }
 
     /// The database URL, defaulting to SQLite in the data directory.

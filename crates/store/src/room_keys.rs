@@ -87,3 +87,16 @@ pub fn count_by_master_key(conn: &mut DbConnection) -> Result<Vec<(String, i64)>
         .select((room_keys::master_key_id, count_star()))
         .load(conn)?)
 }
+
+/// Any one key wrapped by `master_key_id` (to check at start that the loaded master key
+/// with that id is the right one).
+pub fn sample_for_master_key(
+    conn: &mut DbConnection,
+    master_key_id: &str,
+) -> Result<Option<RoomKeyRecord>, StoreError> {
+    Ok(room_keys::table
+        .filter(room_keys::master_key_id.eq(master_key_id))
+        .select(RoomKeyRecord::as_select())
+        .first(conn)
+        .optional()?)
+}

@@ -304,3 +304,13 @@ pub fn touch(conn: &mut DbConnection, id: RoomId, now: Timestamp) -> Result<(), 
         .execute(conn)?;
     Ok(())
 }
+
+/// Locks the room row until the transaction ends without changing it (a no-op update,
+/// which both backends support), so checks made after it see every earlier writer's
+/// committed rows.
+pub fn lock(conn: &mut DbConnection, id: RoomId) -> Result<(), StoreError> {
+    diesel::update(rooms::table.find(id.to_string()))
+        .set(rooms::last_message_seq.eq(rooms::last_message_seq))
+        .execute(conn)?;
+    Ok(())
+}

@@ -1,0 +1,71 @@
+//! What can go wrong in messaging, and how each maps to an API error code.
+
+use conclave_api::ApiError;
+use conclave_core::{ErrorCode, ValidationError};
+use conclave_crypto::{DecryptError, RandomnessUnavailable};
+use conclave_store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MessagingError {
+    /// The room or item does not exist, or the caller is not a member.
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    PolicyViolation(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Stored ciphertext did not open: a wrong master key, tampering, or a moved row.
+    #[error("stored content failed to decrypt: {0}")]
+    Decrypt(#[from] DecryptError),
+    #[error("master key `{0}` is not loaded")]
+    MissingMasterKey(String),
+    #[error(transparent)]
+    Randomness(#[from] RandomnessUnavailable),
+    #[error("attachment storage: {0}")]
+    Storage(#[from] std::io::Error),
+}
+
+impl MessagingError {
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        Self::Invalid(ValidationError::new(field, message))
+    }
+}
+
+impl From<MessagingError> for ApiError {
+    fn from(err: MessagingError) -> Self {
+        let message = err.to_string();
+        match err {
+            MessagingError::NotFound => ApiError::not_found(),
+            MessagingError::Forbidden(_) => ApiError::new(ErrorCode::Forbidden, message),
+            MessagingError::Invalid(_) => ApiError::new(ErrorCode::InvalidInput, message),
+            MessagingError::Conflict(_) => ApiError::new(ErrorCode::Conflict, message),
+            MessagingError::PolicyViolation(_) => {
+                ApiError::new(ErrorCode::PolicyViolation, message)
+            }
+            MessagingError::TooLarge(_) => ApiError::new(ErrorCode::PayloadTooLarge, message),
+            MessagingError::Store(StoreError::Unavailable(cause)) => {
+                tracing::warn!(error = %cause, "database unavailable");
+                ApiError::unavailable("the database is unavailable; retry shortly")
+            }
+            MessagingError::Store(StoreError::Conflict(_)) => ApiError::new(
+                ErrorCode::Conflict,
+                "the change conflicts with existing data",
+            ),
+            MessagingError::Storage(ref io) if io.kind() == std::io::ErrorKind::StorageFull => {
+                tracing::error!(error = %io, "attachment storage is full");
+                ApiError::unavailable("attachment storage is full; nothing was stored")
+            }
+            // Decryption failures are reported as errors, never as garbage text, and
+            // logged so an operator can find a wrong key or tampered row.
+            other => ApiError::internal(&other),
+        }
+    }
+}

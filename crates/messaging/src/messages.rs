@@ -1,0 +1,456 @@
+//! Messages: send (idempotent, gap-free sequence numbers), list and fetch, edit (every
+//! version kept, encrypted), delete, reactions and read receipts. Bodies are sealed with
+//! the room's data key for the current epoch, bound to message, room, sender, epoch and
+//! version.
+
+use crate::error::MessagingError;
+use crate::keys::{self, KeyCache};
+use crate::realtime::Published;
+use crate::rooms::membership;
+use crate::wire::{AttachmentView, MessageView, ReactionView};
+use conclave_core::{
+    AttachmentId, Emoji, IdempotencyKey, MessageId, MessageText, RoomId, Timestamp, UserId,
+};
+use conclave_crypto::envelope::{open, seal};
+use conclave_crypto::{BodyBinding, Keyring};
+use conclave_store::messages::{self as message_store, MessageRecord, NewMessage, Page};
+use conclave_store::{
+    DbConnection, attachments, room_events, rooms as room_store, write_transaction,
+};
+use serde_json::json;
+use std::collections::BTreeMap;
+
+/// A message to send, parsed.
+#[derive(Debug)]
+pub struct NewMessageInput {
+    pub text: MessageText,
+    pub idempotency_key: IdempotencyKey,
+    pub reply_to_id: Option<MessageId>,
+    pub attachment_id: Option<AttachmentId>,
+}
+
+/// The outcome of a send: the message, and the event to publish (none for a retry).
+pub struct Sent {
+    pub message: MessageView,
+    /// Whether this send created the message (false: an idempotent retry).
+    pub created: bool,
+    pub published: Vec<Published>,
+}
+
+fn publish(
+    conn: &mut DbConnection,
+    room_id: RoomId,
+    kind: &str,
+    message_id: Option<MessageId>,
+    actor: UserId,
+    payload: serde_json::Value,
+    now: Timestamp,
+) -> Result<Published, MessagingError> {
+    let record = room_events::append(
+        conn,
+        room_id,
+        kind,
+        message_id,
+        Some(actor),
+        &payload.to_string(),
+        now,
+    )?;
+    let recipients = room_store::members(conn, room_id)?
+        .into_iter()
+        .map(|m| m.user_id)
+        .collect();
+    Ok(Published {
+        room_id,
+        seq: record.seq,
+        recipients,
+    })
+}
+
+pub fn send(
+    conn: &mut DbConnection,
+    keyring: &Keyring,
+    now: Timestamp,
+    sender: UserId,
+    room_id: RoomId,
+    input: NewMessageInput,
+) -> Result<Sent, MessagingError> {
+    let outcome = write_transaction(conn, |conn| {
+        membership(conn, room_id, sender)?;
+        // Lock the room first: a retry racing its original then waits and finds it.
+        room_store::lock(conn, room_id)?;
+        if let Some(existing) = message_store::find_by_idempotency_key(
+            conn,
+            room_id,
+            sender,
+            input.idempotency_key.as_str(),
+        )? {
+            return Ok((existing.id, false, Vec::new()));
+        }
+        if let Some(reply_to) = input.reply_to_id {
+            let target = message_store::find(conn, reply_to)?;
+            if !target.is_some_and(|t| t.room_id == room_id && t.deleted_at.is_none()) {
+                return Err(MessagingError::invalid(
+                    "reply_to_id",
+                    "must be a message in this conversation",
+                ));
+            }
+        }
+        if let Some(attachment_id) = input.attachment_id {
+            let attachment = attachments::find(conn, &attachment_id.to_string())?;
+            if !attachment.is_some_and(|a| {
+                a.room_id == room_id.to_string() && a.uploader_id == sender.to_string()
+            }) {
+                return Err(MessagingError::invalid(
+                    "attachment_id",
+                    "must be an attachment you uploaded to this conversation",
+                ));
+            }
+        }
+        let seq = room_store::next_message_seq(conn, room_id)?;
+        let message_id = MessageId::new();
+        let epoch = keys::epoch_of(now);
+        let data_key = keys::data_key_for_writing(conn, keyring, room_id, epoch, now)?;
+        let (message_text, room_text, sender_text) = (
+            message_id.to_string(),
+            room_id.to_string(),
+            sender.to_string(),
+        );
+        let binding = BodyBinding {
+            message_id: &message_text,
+            room_id: &room_text,
+            sender_id: &sender_text,
+            epoch,
+            version: 1,
+        };
+        let ciphertext = seal(&data_key, &binding.aad(), input.text.as_str().as_bytes())?;
+        message_store::insert(
+            conn,
+            &NewMessage {
+                id: message_id,
+                room_id,
+                seq,
+                sender_id: sender,
+                reply_to_id: input.reply_to_id,
+                attachment_id: input.attachment_id,
+                idempotency_key: input.idempotency_key.as_str(),
+                now,
+            },
+        )?;
+        message_store::insert_version(conn, message_id, 1, epoch, &ciphertext, now)?;
+        room_store::touch(conn, room_id, now)?;
+        room_store::mark_read(conn, room_id, sender, seq)?;
+        let published = publish(
+            conn,
+            room_id,
+            "message.created",
+            Some(message_id),
+            sender,
+            json!({"seq": seq}),
+            now,
+        )?;
+        Ok::<_, MessagingError>((message_id, true, vec![published]))
+    })?;
+    let (message_id, created, published) = outcome;
+    let message = get(conn, keyring, sender, room_id, message_id)?;
+    Ok(Sent {
+        message,
+        created,
+        published,
+    })
+}
+
+/// A page of a room's messages, oldest first.
+pub fn list(
+    conn: &mut DbConnection,
+    keyring: &Keyring,
+    viewer: UserId,
+    room_id: RoomId,
+    page: Page,
+    limit: u32,
+) -> Result<Vec<MessageView>, MessagingError> {
+    membership(conn, room_id, viewer)?;
+    let records = message_store::list(conn, room_id, page, i64::from(limit.clamp(1, 200)))?;
+    render_all(conn, keyring, &records)
+}
+
+pub fn get(
+    conn: &mut DbConnection,
+    keyring: &Keyring,
+    viewer: UserId,
+    room_id: RoomId,
+    message_id: MessageId,
+) -> Result<MessageView, MessagingError> {
+    membership(conn, room_id, viewer)?;
+    let record = message_store::find(conn, message_id)?
+        .filter(|m| m.room_id == room_id)
+        .ok_or(MessagingError::NotFound)?;
+    Ok(render_all(conn, keyring, std::slice::from_ref(&record))?.remove(0))
+}
+
+/// Replaces the text (the sender only); earlier versions are kept for compliance.
+pub fn edit(
+    conn: &mut DbConnection,
+    keyring: &Keyring,
+    now: Timestamp,
+    editor: UserId,
+    room_id: RoomId,
+    message_id: MessageId,
+    text: MessageText,
+) -> Result<(MessageView, Vec<Published>), MessagingError> {
+    let published = write_transaction(conn, |conn| {
+        membership(conn, room_id, editor)?;
+        room_store::lock(conn, room_id)?;
+        let message = live_message(conn, room_id, message_id)?;
+        if message.sender_id != editor {
+            return Err(MessagingError::Forbidden(
+                "only the sender may edit a message".into(),
+            ));
+        }
+        let version = message.current_version + 1;
+        let epoch = keys::epoch_of(now);
+        let data_key = keys::data_key_for_writing(conn, keyring, room_id, epoch, now)?;
+        let (message_text, room_text, sender_text) = (
+            message_id.to_string(),
+            room_id.to_string(),
+            editor.to_string(),
+        );
+        let binding = BodyBinding {
+            message_id: &message_text,
+            room_id: &room_text,
+            sender_id: &sender_text,
+            epoch,
+            version,
+        };
+        let ciphertext = seal(&data_key, &binding.aad(), text.as_str().as_bytes())?;
+        message_store::insert_version(conn, message_id, version, epoch, &ciphertext, now)?;
+        message_store::set_current_version(conn, message_id, version, now)?;
+        Ok::<_, MessagingError>(vec![publish(
+            conn,
+            room_id,
+            "message.edited",
+            Some(message_id),
+            editor,
+            json!({"seq": message.seq, "version": version}),
+            now,
+        )?])
+    })?;
+    Ok((get(conn, keyring, editor, room_id, message_id)?, published))
+}
+
+/// Deletes a message for users (the sender, or a moderator or owner). The record stays
+/// for the retention policies to handle.
+pub fn delete(
+    conn: &mut DbConnection,
+    now: Timestamp,
+    actor: UserId,
+    room_id: RoomId,
+    message_id: MessageId,
+) -> Result<Vec<Published>, MessagingError> {
+    write_transaction(conn, |conn| {
+        let member = membership(conn, room_id, actor)?;
+        let message = live_message(conn, room_id, message_id)?;
+        if message.sender_id != actor && !member.role.may_moderate() {
+            return Err(MessagingError::Forbidden(
+                "only the sender or a moderator may delete a message".into(),
+            ));
+        }
+        message_store::mark_deleted(conn, message_id, actor, now)?;
+        Ok(vec![publish(
+            conn,
+            room_id,
+            "message.deleted",
+            Some(message_id),
+            actor,
+            json!({"seq": message.seq}),
+            now,
+        )?])
+    })
+}
+
+/// Adds or removes the caller's reaction.
+pub fn react(
+    conn: &mut DbConnection,
+    now: Timestamp,
+    actor: UserId,
+    room_id: RoomId,
+    message_id: MessageId,
+    emoji: Emoji,
+    present: bool,
+) -> Result<Vec<Published>, MessagingError> {
+    write_transaction(conn, |conn| {
+        membership(conn, room_id, actor)?;
+        let message = live_message(conn, room_id, message_id)?;
+        if !message_store::set_reaction(conn, message_id, actor, emoji.as_str(), present, now)? {
+            return Ok(Vec::new());
+        }
+        Ok(vec![publish(
+            conn,
+            room_id,
+            "reaction.updated",
+            Some(message_id),
+            actor,
+            json!({"seq": message.seq, "user_id": actor, "emoji": emoji, "present": present}),
+            now,
+        )?])
+    })
+}
+
+/// Moves the caller's read marker forward to `seq`.
+pub fn mark_read(
+    conn: &mut DbConnection,
+    now: Timestamp,
+    reader: UserId,
+    room_id: RoomId,
+    seq: i64,
+) -> Result<(i64, Vec<Published>), MessagingError> {
+    write_transaction(conn, |conn| {
+        let member = membership(conn, room_id, reader)?;
+        let room = room_store::find(conn, room_id)?.ok_or(MessagingError::NotFound)?;
+        if seq < 0 || seq > room.last_message_seq {
+            return Err(MessagingError::invalid(
+                "seq",
+                format!("must be between 0 and {}", room.last_message_seq),
+            ));
+        }
+        if seq <= member.last_read_seq {
+            return Ok((member.last_read_seq, Vec::new()));
+        }
+        let stored = room_store::mark_read(conn, room_id, reader, seq)?;
+        let published = publish(
+            conn,
+            room_id,
+            "read.updated",
+            None,
+            reader,
+            json!({"user_id": reader, "last_read_seq": stored}),
+            now,
+        )?;
+        Ok((stored, vec![published]))
+    })
+}
+
+/// Every stored version of a message, decrypted, oldest first (for compliance and tests;
+/// users see only the current one).
+pub fn history(
+    conn: &mut DbConnection,
+    keyring: &Keyring,
+    message_id: MessageId,
+) -> Result<Vec<String>, MessagingError> {
+    let message = message_store::find(conn, message_id)?.ok_or(MessagingError::NotFound)?;
+    let mut cache = KeyCache::default();
+    message_store::versions(conn, message_id)?
+        .iter()
+        .map(|version| decrypt_version(conn, keyring, &mut cache, &message, version))
+        .collect()
+}
+
+fn live_message(
+    conn: &mut DbConnection,
+    room_id: RoomId,
+    message_id: MessageId,
+) -> Result<MessageRecord, MessagingError> {
+    message_store::find(conn, message_id)?
+        .filter(|m| m.room_id == room_id && m.deleted_at.is_none())
+        .ok_or(MessagingError::NotFound)
+}
+
+fn decrypt_version(
+    conn: &mut DbConnection,
+    keyring: &Keyring,
+    cache: &mut KeyCache,
+    message: &MessageRecord,
+    version: &message_store::VersionRecord,
+) -> Result<String, MessagingError> {
+    let key = cache.get(conn, keyring, message.room_id, version.epoch)?;
+    let (message_text, room_text, sender_text) = (
+        message.id.to_string(),
+        message.room_id.to_string(),
+        message.sender_id.to_string(),
+    );
+    let binding = BodyBinding {
+        message_id: &message_text,
+        room_id: &room_text,
+        sender_id: &sender_text,
+        epoch: version.epoch,
+        version: version.version,
+    };
+    let plaintext = open(key, &binding.aad(), &version.ciphertext)?;
+    String::from_utf8(plaintext).map_err(|_| {
+        MessagingError::Decrypt(conclave_crypto::DecryptError("decrypted body is not UTF-8"))
+    })
+}
+
+/// Renders stored messages for users: current text (none once deleted), attachment
+/// metadata and reactions.
+pub fn render_all(
+    conn: &mut DbConnection,
+    keyring: &Keyring,
+    records: &[MessageRecord],
+) -> Result<Vec<MessageView>, MessagingError> {
+    let mut cache = KeyCache::default();
+    let ids: Vec<MessageId> = records.iter().map(|m| m.id).collect();
+    let mut reactions: BTreeMap<String, BTreeMap<String, Vec<UserId>>> = BTreeMap::new();
+    for (message_id, user_id, emoji) in message_store::reactions_on(conn, &ids)? {
+        if let Ok(user_id) = user_id.parse() {
+            reactions
+                .entry(message_id)
+                .or_default()
+                .entry(emoji)
+                .or_default()
+                .push(user_id);
+        }
+    }
+    let mut views = Vec::with_capacity(records.len());
+    for record in records {
+        let deleted = record.deleted_at.is_some();
+        let text = if deleted {
+            None
+        } else {
+            let version = message_store::version(conn, record.id, record.current_version)?
+                .ok_or_else(|| {
+                    MessagingError::Decrypt(conclave_crypto::DecryptError(
+                        "the current version is missing",
+                    ))
+                })?;
+            Some(decrypt_version(
+                conn, keyring, &mut cache, record, &version,
+            )?)
+        };
+        let attachment = match (record.attachment_id, deleted) {
+            (Some(id), false) => {
+                attachments::find(conn, &id.to_string())?.map(|a| AttachmentView {
+                    id,
+                    name: a.name,
+                    content_type: a.content_type,
+                    size_bytes: a.size_bytes,
+                    sha256: a.sha256,
+                })
+            }
+            _ => None,
+        };
+        let reactions = if deleted {
+            Vec::new()
+        } else {
+            reactions
+                .remove(&record.id.to_string())
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(emoji, user_ids)| ReactionView { emoji, user_ids })
+                .collect()
+        };
+        views.push(MessageView {
+            id: record.id,
+            room_id: record.room_id,
+            seq: record.seq,
+            sender_id: record.sender_id,
+            text,
+            reply_to_id: record.reply_to_id,
+            attachment,
+            created_at: record.created_at,
+            edited_at: record.edited_at,
+            deleted,
+            reactions,
+        });
+    }
+    Ok(views)
+}

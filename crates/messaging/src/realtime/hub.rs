@@ -1,0 +1,154 @@
+//! The in-process hub: each connected WebSocket registers a bounded queue under its
+//! user; publishing puts an event on the queues of its recipients' connections. A queue
+//! that is full belongs to a slow consumer: the hub drops it, which closes that
+//! connection with a resume hint, so a slow client never holds up a room. (Fan-out across
+//! nodes through PostgreSQL LISTEN/NOTIFY builds on this with the deployment issue.)
+
+use conclave_core::{RoomId, UserId};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+
+/// One rendered event, shared by every connection it goes to.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Delivery {
+    pub room_id: RoomId,
+    pub seq: i64,
+    /// The JSON envelope, `{"type", "room_id", "seq", "data"}`.
+    pub json: String,
+}
+
+/// Each user's open connections: (connection id, queue).
+type Registry = HashMap<UserId, Vec<(u64, mpsc::Sender<Arc<Delivery>>)>>;
+
+#[derive(Clone, Default)]
+pub struct Hub {
+    connections: Arc<Mutex<Registry>>,
+    next_id: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("connections", &self.connection_count())
+            .finish()
+    }
+}
+
+impl Hub {
+    /// Registers a connection of `user`; returns its id and its queue.
+    pub fn register(&self, user: UserId, queue_len: usize) -> (u64, mpsc::Receiver<Arc<Delivery>>) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(queue_len.max(1));
+        self.lock().entry(user).or_default().push((id, tx));
+        (id, rx)
+    }
+
+    pub fn unregister(&self, user: UserId, id: u64) {
+        let mut connections = self.lock();
+        if let Some(list) = connections.get_mut(&user) {
+            list.retain(|(existing, _)| *existing != id);
+            if list.is_empty() {
+                connections.remove(&user);
+            }
+        }
+    }
+
+    /// Queues `delivery` for every connection of every recipient. Never blocks: a full
+    /// queue disconnects its (slow) connection instead.
+    pub fn publish(&self, recipients: &[UserId], delivery: Arc<Delivery>) {
+        let mut connections = self.lock();
+        for user in recipients {
+            let Some(list) = connections.get_mut(user) else {
+                continue;
+            };
+            list.retain(|(id, tx)| match tx.try_send(Arc::clone(&delivery)) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    tracing::info!(connection = id, "slow WebSocket consumer disconnected");
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            });
+        }
+        connections.retain(|_, list| !list.is_empty());
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.lock().values().map(Vec::len).sum()
+    }
+
+    /// No connection at all: publishing has nothing to do.
+    pub fn is_idle(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
+        // A panic while holding the lock leaves only queue bookkeeping behind: keep going.
+        self.connections
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivery(seq: i64) -> Arc<Delivery> {
+        Arc::new(Delivery {
+            room_id: RoomId::new(),
+            seq,
+            json: format!("{{\"seq\":{seq}}}"),
+        })
+    }
+
+    #[tokio::test]
+    async fn delivers_to_every_connection_of_each_recipient() {
+        let hub = Hub::default();
+        let (alice, bob, carol) = (UserId::new(), UserId::new(), UserId::new());
+        let (_, mut a1) = hub.register(alice, 8);
+        let (_, mut a2) = hub.register(alice, 8);
+        let (_, mut b) = hub.register(bob, 8);
+        let (_, mut c) = hub.register(carol, 8);
+        hub.publish(&[alice, bob], delivery(1));
+        assert_eq!(a1.recv().await.unwrap().seq, 1);
+        assert_eq!(a2.recv().await.unwrap().seq, 1);
+        assert_eq!(b.recv().await.unwrap().seq, 1);
+        assert!(c.try_recv().is_err(), "not a recipient");
+        assert_eq!(hub.connection_count(), 4);
+    }
+
+    #[tokio::test]
+    async fn a_slow_consumer_is_dropped_without_blocking_others() {
+        let hub = Hub::default();
+        let (slow, fast) = (UserId::new(), UserId::new());
+        let (_, mut slow_rx) = hub.register(slow, 2);
+        let (_, mut fast_rx) = hub.register(fast, 16);
+        for seq in 1..=5 {
+            hub.publish(&[slow, fast], delivery(seq));
+        }
+        for seq in 1..=5 {
+            assert_eq!(fast_rx.recv().await.unwrap().seq, seq);
+        }
+        assert_eq!(slow_rx.recv().await.unwrap().seq, 1);
+        assert_eq!(slow_rx.recv().await.unwrap().seq, 2);
+        assert!(
+            slow_rx.recv().await.is_none(),
+            "the overflowing connection's queue is closed"
+        );
+        assert_eq!(hub.connection_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn unregistered_connections_get_nothing() {
+        let hub = Hub::default();
+        let user = UserId::new();
+        let (id, mut rx) = hub.register(user, 4);
+        hub.unregister(user, id);
+        assert!(hub.is_idle());
+        hub.publish(&[user], delivery(1));
+        assert!(rx.recv().await.is_none());
+    }
+}

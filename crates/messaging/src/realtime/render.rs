@@ -1,0 +1,77 @@
+//! Turns room events into the JSON envelopes clients receive, from the database as it is
+//! now, so live delivery and replay after a reconnect produce the same thing.
+
+use super::hub::Delivery;
+use crate::error::MessagingError;
+use crate::messages::render_all;
+use conclave_core::{MessageId, RoomId};
+use conclave_crypto::Keyring;
+use conclave_store::room_events::{self, RoomEventRecord};
+use conclave_store::{DbConnection, messages as message_store, rooms as room_store};
+use serde_json::{Value, json};
+
+/// Renders one event of a room's log; `None` if it does not exist.
+pub fn render_one(
+    conn: &mut DbConnection,
+    keyring: &Keyring,
+    room_id: RoomId,
+    seq: i64,
+) -> Result<Option<Delivery>, MessagingError> {
+    let records = room_events::after(conn, room_id, seq - 1, 1)?;
+    match records.into_iter().next() {
+        Some(record) if record.seq == seq => Ok(Some(render(conn, keyring, room_id, &record)?)),
+        _ => Ok(None),
+    }
+}
+
+/// Renders the events of a room after `after_seq`, up to `limit`, oldest first.
+pub fn render_after(
+    conn: &mut DbConnection,
+    keyring: &Keyring,
+    room_id: RoomId,
+    after_seq: i64,
+    limit: i64,
+) -> Result<Vec<Delivery>, MessagingError> {
+    room_events::after(conn, room_id, after_seq, limit)?
+        .iter()
+        .map(|record| render(conn, keyring, room_id, record))
+        .collect()
+}
+
+fn render(
+    conn: &mut DbConnection,
+    keyring: &Keyring,
+    room_id: RoomId,
+    record: &RoomEventRecord,
+) -> Result<Delivery, MessagingError> {
+    let mut data: Value = serde_json::from_str(&record.payload).unwrap_or_else(|_| json!({}));
+    if let Some(message_id) = record
+        .message_id
+        .as_deref()
+        .and_then(|id| id.parse::<MessageId>().ok())
+        && let Some(message) = message_store::find(conn, message_id)?
+    {
+        let view = render_all(conn, keyring, std::slice::from_ref(&message))?.remove(0);
+        data["message"] = serde_json::to_value(view).unwrap_or(Value::Null);
+    }
+    if record.kind == "room.updated"
+        && let Some(room) = room_store::find(conn, room_id)?
+    {
+        data["name"] = json!(room.name);
+        data["topic"] = json!(room.topic);
+    }
+    if let Some(actor) = &record.actor_id {
+        data["actor_id"] = json!(actor);
+    }
+    let envelope = json!({
+        "type": record.kind,
+        "room_id": room_id,
+        "seq": record.seq,
+        "data": data,
+    });
+    Ok(Delivery {
+        room_id,
+        seq: record.seq,
+        json: envelope.to_string(),
+    })
+}

@@ -1,0 +1,403 @@
+//! `GET /api/v1/ws`: one WebSocket per client. The server first sends
+//! `{"type":"ready","data":{"rooms":{ROOM_ID: LAST_EVENT_SEQ}}}`. A client resuming after a
+//! disconnect sends `{"type":"resume","rooms":{ROOM_ID: LAST_SEQ_SEEN}}` and receives every
+//! event it missed, in order, before live ones. Within a connection each room's events
+//! arrive in sequence order, each once: a live event that overtakes an earlier one has
+//! the gap filled from the log first, and anything already delivered is skipped.
+//!
+//! Protection: a frame-size limit, a per-connection frame rate limit, server pings (a
+//! connection silent for three intervals is closed), and a bounded queue whose overflow
+//! closes the connection with a resume hint.
+
+use super::hub::Delivery;
+use super::render::render_after;
+use crate::error::MessagingError;
+use crate::settings::MessagingState;
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use actix_ws::{AggregatedMessage, CloseCode, CloseReason, Session};
+use conclave_api::ApiError;
+use conclave_auth::AuthUser;
+use conclave_core::{ErrorCode, RoomId, UserId};
+use serde::Deserialize;
+use serde_json::json;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Events fetched from the log per round while replaying or filling a gap.
+const REPLAY_PAGE: i64 = 500;
+
+/// Frames a client sends.
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum ClientFrame {
+    /// Replay what was missed: the last event sequence number seen, per room.
+    Resume { rooms: BTreeMap<RoomId, i64> },
+    /// Application-level keep-alive; answered with `{"type":"pong"}`.
+    Ping,
+}
+
+/// Open the realtime connection.
+#[utoipa::path(
+    get, path = "/api/v1/ws", tag = "realtime", security(("bearer" = []), ("session_cookie" = [])),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol; see the module documentation for frames"),
+        (status = 401, description = "No valid session", body = conclave_api::ErrorBody),
+        (status = 403, description = "Cross-origin browser connection", body = conclave_api::ErrorBody),
+    )
+)]
+pub async fn websocket(
+    state: web::Data<MessagingState>,
+    req: HttpRequest,
+    body: web::Payload,
+    user: AuthUser,
+) -> Result<HttpResponse, ApiError> {
+    // A browser sends its cookie with cross-site WebSocket handshakes; refuse any whose
+    // Origin is not this server (bearer-token clients send no cookie and no Origin).
+    if !req.headers().contains_key(header::AUTHORIZATION)
+        && let Some(origin) = req
+            .headers()
+            .get(header::ORIGIN)
+            .and_then(|o| o.to_str().ok())
+    {
+        let host = req.connection_info().host().to_owned();
+        let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+        if origin_host != host {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "cross-origin WebSocket connections are refused",
+            ));
+        }
+    }
+    let (response, session, stream) = actix_ws::handle(&req, body)
+        .map_err(|err| ApiError::new(ErrorCode::MalformedRequest, err.to_string()))?;
+    let limits = &state.settings.websocket;
+    let stream = stream
+        .max_frame_size(limits.max_frame_bytes)
+        .aggregate_continuations()
+        .max_continuation_size(limits.max_frame_bytes);
+    let state = state.get_ref().clone();
+    actix_web::rt::spawn(async move {
+        Connection::new(state, user.user.id, session)
+            .run(stream)
+            .await;
+    });
+    Ok(response)
+}
+
+struct Connection {
+    state: MessagingState,
+    user_id: UserId,
+    session: Session,
+    /// Last event sequence number delivered, per room.
+    delivered: HashMap<RoomId, i64>,
+    rate: TokenBucket,
+}
+
+enum Ending {
+    ClientClosed,
+    Close(CloseReason),
+}
+
+impl Connection {
+    fn new(state: MessagingState, user_id: UserId, session: Session) -> Self {
+        let per_second = f64::from(state.settings.websocket.max_client_frames_per_second.max(1));
+        Self {
+            state,
+            user_id,
+            session,
+            delivered: HashMap::new(),
+            rate: TokenBucket::new(per_second, per_second * 2.0),
+        }
+    }
+
+    async fn run(mut self, mut stream: actix_ws::AggregatedMessageStream) {
+        let settings = self.state.settings.websocket.clone();
+        let (connection_id, mut queue) = self.state.hub.register(self.user_id, settings.queue_len);
+        let ending = self
+            .serve(&mut stream, &mut queue, settings.ping_interval)
+            .await;
+        self.state.hub.unregister(self.user_id, connection_id);
+        if let Ending::Close(reason) = ending {
+            let _ = self.session.close(Some(reason)).await;
+        }
+    }
+
+    async fn serve(
+        &mut self,
+        stream: &mut actix_ws::AggregatedMessageStream,
+        queue: &mut tokio::sync::mpsc::Receiver<Arc<Delivery>>,
+        ping_interval: Duration,
+    ) -> Ending {
+        if let Err(ending) = self.send_ready().await {
+            return ending;
+        }
+        let mut ticker = tokio::time::interval(ping_interval);
+        ticker.tick().await;
+        let mut last_heard = Instant::now();
+        loop {
+            let step = tokio::select! {
+                delivery = queue.recv() => match delivery {
+                    Some(delivery) => self.deliver_live(&delivery).await,
+                    None => Err(Ending::Close(CloseReason {
+                        code: CloseCode::Again,
+                        description: Some(format!("slow consumer: reconnect and resume from {}", self.resume_hint())),
+                    })),
+                },
+                frame = stream.recv() => {
+                    last_heard = Instant::now();
+                    match frame {
+                        Some(Ok(frame)) => self.on_frame(frame).await,
+                        Some(Err(err)) => Err(Ending::Close(CloseReason {
+                            code: CloseCode::Protocol,
+                            description: Some(format!("protocol error: {err}")),
+                        })),
+                        None => Err(Ending::ClientClosed),
+                    }
+                },
+                _ = ticker.tick() => {
+                    if last_heard.elapsed() > ping_interval * 3 {
+                        Err(Ending::Close(CloseReason { code: CloseCode::Away, description: Some("no pong".into()) }))
+                    } else {
+                        self.session.ping(b"").await.map_err(|_| Ending::ClientClosed)
+                    }
+                },
+            };
+            if let Err(ending) = step {
+                return ending;
+            }
+        }
+    }
+
+    /// `{"ROOM_ID": last delivered seq}`, for a client to resume from.
+    fn resume_hint(&self) -> String {
+        let rooms: BTreeMap<String, i64> = self
+            .delivered
+            .iter()
+            .map(|(room, seq)| (room.to_string(), *seq))
+            .collect();
+        serde_json::to_string(&rooms).unwrap_or_default()
+    }
+
+    async fn send_json(&mut self, value: serde_json::Value) -> Result<(), Ending> {
+        self.session
+            .text(value.to_string())
+            .await
+            .map_err(|_| Ending::ClientClosed)
+    }
+
+    async fn send_ready(&mut self) -> Result<(), Ending> {
+        let user_id = self.user_id;
+        let rooms = self
+            .state
+            .auth
+            .db
+            .run(move |conn| crate::rooms::list_mine(conn, user_id))
+            .await;
+        let rooms: BTreeMap<String, i64> = match rooms {
+            Ok(rooms) => rooms
+                .into_iter()
+                .map(|room| (room.id.to_string(), room.last_event_seq))
+                .collect(),
+            Err(err) => {
+                tracing::warn!(error = %err, "could not list rooms for a new WebSocket");
+                return Err(Ending::Close(CloseReason {
+                    code: CloseCode::Again,
+                    description: Some("temporarily unavailable".into()),
+                }));
+            }
+        };
+        self.send_json(json!({"type": "ready", "data": {"rooms": rooms}}))
+            .await
+    }
+
+    async fn on_frame(&mut self, frame: AggregatedMessage) -> Result<(), Ending> {
+        match frame {
+            AggregatedMessage::Text(text) => {
+                if !self.rate.take() {
+                    return Err(Ending::Close(CloseReason {
+                        code: CloseCode::Policy,
+                        description: Some("too many frames; slow down and reconnect".into()),
+                    }));
+                }
+                match serde_json::from_str::<ClientFrame>(&text) {
+                    Ok(ClientFrame::Ping) => self.send_json(json!({"type": "pong"})).await,
+                    Ok(ClientFrame::Resume { rooms }) => {
+                        for (room_id, after) in rooms {
+                            self.replay(room_id, after.max(0)).await?;
+                        }
+                        Ok(())
+                    }
+                    Err(err) => {
+                        self.send_error(
+                            ErrorCode::MalformedRequest,
+                            &format!("unreadable frame: {err}"),
+                            None,
+                        )
+                        .await
+                    }
+                }
+            }
+            AggregatedMessage::Binary(_) => {
+                self.send_error(
+                    ErrorCode::MalformedRequest,
+                    "binary frames are not accepted",
+                    None,
+                )
+                .await
+            }
+            AggregatedMessage::Ping(bytes) => self
+                .session
+                .pong(&bytes)
+                .await
+                .map_err(|_| Ending::ClientClosed),
+            AggregatedMessage::Pong(_) => Ok(()),
+            AggregatedMessage::Close(_) => Err(Ending::ClientClosed),
+        }
+    }
+
+    async fn send_error(
+        &mut self,
+        code: ErrorCode,
+        message: &str,
+        room_id: Option<RoomId>,
+    ) -> Result<(), Ending> {
+        self.send_json(json!({"type": "error", "room_id": room_id, "data": {"code": code, "message": message}})).await
+    }
+
+    /// Sends the room's events after `after`, oldest first, if the user is a member.
+    async fn replay(&mut self, room_id: RoomId, after: i64) -> Result<(), Ending> {
+        let mut position = after;
+        loop {
+            let (user_id, keyring) = (self.user_id, Arc::clone(&self.state.keyring));
+            let page = self
+                .state
+                .auth
+                .db
+                .run(move |conn| {
+                    crate::rooms::membership(conn, room_id, user_id)?;
+                    render_after(conn, &keyring, room_id, position, REPLAY_PAGE)
+                })
+                .await;
+            let page = match page {
+                Ok(page) => page,
+                Err(MessagingError::NotFound) => {
+                    return self
+                        .send_error(ErrorCode::NotFound, "no such conversation", Some(room_id))
+                        .await;
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "replay failed");
+                    return self
+                        .send_error(
+                            ErrorCode::Unavailable,
+                            "replay failed; resume again",
+                            Some(room_id),
+                        )
+                        .await;
+                }
+            };
+            let full = page.len() as i64 == REPLAY_PAGE;
+            for delivery in page {
+                position = delivery.seq;
+                self.send_in_order(&delivery).await?;
+            }
+            if !full {
+                self.delivered
+                    .entry(room_id)
+                    .and_modify(|seq| *seq = (*seq).max(position))
+                    .or_insert(position);
+                return Ok(());
+            }
+        }
+    }
+
+    async fn deliver_live(&mut self, delivery: &Delivery) -> Result<(), Ending> {
+        if let Some(&last) = self.delivered.get(&delivery.room_id)
+            && delivery.seq > last + 1
+        {
+            // An event committed earlier is still on its way (or was published by another
+            // request that finished later): fill the gap from the log first.
+            self.replay(delivery.room_id, last).await?;
+        }
+        self.send_in_order(delivery).await
+    }
+
+    async fn send_in_order(&mut self, delivery: &Delivery) -> Result<(), Ending> {
+        if self
+            .delivered
+            .get(&delivery.room_id)
+            .is_some_and(|&last| delivery.seq <= last)
+        {
+            return Ok(());
+        }
+        self.session
+            .text(delivery.json.clone())
+            .await
+            .map_err(|_| Ending::ClientClosed)?;
+        self.delivered.insert(delivery.room_id, delivery.seq);
+        Ok(())
+    }
+}
+
+/// A token bucket: `rate` frames per second on average, bursts up to `burst`.
+struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    refilled: Instant,
+}
+
+impl TokenBucket {
+    fn new(rate: f64, burst: f64) -> Self {
+        Self {
+            rate,
+            burst,
+            tokens: burst,
+            refilled: Instant::now(),
+        }
+    }
+
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.refilled).as_secs_f64() * self.rate)
+            .min(self.burst);
+        self.refilled = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_allows_a_burst_then_refuses() {
+        let mut bucket = TokenBucket::new(1.0, 3.0);
+        assert!(bucket.take() && bucket.take() && bucket.take());
+        assert!(!bucket.take());
+    }
+
+    #[test]
+    fn client_frames_parse_strictly() {
+        let room = RoomId::new();
+        let frame: ClientFrame = serde_json::from_str(&format!(
+            "{{\"type\":\"resume\",\"rooms\":{{\"{room}\":4}}}}"
+        ))
+        .unwrap();
+        assert!(matches!(frame, ClientFrame::Resume { rooms } if rooms[&room] == 4));
+        assert!(serde_json::from_str::<ClientFrame>("{\"type\":\"ping\"}").is_ok());
+        assert!(serde_json::from_str::<ClientFrame>("{\"type\":\"shout\"}").is_err());
+        assert!(
+            serde_json::from_str::<ClientFrame>("{\"type\":\"resume\",\"rooms\":{\"x\":1}}")
+                .is_err()
+        );
+        assert!(serde_json::from_str::<ClientFrame>("not json").is_err());
+    }
+}

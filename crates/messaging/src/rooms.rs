@@ -1,0 +1,453 @@
+//! Rooms and direct conversations: creating them, membership and member roles, renaming,
+//! and listing the caller's conversations with unread counts.
+
+use crate::error::MessagingError;
+use crate::realtime::Published;
+use crate::wire::{MemberView, RoomDetail, RoomView};
+use conclave_core::{MemberRole, RoomId, RoomKind, RoomName, Timestamp, Topic, UserId, UserStatus};
+use conclave_store::rooms::{self as room_store, MemberRecord, NewRoom, RoomRecord};
+use conclave_store::users as user_store;
+use conclave_store::{DbConnection, StoreError, room_events, write_transaction};
+use serde_json::json;
+
+/// The caller's membership, or "not found" so that a room's existence does not leak.
+pub fn membership(
+    conn: &mut DbConnection,
+    room_id: RoomId,
+    user_id: UserId,
+) -> Result<MemberRecord, MessagingError> {
+    room_store::member(conn, room_id, user_id)?.ok_or(MessagingError::NotFound)
+}
+
+fn require_active_user(
+    conn: &mut DbConnection,
+    user_id: UserId,
+    field: &'static str,
+) -> Result<(), MessagingError> {
+    match user_store::find_by_id(conn, user_id)? {
+        Some(user) if user.status == UserStatus::Active => Ok(()),
+        _ => Err(MessagingError::invalid(
+            field,
+            format!("no active user {user_id}"),
+        )),
+    }
+}
+
+fn require_room_kind(room: &RoomRecord) -> Result<(), MessagingError> {
+    if room.kind == RoomKind::Direct {
+        return Err(MessagingError::Conflict(
+            "a direct conversation has exactly its two people and no name".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn event(
+    conn: &mut DbConnection,
+    room_id: RoomId,
+    kind: &str,
+    actor: UserId,
+    payload: serde_json::Value,
+    now: Timestamp,
+    extra_recipients: &[UserId],
+) -> Result<Published, MessagingError> {
+    let record = room_events::append(
+        conn,
+        room_id,
+        kind,
+        None,
+        Some(actor),
+        &payload.to_string(),
+        now,
+    )?;
+    let mut recipients: Vec<UserId> = room_store::members(conn, room_id)?
+        .into_iter()
+        .map(|m| m.user_id)
+        .collect();
+    recipients.extend_from_slice(extra_recipients);
+    Ok(Published {
+        room_id,
+        seq: record.seq,
+        recipients,
+    })
+}
+
+pub fn create_room(
+    conn: &mut DbConnection,
+    now: Timestamp,
+    creator: UserId,
+    name: RoomName,
+    topic: Topic,
+    member_ids: Vec<UserId>,
+    max_members: u32,
+) -> Result<(RoomDetail, Vec<Published>), MessagingError> {
+    let mut members: Vec<UserId> = member_ids.into_iter().filter(|id| *id != creator).collect();
+    members.sort();
+    members.dedup();
+    if members.len() + 1 > max_members as usize {
+        return Err(MessagingError::PolicyViolation(format!(
+            "a room holds at most {max_members} members"
+        )));
+    }
+    let room_id = RoomId::new();
+    let published = write_transaction(conn, |conn| {
+        for member in &members {
+            require_active_user(conn, *member, "member_ids")?;
+        }
+        room_store::insert(
+            conn,
+            &NewRoom {
+                id: room_id,
+                kind: RoomKind::Room,
+                name: Some(name.as_str()),
+                topic: topic.as_deref(),
+                direct_key: None,
+                created_by: creator,
+                now,
+            },
+        )?;
+        room_store::add_member(conn, room_id, creator, MemberRole::Owner, now)?;
+        let mut published = vec![event(
+            conn,
+            room_id,
+            "member.joined",
+            creator,
+            json!({"user_id": creator, "role": MemberRole::Owner}),
+            now,
+            &[],
+        )?];
+        for member in &members {
+            room_store::add_member(conn, room_id, *member, MemberRole::Member, now)?;
+            published.push(event(
+                conn,
+                room_id,
+                "member.joined",
+                creator,
+                json!({"user_id": member, "role": MemberRole::Member}),
+                now,
+                &[],
+            )?);
+        }
+        Ok::<_, MessagingError>(published)
+    })?;
+    Ok((room_detail(conn, room_id, creator)?, published))
+}
+
+/// The one direct conversation between the caller and `other`, created on first use.
+pub fn open_direct(
+    conn: &mut DbConnection,
+    now: Timestamp,
+    me: UserId,
+    other: UserId,
+) -> Result<(RoomDetail, Vec<Published>), MessagingError> {
+    if me == other {
+        return Err(MessagingError::invalid(
+            "user_id",
+            "a direct conversation needs someone else",
+        ));
+    }
+    let mut pair = [me.to_string(), other.to_string()];
+    pair.sort();
+    let direct_key = pair.join(":");
+    if let Some(room) = room_store::find_direct(conn, &direct_key)? {
+        return Ok((room_detail(conn, room.id, me)?, Vec::new()));
+    }
+    let room_id = RoomId::new();
+    let created = write_transaction(conn, |conn| {
+        require_active_user(conn, other, "user_id")?;
+        room_store::insert(
+            conn,
+            &NewRoom {
+                id: room_id,
+                kind: RoomKind::Direct,
+                name: None,
+                topic: None,
+                direct_key: Some(&direct_key),
+                created_by: me,
+                now,
+            },
+        )?;
+        let mut published = Vec::new();
+        for user in [me, other] {
+            room_store::add_member(conn, room_id, user, MemberRole::Member, now)?;
+            published.push(event(
+                conn,
+                room_id,
+                "member.joined",
+                me,
+                json!({"user_id": user, "role": MemberRole::Member}),
+                now,
+                &[],
+            )?);
+        }
+        Ok::<_, MessagingError>(published)
+    });
+    match created {
+        Ok(published) => Ok((room_detail(conn, room_id, me)?, published)),
+        // The other person opened it at the same moment: theirs is the one.
+        Err(MessagingError::Store(StoreError::Conflict(_))) => {
+            let room =
+                room_store::find_direct(conn, &direct_key)?.ok_or(MessagingError::NotFound)?;
+            Ok((room_detail(conn, room.id, me)?, Vec::new()))
+        }
+        Err(other) => Err(other),
+    }
+}
+
+/// Renames a room or sets its topic (moderators and owners).
+pub fn update_room(
+    conn: &mut DbConnection,
+    now: Timestamp,
+    actor: UserId,
+    room_id: RoomId,
+    name: Option<RoomName>,
+    topic: Option<Topic>,
+) -> Result<(RoomDetail, Vec<Published>), MessagingError> {
+    let published = write_transaction(conn, |conn| {
+        let member = membership(conn, room_id, actor)?;
+        let room = room_store::find(conn, room_id)?.ok_or(MessagingError::NotFound)?;
+        require_room_kind(&room)?;
+        if !member.role.may_moderate() {
+            return Err(MessagingError::Forbidden(
+                "only moderators and owners may rename a room or set its topic".into(),
+            ));
+        }
+        room_store::set_name_and_topic(
+            conn,
+            room_id,
+            name.as_ref().map(RoomName::as_str),
+            topic.as_ref().map(Topic::as_deref),
+            now,
+        )?;
+        let payload = json!({"name": name.as_ref().map(RoomName::as_str).or(room.name.as_deref()), "topic": topic.as_ref().map_or(room.topic.as_deref(), Topic::as_deref)});
+        Ok::<_, MessagingError>(vec![event(
+            conn,
+            room_id,
+            "room.updated",
+            actor,
+            payload,
+            now,
+            &[],
+        )?])
+    })?;
+    Ok((room_detail(conn, room_id, actor)?, published))
+}
+
+pub fn add_member(
+    conn: &mut DbConnection,
+    now: Timestamp,
+    actor: UserId,
+    room_id: RoomId,
+    user_id: UserId,
+    role: MemberRole,
+    max_members: u32,
+) -> Result<Vec<Published>, MessagingError> {
+    write_transaction(conn, |conn| {
+        let member = membership(conn, room_id, actor)?;
+        let room = room_store::find(conn, room_id)?.ok_or(MessagingError::NotFound)?;
+        require_room_kind(&room)?;
+        if !member.role.may_moderate() || !member.role.may_assign(role) {
+            return Err(MessagingError::Forbidden(format!(
+                "your role may not add a {}",
+                role.as_str()
+            )));
+        }
+        require_active_user(conn, user_id, "user_id")?;
+        if room_store::member(conn, room_id, user_id)?.is_some() {
+            return Err(MessagingError::Conflict("already a member".into()));
+        }
+        if room_store::member_count(conn, room_id)? >= i64::from(max_members) {
+            return Err(MessagingError::PolicyViolation(format!(
+                "the room is full: a room holds at most {max_members} members"
+            )));
+        }
+        room_store::add_member(conn, room_id, user_id, role, now)?;
+        room_store::touch(conn, room_id, now)?;
+        Ok(vec![event(
+            conn,
+            room_id,
+            "member.joined",
+            actor,
+            json!({"user_id": user_id, "role": role}),
+            now,
+            &[],
+        )?])
+    })
+}
+
+/// Removes another member (moderators may remove members; owners anyone).
+pub fn remove_member(
+    conn: &mut DbConnection,
+    now: Timestamp,
+    actor: UserId,
+    room_id: RoomId,
+    user_id: UserId,
+) -> Result<Vec<Published>, MessagingError> {
+    if actor == user_id {
+        return leave(conn, now, actor, room_id);
+    }
+    write_transaction(conn, |conn| {
+        let member = membership(conn, room_id, actor)?;
+        let room = room_store::find(conn, room_id)?.ok_or(MessagingError::NotFound)?;
+        require_room_kind(&room)?;
+        let target = room_store::member(conn, room_id, user_id)?.ok_or(MessagingError::NotFound)?;
+        if !member.role.may_moderate() || !member.role.may_assign(target.role) {
+            return Err(MessagingError::Forbidden(format!(
+                "your role may not remove a {}",
+                target.role.as_str()
+            )));
+        }
+        room_store::remove_member(conn, room_id, user_id)?;
+        Ok(vec![event(
+            conn,
+            room_id,
+            "member.left",
+            actor,
+            json!({"user_id": user_id, "removed_by": actor}),
+            now,
+            &[user_id],
+        )?])
+    })
+}
+
+/// Changes a member's role (owners only); the last owner cannot step down.
+pub fn set_member_role(
+    conn: &mut DbConnection,
+    now: Timestamp,
+    actor: UserId,
+    room_id: RoomId,
+    user_id: UserId,
+    role: MemberRole,
+) -> Result<Vec<Published>, MessagingError> {
+    write_transaction(conn, |conn| {
+        let member = membership(conn, room_id, actor)?;
+        let room = room_store::find(conn, room_id)?.ok_or(MessagingError::NotFound)?;
+        require_room_kind(&room)?;
+        if member.role != MemberRole::Owner {
+            return Err(MessagingError::Forbidden(
+                "only owners change member roles".into(),
+            ));
+        }
+        let target = room_store::member(conn, room_id, user_id)?.ok_or(MessagingError::NotFound)?;
+        if target.role == MemberRole::Owner
+            && role != MemberRole::Owner
+            && room_store::count_with_role(conn, room_id, MemberRole::Owner)? <= 1
+        {
+            return Err(MessagingError::Conflict(
+                "the last owner cannot step down; make someone else owner first".into(),
+            ));
+        }
+        room_store::set_member_role(conn, room_id, user_id, role)?;
+        Ok(vec![event(
+            conn,
+            room_id,
+            "member.role_changed",
+            actor,
+            json!({"user_id": user_id, "role": role}),
+            now,
+            &[],
+        )?])
+    })
+}
+
+/// Leaves a room. The last owner must hand over ownership first while others remain.
+pub fn leave(
+    conn: &mut DbConnection,
+    now: Timestamp,
+    actor: UserId,
+    room_id: RoomId,
+) -> Result<Vec<Published>, MessagingError> {
+    write_transaction(conn, |conn| {
+        let member = membership(conn, room_id, actor)?;
+        let room = room_store::find(conn, room_id)?.ok_or(MessagingError::NotFound)?;
+        if room.kind == RoomKind::Direct {
+            return Err(MessagingError::Conflict(
+                "a direct conversation cannot be left".into(),
+            ));
+        }
+        if member.role == MemberRole::Owner
+            && room_store::count_with_role(conn, room_id, MemberRole::Owner)? <= 1
+            && room_store::member_count(conn, room_id)? > 1
+        {
+            return Err(MessagingError::Conflict(
+                "you are the last owner: make someone else owner before leaving".into(),
+            ));
+        }
+        room_store::remove_member(conn, room_id, actor)?;
+        Ok(vec![event(
+            conn,
+            room_id,
+            "member.left",
+            actor,
+            json!({"user_id": actor}),
+            now,
+            &[actor],
+        )?])
+    })
+}
+
+/// The caller's conversations, most recently active first.
+pub fn list_mine(conn: &mut DbConnection, me: UserId) -> Result<Vec<RoomView>, MessagingError> {
+    room_store::rooms_of(conn, me)?
+        .into_iter()
+        .map(|(room, member)| room_view(conn, &room, &member))
+        .collect()
+}
+
+pub fn room_detail(
+    conn: &mut DbConnection,
+    room_id: RoomId,
+    me: UserId,
+) -> Result<RoomDetail, MessagingError> {
+    let member = membership(conn, room_id, me)?;
+    let room = room_store::find(conn, room_id)?.ok_or(MessagingError::NotFound)?;
+    let mut members = Vec::new();
+    for record in room_store::members(conn, room_id)? {
+        let user = user_store::find_by_id(conn, record.user_id)?.ok_or(MessagingError::NotFound)?;
+        members.push(MemberView {
+            user_id: record.user_id,
+            username: user.username.to_string(),
+            display_name: user.display_name,
+            role: record.role,
+            last_read_seq: record.last_read_seq,
+            joined_at: record.joined_at,
+        });
+    }
+    Ok(RoomDetail {
+        room: room_view(conn, &room, &member)?,
+        members,
+    })
+}
+
+fn room_view(
+    conn: &mut DbConnection,
+    room: &RoomRecord,
+    member: &MemberRecord,
+) -> Result<RoomView, MessagingError> {
+    let member_count = room_store::member_count(conn, room.id)?;
+    let name = match room.kind {
+        RoomKind::Room => room.name.clone(),
+        RoomKind::Direct => {
+            let other = room_store::members(conn, room.id)?
+                .into_iter()
+                .find(|m| m.user_id != member.user_id);
+            match other {
+                Some(other) => user_store::find_by_id(conn, other.user_id)?.map(|u| u.display_name),
+                None => None,
+            }
+        }
+    };
+    Ok(RoomView {
+        id: room.id,
+        kind: room.kind,
+        name,
+        topic: room.topic.clone(),
+        created_at: room.created_at,
+        my_role: member.role,
+        last_message_seq: room.last_message_seq,
+        last_event_seq: room.last_event_seq,
+        last_read_seq: member.last_read_seq,
+        unread_count: (room.last_message_seq - member.last_read_seq).max(0),
+        member_count,
+    })
+}

@@ -1,0 +1,380 @@
+//! Messaging service tests, each on SQLite and a throwaway PostgreSQL: membership and
+//! 404s, gap-free sequences under concurrent senders, idempotent retries, encryption at
+//! rest (no plaintext in rows, moved ciphertext fails, rotation keeps old messages
+//! readable), edits, deletes, replies, reactions, read markers, room limits, attachments.
+
+use conclave_core::{
+    DisplayName, Emoji, IdempotencyKey, MemberRole, MessageText, RoleSet, RoomName, Timestamp,
+    Topic, UserId, Username,
+};
+use conclave_crypto::Keyring;
+use conclave_messaging::attachments::{self, Upload};
+use conclave_messaging::keys::rewrap_all;
+use conclave_messaging::messages::{self, NewMessageInput};
+use conclave_messaging::settings::WebSocketSettings;
+use conclave_messaging::{Hub, MessagingError, MessagingSettings, MessagingState, rooms};
+use conclave_store::messages::Page;
+use conclave_store::users::{AuthSource, NewUser};
+use conclave_store::{Db, DbConnection, users};
+use conclave_testkit::backend_tests;
+use diesel::prelude::*;
+use std::sync::Arc;
+
+fn t0() -> Timestamp {
+    Timestamp::from_micros(1_800_000_000_000_000)
+}
+
+fn user(conn: &mut DbConnection, name: &str) -> UserId {
+    let id = UserId::new();
+    users::insert(
+        conn,
+        &NewUser {
+            id,
+            username: &Username::parse(name).unwrap(),
+            display_name: &DisplayName::parse(name).unwrap(),
+            email: None,
+            auth_source: AuthSource::Local,
+            password_hash: None,
+            must_change_password: false,
+            roles: &RoleSet::new([]),
+            now: t0(),
+        },
+    )
+    .unwrap();
+    id
+}
+
+fn room(conn: &mut DbConnection, owner: UserId, members: &[UserId]) -> conclave_core::RoomId {
+    let (detail, _) = rooms::create_room(
+        conn,
+        t0(),
+        owner,
+        RoomName::parse("Ops").unwrap(),
+        Topic::parse("").unwrap(),
+        members.to_vec(),
+        500,
+    )
+    .unwrap();
+    detail.room.id
+}
+
+fn input(text: &str, key: &str) -> NewMessageInput {
+    NewMessageInput {
+        text: MessageText::parse(text, 16 * 1024).unwrap(),
+        idempotency_key: IdempotencyKey::parse(key).unwrap(),
+        reply_to_id: None,
+        attachment_id: None,
+    }
+}
+
+fn texts(views: &[conclave_messaging::wire::MessageView]) -> Vec<String> {
+    views
+        .iter()
+        .map(|m| m.text.clone().unwrap_or_default())
+        .collect()
+}
+
+fn state(db: &Db, keyring: Keyring, dir: &std::path::Path) -> MessagingState {
+    MessagingState {
+        auth: conclave_auth::AuthState {
+            db: db.clone(),
+            clock: Arc::new(conclave_core::ManualClock::starting_at(t0())),
+            settings: conclave_auth::AuthSettings {
+                sessions: conclave_core::SessionPolicy {
+                    absolute_lifetime: std::time::Duration::from_secs(3600),
+                    idle_timeout: std::time::Duration::from_secs(600),
+                },
+                throttle: conclave_core::LoginThrottle {
+                    max_failures_per_account: 5,
+                    max_failures_per_address: 20,
+                    window: std::time::Duration::from_secs(60),
+                },
+                secure_cookies: true,
+            },
+        },
+        keyring: Arc::new(keyring),
+        settings: Arc::new(MessagingSettings {
+            max_room_members: 500,
+            max_message_bytes: 16 * 1024,
+            max_attachment_bytes: 1024 * 1024,
+            attachments_dir: dir.to_path_buf(),
+            websocket: WebSocketSettings::default(),
+        }),
+        hub: Hub::default(),
+    }
+}
+
+backend_tests! {
+    fn non_members_get_not_found_for_everything(db) {
+        let keyring = Keyring::generate().unwrap();
+        let mut conn = db.conn().unwrap();
+        let (alice, bob, eve) = (user(&mut conn, "alice"), user(&mut conn, "bob"), user(&mut conn, "eve"));
+        let room_id = room(&mut conn, alice, &[bob]);
+        let sent = messages::send(&mut conn, &keyring, t0(), alice, room_id, input("plan", "k1")).unwrap();
+        let m = sent.message.id;
+        assert!(matches!(rooms::room_detail(&mut conn, room_id, eve), Err(MessagingError::NotFound)));
+        assert!(matches!(messages::list(&mut conn, &keyring, eve, room_id, Page::Before(None), 50), Err(MessagingError::NotFound)));
+        assert!(matches!(messages::get(&mut conn, &keyring, eve, room_id, m), Err(MessagingError::NotFound)));
+        assert!(matches!(messages::send(&mut conn, &keyring, t0(), eve, room_id, input("x", "k2")), Err(MessagingError::NotFound)));
+        assert!(matches!(messages::react(&mut conn, t0(), eve, room_id, m, Emoji::parse("👍").unwrap(), true), Err(MessagingError::NotFound)));
+        assert!(matches!(messages::mark_read(&mut conn, t0(), eve, room_id, 1), Err(MessagingError::NotFound)));
+        assert!(matches!(messages::delete(&mut conn, t0(), eve, room_id, m), Err(MessagingError::NotFound)));
+        assert!(matches!(rooms::add_member(&mut conn, t0(), eve, room_id, eve, MemberRole::Member, 500), Err(MessagingError::NotFound)));
+        assert!(rooms::list_mine(&mut conn, eve).unwrap().is_empty());
+        // A message id from a room the caller is in, asked for through another room, is not found either.
+        let other = room(&mut conn, eve, &[]);
+        assert!(matches!(messages::get(&mut conn, &keyring, eve, other, m), Err(MessagingError::NotFound)));
+    }
+
+    fn a_direct_conversation_is_one_per_pair(db) {
+        let mut conn = db.conn().unwrap();
+        let (alice, bob) = (user(&mut conn, "alice"), user(&mut conn, "bob"));
+        let (first, published) = rooms::open_direct(&mut conn, t0(), alice, bob).unwrap();
+        assert_eq!(published.len(), 2);
+        let (again, published) = rooms::open_direct(&mut conn, t0(), bob, alice).unwrap();
+        assert!(published.is_empty());
+        assert_eq!(first.room.id, again.room.id);
+        assert_eq!(first.room.name.as_deref(), Some("bob"), "named after the other person");
+        assert!(matches!(rooms::open_direct(&mut conn, t0(), alice, alice), Err(MessagingError::Invalid(_))));
+        assert!(matches!(rooms::leave(&mut conn, t0(), alice, first.room.id), Err(MessagingError::Conflict(_))));
+    }
+
+    fn sequences_stay_gap_free_under_concurrent_senders(db) {
+        let keyring = Arc::new(Keyring::generate().unwrap());
+        let (room_id, senders) = {
+            let mut conn = db.conn().unwrap();
+            let senders: Vec<UserId> = (0..4).map(|i| user(&mut conn, &format!("sender{i}"))).collect();
+            (room(&mut conn, senders[0], &senders[1..]), senders)
+        };
+        let threads: Vec<_> = senders.iter().enumerate().map(|(i, sender)| {
+            let (db, keyring, sender) = (db.clone(), Arc::clone(&keyring), *sender);
+            std::thread::spawn(move || {
+                let mut conn = db.conn().unwrap();
+                for n in 0..15 {
+                    messages::send(&mut conn, &keyring, t0(), sender, room_id, input(&format!("{i}-{n}"), &format!("{i}-{n}"))).unwrap();
+                }
+            })
+        }).collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        let mut conn = db.conn().unwrap();
+        let all = messages::list(&mut conn, &keyring, senders[0], room_id, Page::After(0), 200).unwrap();
+        let seqs: Vec<i64> = all.iter().map(|m| m.seq).collect();
+        assert_eq!(seqs, (1..=60).collect::<Vec<_>>());
+    }
+
+    fn retried_sends_never_duplicate(db) {
+        let keyring = Keyring::generate().unwrap();
+        let mut conn = db.conn().unwrap();
+        let alice = user(&mut conn, "alice");
+        let room_id = room(&mut conn, alice, &[]);
+        let first = messages::send(&mut conn, &keyring, t0(), alice, room_id, input("once", "retry-me")).unwrap();
+        let again = messages::send(&mut conn, &keyring, t0(), alice, room_id, input("once", "retry-me")).unwrap();
+        assert!(first.created && !again.created);
+        assert_eq!(first.message.id, again.message.id);
+        assert!(again.published.is_empty());
+        assert_eq!(messages::list(&mut conn, &keyring, alice, room_id, Page::After(0), 50).unwrap().len(), 1);
+    }
+
+    fn no_plaintext_is_stored(db) {
+        use conclave_store::schema::message_versions::dsl::*;
+        let keyring = Keyring::generate().unwrap();
+        let mut conn = db.conn().unwrap();
+        let alice = user(&mut conn, "alice");
+        let room_id = room(&mut conn, alice, &[]);
+        let secret = "the launch code is 0000";
+        let sent = messages::send(&mut conn, &keyring, t0(), alice, room_id, input(secret, "k")).unwrap();
+        messages::edit(&mut conn, &keyring, t0(), alice, room_id, sent.message.id, MessageText::parse("the new launch code is 1111", 1024).unwrap()).unwrap();
+        let rows: Vec<Vec<u8>> = message_versions.select(ciphertext).load(&mut *conn).unwrap();
+        assert_eq!(rows.len(), 2);
+        for row in &rows {
+            assert!(!row.windows(6).any(|w| w == b"launch"), "plaintext in a stored row");
+        }
+        // Nothing else in the database holds it either.
+        let events: Vec<String> = conclave_store::schema::room_events::table.select(conclave_store::schema::room_events::payload).load(&mut *conn).unwrap();
+        assert!(events.iter().all(|p| !p.contains("launch")));
+    }
+
+    fn a_ciphertext_moved_to_another_row_fails_to_decrypt(db) {
+        use conclave_store::schema::message_versions::dsl::*;
+        let keyring = Keyring::generate().unwrap();
+        let mut conn = db.conn().unwrap();
+        let alice = user(&mut conn, "alice");
+        let room_id = room(&mut conn, alice, &[]);
+        let a = messages::send(&mut conn, &keyring, t0(), alice, room_id, input("first", "a")).unwrap().message.id;
+        let b = messages::send(&mut conn, &keyring, t0(), alice, room_id, input("second", "b")).unwrap().message.id;
+        let stolen: Vec<u8> = message_versions.filter(message_id.eq(a.to_string())).select(ciphertext).first(&mut *conn).unwrap();
+        diesel::update(message_versions.filter(message_id.eq(b.to_string()))).set(ciphertext.eq(stolen)).execute(&mut *conn).unwrap();
+        match messages::get(&mut conn, &keyring, alice, room_id, b) {
+            Err(MessagingError::Decrypt(_)) => {}
+            other => panic!("expected a decryption failure, got {other:?}", other = other.map(|m| m.text)),
+        }
+        assert_eq!(messages::get(&mut conn, &keyring, alice, room_id, a).unwrap().text.as_deref(), Some("first"));
+        // With the wrong master key nothing opens either, and it is an error, not garbage.
+        let wrong = Keyring::generate().unwrap();
+        assert!(matches!(messages::get(&mut conn, &wrong, alice, room_id, a), Err(MessagingError::MissingMasterKey(_))));
+    }
+
+    fn rotation_rewraps_and_old_messages_stay_readable(db) {
+        let mut keyring = Keyring::generate().unwrap();
+        let mut conn = db.conn().unwrap();
+        let alice = user(&mut conn, "alice");
+        let room_id = room(&mut conn, alice, &[]);
+        let day = 86_400_000_000;
+        for (i, at) in [t0(), Timestamp::from_micros(t0().as_micros() + day)].into_iter().enumerate() {
+            messages::send(&mut conn, &keyring, at, alice, room_id, input(&format!("day {i}"), &format!("k{i}"))).unwrap();
+        }
+        let old_id = keyring.active().0.to_owned();
+        keyring.rotate().unwrap();
+        assert_eq!(rewrap_all(&mut conn, &keyring).unwrap(), 2, "one data key per epoch");
+        assert_eq!(rewrap_all(&mut conn, &keyring).unwrap(), 0, "idempotent");
+        keyring.remove(&old_id).unwrap();
+        let all = messages::list(&mut conn, &keyring, alice, room_id, Page::After(0), 10).unwrap();
+        assert_eq!(texts(&all), ["day 0", "day 1"]);
+        conclave_messaging::keys::check_keyring(&mut conn, &keyring).unwrap();
+        assert!(conclave_messaging::keys::check_keyring(&mut conn, &Keyring::generate().unwrap()).is_err());
+    }
+
+    fn edits_keep_history_and_deletes_hide_content(db) {
+        let keyring = Keyring::generate().unwrap();
+        let mut conn = db.conn().unwrap();
+        let (alice, bob) = (user(&mut conn, "alice"), user(&mut conn, "bob"));
+        let room_id = room(&mut conn, alice, &[bob]);
+        let m = messages::send(&mut conn, &keyring, t0(), bob, room_id, input("draft", "k")).unwrap().message.id;
+        assert!(matches!(messages::edit(&mut conn, &keyring, t0(), alice, room_id, m, MessageText::parse("hijack", 64).unwrap()), Err(MessagingError::Forbidden(_))));
+        let (edited, _) = messages::edit(&mut conn, &keyring, t0(), bob, room_id, m, MessageText::parse("final", 64).unwrap()).unwrap();
+        assert_eq!(edited.text.as_deref(), Some("final"));
+        assert!(edited.edited_at.is_some());
+        assert_eq!(messages::history(&mut conn, &keyring, m).unwrap(), ["draft", "final"]);
+        // The owner (a moderator or better) may delete another's message.
+        messages::delete(&mut conn, t0(), alice, room_id, m).unwrap();
+        let view = messages::get(&mut conn, &keyring, bob, room_id, m).unwrap();
+        assert!(view.deleted && view.text.is_none());
+        assert!(messages::list(&mut conn, &keyring, bob, room_id, Page::After(0), 10).unwrap().is_empty());
+        assert_eq!(messages::history(&mut conn, &keyring, m).unwrap().len(), 2, "the record stays for retention");
+        assert!(matches!(messages::edit(&mut conn, &keyring, t0(), bob, room_id, m, MessageText::parse("x", 64).unwrap()), Err(MessagingError::NotFound)));
+    }
+
+    fn members_may_not_delete_others_messages(db) {
+        let keyring = Keyring::generate().unwrap();
+        let mut conn = db.conn().unwrap();
+        let (alice, bob, carol) = (user(&mut conn, "alice"), user(&mut conn, "bob"), user(&mut conn, "carol"));
+        let room_id = room(&mut conn, alice, &[bob, carol]);
+        let m = messages::send(&mut conn, &keyring, t0(), bob, room_id, input("mine", "k")).unwrap().message.id;
+        assert!(matches!(messages::delete(&mut conn, t0(), carol, room_id, m), Err(MessagingError::Forbidden(_))));
+    }
+
+    fn replies_must_stay_in_their_conversation(db) {
+        let keyring = Keyring::generate().unwrap();
+        let mut conn = db.conn().unwrap();
+        let alice = user(&mut conn, "alice");
+        let (here, elsewhere) = (room(&mut conn, alice, &[]), room(&mut conn, alice, &[]));
+        let original = messages::send(&mut conn, &keyring, t0(), alice, here, input("q", "k1")).unwrap().message.id;
+        let foreign = messages::send(&mut conn, &keyring, t0(), alice, elsewhere, input("x", "k2")).unwrap().message.id;
+        let reply = NewMessageInput { reply_to_id: Some(original), ..input("a", "k3") };
+        assert_eq!(messages::send(&mut conn, &keyring, t0(), alice, here, reply).unwrap().message.reply_to_id, Some(original));
+        let bad = NewMessageInput { reply_to_id: Some(foreign), ..input("a", "k4") };
+        assert!(matches!(messages::send(&mut conn, &keyring, t0(), alice, here, bad), Err(MessagingError::Invalid(_))));
+        assert_eq!(messages::list(&mut conn, &keyring, alice, here, Page::After(0), 10).unwrap().len(), 2, "nothing stored for the refused reply");
+    }
+
+    fn reactions_and_read_markers(db) {
+        let keyring = Keyring::generate().unwrap();
+        let mut conn = db.conn().unwrap();
+        let (alice, bob) = (user(&mut conn, "alice"), user(&mut conn, "bob"));
+        let room_id = room(&mut conn, alice, &[bob]);
+        for i in 0..3 {
+            messages::send(&mut conn, &keyring, t0(), alice, room_id, input("m", &format!("k{i}"))).unwrap();
+        }
+        let mine = rooms::list_mine(&mut conn, bob).unwrap();
+        assert_eq!(mine[0].unread_count, 3);
+        assert_eq!(rooms::list_mine(&mut conn, alice).unwrap()[0].unread_count, 0, "a sender has read their own");
+        let first = messages::list(&mut conn, &keyring, bob, room_id, Page::After(0), 1).unwrap()[0].id;
+        let thumbs = Emoji::parse("👍").unwrap();
+        assert_eq!(messages::react(&mut conn, t0(), bob, room_id, first, thumbs.clone(), true).unwrap().len(), 1);
+        assert!(messages::react(&mut conn, t0(), bob, room_id, first, thumbs.clone(), true).unwrap().is_empty(), "idempotent");
+        let view = messages::get(&mut conn, &keyring, alice, room_id, first).unwrap();
+        assert_eq!(view.reactions[0].emoji, "👍");
+        assert_eq!(view.reactions[0].user_ids, vec![bob]);
+        messages::react(&mut conn, t0(), bob, room_id, first, thumbs, false).unwrap();
+        assert!(messages::get(&mut conn, &keyring, alice, room_id, first).unwrap().reactions.is_empty());
+        assert_eq!(messages::mark_read(&mut conn, t0(), bob, room_id, 2).unwrap().0, 2);
+        assert_eq!(messages::mark_read(&mut conn, t0(), bob, room_id, 1).unwrap().0, 2, "markers only move forward");
+        assert!(matches!(messages::mark_read(&mut conn, t0(), bob, room_id, 9), Err(MessagingError::Invalid(_))));
+        assert_eq!(rooms::list_mine(&mut conn, bob).unwrap()[0].unread_count, 1);
+    }
+
+    fn membership_roles_and_the_room_size_limit(db) {
+        let mut conn = db.conn().unwrap();
+        let (owner, moderator, member, outsider, extra) = (
+            user(&mut conn, "owner"), user(&mut conn, "mod"), user(&mut conn, "member"), user(&mut conn, "out"), user(&mut conn, "extra"),
+        );
+        let room_id = room(&mut conn, owner, &[moderator, member]);
+        rooms::set_member_role(&mut conn, t0(), owner, room_id, moderator, MemberRole::Moderator).unwrap();
+        assert!(matches!(rooms::add_member(&mut conn, t0(), member, room_id, outsider, MemberRole::Member, 500), Err(MessagingError::Forbidden(_))));
+        assert!(matches!(rooms::add_member(&mut conn, t0(), moderator, room_id, outsider, MemberRole::Owner, 500), Err(MessagingError::Forbidden(_))));
+        assert!(matches!(rooms::add_member(&mut conn, t0(), moderator, room_id, outsider, MemberRole::Member, 3), Err(MessagingError::PolicyViolation(_))));
+        rooms::add_member(&mut conn, t0(), moderator, room_id, outsider, MemberRole::Member, 4).unwrap();
+        assert!(matches!(rooms::add_member(&mut conn, t0(), owner, room_id, outsider, MemberRole::Member, 500), Err(MessagingError::Conflict(_))));
+        assert!(matches!(rooms::create_room(&mut conn, t0(), owner, RoomName::parse("big").unwrap(), Topic::parse("").unwrap(), vec![moderator, member, outsider, extra], 4), Err(MessagingError::PolicyViolation(_))));
+        assert!(matches!(rooms::remove_member(&mut conn, t0(), moderator, room_id, owner), Err(MessagingError::Forbidden(_))));
+        rooms::remove_member(&mut conn, t0(), moderator, room_id, outsider).unwrap();
+        assert!(matches!(rooms::leave(&mut conn, t0(), owner, room_id), Err(MessagingError::Conflict(_))), "the last owner stays");
+        assert!(matches!(rooms::set_member_role(&mut conn, t0(), owner, room_id, owner, MemberRole::Member), Err(MessagingError::Conflict(_))));
+        rooms::leave(&mut conn, t0(), member, room_id).unwrap();
+        let detail = rooms::room_detail(&mut conn, room_id, owner).unwrap();
+        assert_eq!(detail.members.len(), 2);
+        let (renamed, _) = rooms::update_room(&mut conn, t0(), moderator, room_id, Some(RoomName::parse("Ops 2").unwrap()), Some(Topic::parse("new").unwrap())).unwrap();
+        assert_eq!(renamed.room.name.as_deref(), Some("Ops 2"));
+        assert_eq!(renamed.room.topic.as_deref(), Some("new"));
+    }
+
+    fn attachments_round_trip_encrypted_with_their_checksum(db) {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state(db, Keyring::generate().unwrap(), dir.path());
+        let (alice, eve, room_id) = {
+            let mut conn = db.conn().unwrap();
+            let (alice, eve) = (user(&mut conn, "alice"), user(&mut conn, "eve"));
+            (alice, eve, room(&mut conn, alice, &[]))
+        };
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            // Streamed in odd-sized pieces, as a network delivers it.
+            let pieces: Vec<Result<actix_web::web::Bytes, std::io::Error>> =
+                data.chunks(7_777).map(|c| Ok(actix_web::web::Bytes::copy_from_slice(c))).collect();
+            let upload = Upload { room_id, uploader: alice, name: "plan.bin".into(), content_type: "application/octet-stream".into(), declared_len: None };
+            let view = attachments::upload(&state, t0(), upload, futures_util::stream::iter(pieces)).await.unwrap();
+            use sha2::Digest;
+            assert_eq!(view.sha256, hex::encode(sha2::Sha256::digest(&data)));
+            assert_eq!(view.size_bytes, 200_000);
+            let stored = std::fs::read_dir(dir.path().join(room_id.to_string())).unwrap().next().unwrap().unwrap().path();
+            let raw = std::fs::read(&stored).unwrap();
+            assert!(!raw.windows(64).any(|w| data.windows(64).next() == Some(w)), "no plaintext on disk");
+
+            let download = attachments::download(&state, alice, room_id, view.id).await.unwrap();
+            use futures_util::StreamExt;
+            let chunks: Vec<_> = download.body.collect().await;
+            let mut back = Vec::new();
+            for chunk in chunks {
+                back.extend_from_slice(&chunk.unwrap());
+            }
+            assert_eq!(back, data);
+            assert!(matches!(attachments::download(&state, eve, room_id, view.id).await, Err(MessagingError::NotFound)));
+
+            // Referenced from a message.
+            let mut conn = db.conn().unwrap();
+            let with_file = NewMessageInput { attachment_id: Some(view.id), ..input("see attached", "att") };
+            let sent = messages::send(&mut conn, &state.keyring, t0(), alice, room_id, with_file).unwrap();
+            assert_eq!(sent.message.attachment.unwrap().sha256, view.sha256);
+
+            // Oversize: refused, and nothing is left behind.
+            let big: Vec<Result<actix_web::web::Bytes, std::io::Error>> =
+                (0..20).map(|_| Ok(actix_web::web::Bytes::from(vec![1u8; 64 * 1024]))).collect();
+            let upload = Upload { room_id, uploader: alice, name: "big.bin".into(), content_type: "application/octet-stream".into(), declared_len: None };
+            assert!(matches!(attachments::upload(&state, t0(), upload, futures_util::stream::iter(big)).await, Err(MessagingError::TooLarge(_))));
+            assert_eq!(std::fs::read_dir(dir.path().join(room_id.to_string())).unwrap().count(), 1, "no partial file");
+        });
+    }
+}
