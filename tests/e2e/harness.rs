@@ -29,9 +29,9 @@ pub struct Server {
     pub url: String,
     pub stdout: Arc<Mutex<Vec<String>>>,
     pub stderr_path: PathBuf,
-    /// Kept for the server's lifetime; removed on drop.
-    _data_dir: tempfile::TempDir,
-    pub database: TestDb,
+    /// Kept for the server's lifetime when the harness made them; removed on drop.
+    _data_dir: Option<tempfile::TempDir>,
+    database: Option<TestDb>,
     client: Client,
 }
 
@@ -43,10 +43,26 @@ impl Server {
     pub fn start_with(backend: TestBackend, env: &[(&str, &str)]) -> Self {
         let database = TestDb::new(backend);
         let data_dir = tempfile::tempdir().unwrap();
-        let stderr_path = data_dir.path().join("server.log");
-        let mut cmd = conclave(data_dir.path());
+        let mut server =
+            Self::start_at(data_dir.path(), Some(&database.url), env).expect("conclave starts");
+        server._data_dir = Some(data_dir);
+        server.database = Some(database);
+        server
+    }
+
+    /// Starts `conclave serve` in `data_dir` (its SQLite database unless `database_url`
+    /// names another); on failure returns the exit status and stderr.
+    pub fn start_at(
+        data_dir: &Path,
+        database_url: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Result<Self, (std::process::ExitStatus, String)> {
+        let stderr_path = data_dir.join(format!("server-{}.log", uuid::Uuid::new_v4()));
+        let mut cmd = conclave(data_dir);
+        if let Some(url) = database_url {
+            cmd.env("CONCLAVE_DATABASE__URL", url);
+        }
         cmd.args(["serve", "--bind", "127.0.0.1:0"])
-            .env("CONCLAVE_DATABASE__URL", &database.url)
             .env("CONCLAVE_LOG__FORMAT", "json")
             .env("CONCLAVE_LOG__LEVEL", "info")
             .env("CONCLAVE_HTTP__WORKERS", "2")
@@ -71,11 +87,13 @@ impl Server {
         let url = match url_rx.recv_timeout(Duration::from_secs(60)) {
             Ok(url) => url,
             Err(_) => {
+                let status = child.try_wait().ok().flatten();
                 let _ = child.kill();
-                panic!(
-                    "conclave did not start; stderr:\n{}",
-                    std::fs::read_to_string(&stderr_path).unwrap_or_default()
-                );
+                let status = status.unwrap_or_else(|| child.wait().unwrap());
+                return Err((
+                    status,
+                    std::fs::read_to_string(&stderr_path).unwrap_or_default(),
+                ));
             }
         };
         let client = Client::builder()
@@ -87,12 +105,54 @@ impl Server {
             url,
             stdout,
             stderr_path,
-            _data_dir: data_dir,
-            database,
+            _data_dir: None,
+            database: None,
             client,
         };
         server.wait_for_banner_end();
-        server
+        Ok(server)
+    }
+
+    /// The data directory (the harness's own, or the one given to `start_at`).
+    pub fn data_dir(&self) -> PathBuf {
+        self.stderr_path.parent().unwrap().to_path_buf()
+    }
+
+    /// The test database the harness made for this server.
+    pub fn db(&self) -> &conclave_store::Db {
+        &self.database.as_ref().expect("a harness-made database").db
+    }
+
+    pub fn database_url(&self) -> &str {
+        &self.database.as_ref().expect("a harness-made database").url
+    }
+
+    /// Opens a WebSocket as the holder of `token`, with a read timeout so a missing
+    /// event fails the test instead of hanging it.
+    pub fn websocket(&self, token: &str) -> Ws {
+        self.websocket_resuming(token, &[])
+    }
+
+    /// Opens a WebSocket that resumes each `(room, last seen event seq)`.
+    pub fn websocket_resuming(&self, token: &str, positions: &[(&str, i64)]) -> Ws {
+        use tungstenite::client::IntoClientRequest;
+        let address = self.url.trim_start_matches("http://");
+        let stream = std::net::TcpStream::connect(address).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let resume: Vec<String> = positions
+            .iter()
+            .map(|(room, seq)| format!("{room}:{seq}"))
+            .collect();
+        let mut request = format!("ws://{address}/api/v1/ws?resume={}", resume.join(","))
+            .into_client_request()
+            .unwrap();
+        request
+            .headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        let (socket, _) = tungstenite::client(request, stream).expect("WebSocket handshake");
+        Ws { socket }
     }
 
     fn wait_for_banner_end(&self) {
@@ -220,6 +280,58 @@ impl Drop for Server {
 }
 
 pub const ADMIN_PASSWORD: &str = "a long admin passphrase";
+
+/// A test's WebSocket connection.
+pub struct Ws {
+    pub socket: tungstenite::WebSocket<std::net::TcpStream>,
+}
+
+impl Ws {
+    /// The next JSON frame from the server (pings are answered by tungstenite).
+    pub fn next(&mut self) -> Value {
+        loop {
+            match self.socket.read().expect("a frame before the timeout") {
+                tungstenite::Message::Text(text) => return serde_json::from_str(&text).unwrap(),
+                tungstenite::Message::Close(frame) => panic!("closed: {frame:?}"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// Skips frames until one of type `kind`, and returns it.
+    pub fn next_of(&mut self, kind: &str) -> Value {
+        loop {
+            let frame = self.next();
+            if frame["type"] == kind {
+                return frame;
+            }
+        }
+    }
+
+    pub fn send(&mut self, value: Value) {
+        self.socket
+            .send(tungstenite::Message::Text(value.to_string().into()))
+            .unwrap();
+    }
+
+    /// No frame arrives within `wait`.
+    pub fn expect_silence(&mut self, wait: Duration) {
+        self.socket.get_mut().set_read_timeout(Some(wait)).unwrap();
+        match self.socket.read() {
+            Err(tungstenite::Error::Io(err))
+                if matches!(
+                    err.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Ok(tungstenite::Message::Ping(_)) | Ok(tungstenite::Message::Pong(_)) => {}
+            other => panic!("expected silence, got {other:?}"),
+        }
+        self.socket
+            .get_mut()
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+    }
+}
 
 /// Asserts the one JSON error shape with the given status and code, and that the body's
 /// request id is the response header's. Returns the message.

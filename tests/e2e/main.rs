@@ -2,11 +2,27 @@
 //! port, against SQLite and a throwaway PostgreSQL, driven over HTTP and its command line.
 
 mod harness;
+mod messaging;
 
 use conclave_store::audit::{self, ChainStatus};
 use conclave_testkit::TestBackend;
 use harness::{ADMIN_PASSWORD, Server, conclave, expect_error};
 use serde_json::{Value, json};
+
+/// Runs each named scenario of another module as two tests, one per backend.
+#[macro_export]
+macro_rules! on_both_backends_in {
+    ($module:ident: $($name:ident),* $(,)?) => {
+        mod $module {
+            mod sqlite {
+                $( #[test] fn $name() { super::super::$name(conclave_testkit::TestBackend::Sqlite) } )*
+            }
+            mod postgres {
+                $( #[test] fn $name() { super::super::$name(conclave_testkit::TestBackend::Postgres) } )*
+            }
+        }
+    };
+}
 
 /// Runs each named scenario as two tests, one per backend.
 macro_rules! on_both_backends {
@@ -162,7 +178,7 @@ fn first_admin_account_lifecycle_and_audit_trail(backend: TestBackend) {
     );
 
     // Every action above is in the audit chain, which is intact.
-    let mut conn = server.database.db.conn().unwrap();
+    let mut conn = server.db().conn().unwrap();
     assert!(matches!(
         audit::verify_chain(&mut conn).unwrap(),
         ChainStatus::Intact { .. }
@@ -437,7 +453,7 @@ fn failed_logins_are_throttled_with_retry_after(backend: TestBackend) {
         .unwrap();
     assert!((1..=900).contains(&retry_after), "{retry_after}");
     expect_error(throttled, 429, "rate_limited");
-    let mut conn = server.database.db.conn().unwrap();
+    let mut conn = server.db().conn().unwrap();
     let failures = audit::list_after(&mut conn, 0, 100)
         .unwrap()
         .into_iter()
@@ -458,7 +474,7 @@ fn readiness_follows_the_database(backend: TestBackend) {
     match backend {
         TestBackend::Postgres => {
             use diesel::prelude::*;
-            let url = &server.database.url;
+            let url = server.database_url();
             let name = url.rsplit('/').next().unwrap();
             let admin_url = conclave_testkit::postgres_admin_url();
             let mut admin = diesel::PgConnection::establish(&admin_url).unwrap();
@@ -468,7 +484,7 @@ fn readiness_follows_the_database(backend: TestBackend) {
         }
         TestBackend::Sqlite => {
             use diesel::connection::SimpleConnection;
-            let mut conn = server.database.db.conn().unwrap();
+            let mut conn = server.db().conn().unwrap();
             conn.batch_execute("DELETE FROM __diesel_schema_migrations")
                 .unwrap();
         }
@@ -502,6 +518,32 @@ fn openapi_lists_every_endpoint_and_the_reference_works_offline() {
         ("/api/v1/admin/users/{user_id}/suspend", "post"),
         ("/api/v1/admin/users/{user_id}/reactivate", "post"),
         ("/api/v1/admin/users/{user_id}/sessions", "delete"),
+        ("/api/v1/ws", "get"),
+        ("/api/v1/rooms", "get"),
+        ("/api/v1/rooms", "post"),
+        ("/api/v1/direct", "post"),
+        ("/api/v1/rooms/{room_id}", "get"),
+        ("/api/v1/rooms/{room_id}", "patch"),
+        ("/api/v1/rooms/{room_id}/members", "post"),
+        ("/api/v1/rooms/{room_id}/members/{user_id}", "put"),
+        ("/api/v1/rooms/{room_id}/members/{user_id}", "delete"),
+        ("/api/v1/rooms/{room_id}/leave", "post"),
+        ("/api/v1/rooms/{room_id}/messages", "get"),
+        ("/api/v1/rooms/{room_id}/messages", "post"),
+        ("/api/v1/rooms/{room_id}/messages/{message_id}", "get"),
+        ("/api/v1/rooms/{room_id}/messages/{message_id}", "patch"),
+        ("/api/v1/rooms/{room_id}/messages/{message_id}", "delete"),
+        (
+            "/api/v1/rooms/{room_id}/messages/{message_id}/reactions/{emoji}",
+            "put",
+        ),
+        (
+            "/api/v1/rooms/{room_id}/messages/{message_id}/reactions/{emoji}",
+            "delete",
+        ),
+        ("/api/v1/rooms/{room_id}/read", "post"),
+        ("/api/v1/rooms/{room_id}/attachments", "post"),
+        ("/api/v1/rooms/{room_id}/attachments/{attachment_id}", "get"),
     ] {
         assert!(
             paths.get(path).and_then(|p| p.get(method)).is_some(),

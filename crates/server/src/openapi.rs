@@ -74,6 +74,7 @@ mod tests {
                 ("get", &item.get),
                 ("post", &item.post),
                 ("put", &item.put),
+                ("patch", &item.patch),
                 ("delete", &item.delete),
             ] {
                 let Some(op) = op else { continue };

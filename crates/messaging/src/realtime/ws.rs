@@ -1,9 +1,17 @@
-//! `GET /api/v1/ws`: one WebSocket per client. The server first sends
-//! `{"type":"ready","data":{"rooms":{ROOM_ID: LAST_EVENT_SEQ}}}`. A client resuming after a
-//! disconnect sends `{"type":"resume","rooms":{ROOM_ID: LAST_SEQ_SEEN}}` and receives every
-//! event it missed, in order, before live ones. Within a connection each room's events
-//! arrive in sequence order, each once: a live event that overtakes an earlier one has
-//! the gap filled from the log first, and anything already delivered is skipped.
+//! `GET /api/v1/ws[?resume=ROOM_ID:SEQ,ROOM_ID:SEQ…]`: one WebSocket per client.
+//!
+//! A client reconnecting names, per room, the last event sequence number it saw. The
+//! server registers the connection's queue first (live events wait there), sends
+//! `{"type":"ready","data":{"rooms":{ROOM_ID: LAST_EVENT_SEQ}}}`, replays every event after
+//! each named position from the room's log, and only then delivers live events: so a
+//! client gets everything it missed, in order, before anything newer. Rooms it did not
+//! name start at the ready snapshot. Within a connection each room's events arrive in
+//! sequence order, each once: a live event that overtakes an earlier one has the gap
+//! filled from the log first, and anything already delivered is skipped.
+//!
+//! Client frames: `{"type":"resume","rooms":{ROOM_ID: SEQ}}` replays a room's events after
+//! SEQ on an open connection (after the client found a gap of its own);
+//! `{"type":"ping"}` is answered with `{"type":"pong"}`.
 //!
 //! Protection: a frame-size limit, a per-connection frame rate limit, server pings (a
 //! connection silent for three intervals is closed), and a bounded queue whose overflow
@@ -38,10 +46,40 @@ enum ClientFrame {
     Ping,
 }
 
+/// Where to resume: `ROOM_ID:SEQ` pairs separated by commas.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct WebSocketQuery {
+    /// The last event sequence number seen per room, as `ROOM_ID:SEQ,ROOM_ID:SEQ`.
+    pub resume: Option<String>,
+}
+
+fn parse_resume(raw: &str) -> Result<BTreeMap<RoomId, i64>, ApiError> {
+    let invalid = || {
+        ApiError::new(
+            ErrorCode::InvalidInput,
+            "resume must be ROOM_ID:SEQ pairs separated by commas",
+        )
+    };
+    raw.split(',')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (room, seq) = pair.split_once(':').ok_or_else(invalid)?;
+            Ok((
+                room.parse().map_err(|_| invalid())?,
+                seq.parse::<i64>().map_err(|_| invalid())?.max(0),
+            ))
+        })
+        .collect()
+}
+
 /// Open the realtime connection.
 #[utoipa::path(
     get, path = "/api/v1/ws", tag = "realtime", security(("bearer" = []), ("session_cookie" = [])),
+    params(WebSocketQuery),
     responses(
+        (status = 422, description = "Malformed resume positions", body = conclave_api::ErrorBody),
         (status = 101, description = "Switching to the WebSocket protocol; see the module documentation for frames"),
         (status = 401, description = "No valid session", body = conclave_api::ErrorBody),
         (status = 403, description = "Cross-origin browser connection", body = conclave_api::ErrorBody),
@@ -52,7 +90,9 @@ pub async fn websocket(
     req: HttpRequest,
     body: web::Payload,
     user: AuthUser,
+    query: web::Query<WebSocketQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    let resume = parse_resume(query.resume.as_deref().unwrap_or(""))?;
     // A browser sends its cookie with cross-site WebSocket handshakes; refuse any whose
     // Origin is not this server (bearer-token clients send no cookie and no Origin).
     if !req.headers().contains_key(header::AUTHORIZATION)
@@ -80,7 +120,7 @@ pub async fn websocket(
     let state = state.get_ref().clone();
     actix_web::rt::spawn(async move {
         Connection::new(state, user.user.id, session)
-            .run(stream)
+            .run(stream, resume)
             .await;
     });
     Ok(response)
@@ -112,11 +152,17 @@ impl Connection {
         }
     }
 
-    async fn run(mut self, mut stream: actix_ws::AggregatedMessageStream) {
+    async fn run(
+        mut self,
+        mut stream: actix_ws::AggregatedMessageStream,
+        resume: BTreeMap<RoomId, i64>,
+    ) {
         let settings = self.state.settings.websocket.clone();
+        // Registered before anything is read, so live events committed from now on wait in
+        // the queue while the connection catches up.
         let (connection_id, mut queue) = self.state.hub.register(self.user_id, settings.queue_len);
         let ending = self
-            .serve(&mut stream, &mut queue, settings.ping_interval)
+            .serve(&mut stream, &mut queue, settings.ping_interval, resume)
             .await;
         self.state.hub.unregister(self.user_id, connection_id);
         if let Ending::Close(reason) = ending {
@@ -129,9 +175,21 @@ impl Connection {
         stream: &mut actix_ws::AggregatedMessageStream,
         queue: &mut tokio::sync::mpsc::Receiver<Arc<Delivery>>,
         ping_interval: Duration,
+        resume: BTreeMap<RoomId, i64>,
     ) -> Ending {
-        if let Err(ending) = self.send_ready().await {
-            return ending;
+        let snapshot = match self.send_ready().await {
+            Ok(snapshot) => snapshot,
+            Err(ending) => return ending,
+        };
+        for (room_id, seq) in snapshot {
+            if !resume.contains_key(&room_id) {
+                self.delivered.insert(room_id, seq);
+            }
+        }
+        for (room_id, after) in resume {
+            if let Err(ending) = self.replay(room_id, after).await {
+                return ending;
+            }
         }
         let mut ticker = tokio::time::interval(ping_interval);
         ticker.tick().await;
@@ -187,7 +245,8 @@ impl Connection {
             .map_err(|_| Ending::ClientClosed)
     }
 
-    async fn send_ready(&mut self) -> Result<(), Ending> {
+    /// Sends the ready frame; returns each room's current event position.
+    async fn send_ready(&mut self) -> Result<BTreeMap<RoomId, i64>, Ending> {
         let user_id = self.user_id;
         let rooms = self
             .state
@@ -195,10 +254,10 @@ impl Connection {
             .db
             .run(move |conn| crate::rooms::list_mine(conn, user_id))
             .await;
-        let rooms: BTreeMap<String, i64> = match rooms {
+        let rooms: BTreeMap<RoomId, i64> = match rooms {
             Ok(rooms) => rooms
                 .into_iter()
-                .map(|room| (room.id.to_string(), room.last_event_seq))
+                .map(|room| (room.id, room.last_event_seq))
                 .collect(),
             Err(err) => {
                 tracing::warn!(error = %err, "could not list rooms for a new WebSocket");
@@ -209,7 +268,8 @@ impl Connection {
             }
         };
         self.send_json(json!({"type": "ready", "data": {"rooms": rooms}}))
-            .await
+            .await?;
+        Ok(rooms)
     }
 
     async fn on_frame(&mut self, frame: AggregatedMessage) -> Result<(), Ending> {
@@ -225,7 +285,11 @@ impl Connection {
                     Ok(ClientFrame::Ping) => self.send_json(json!({"type": "pong"})).await,
                     Ok(ClientFrame::Resume { rooms }) => {
                         for (room_id, after) in rooms {
-                            self.replay(room_id, after.max(0)).await?;
+                            // The client asks explicitly: resend from there, even what this
+                            // connection delivered already.
+                            let after = after.max(0);
+                            self.delivered.insert(room_id, after);
+                            self.replay(room_id, after).await?;
                         }
                         Ok(())
                     }
@@ -382,6 +446,17 @@ mod tests {
         let mut bucket = TokenBucket::new(1.0, 3.0);
         assert!(bucket.take() && bucket.take() && bucket.take());
         assert!(!bucket.take());
+    }
+
+    #[test]
+    fn resume_positions_parse() {
+        let (a, b) = (RoomId::new(), RoomId::new());
+        let parsed = parse_resume(&format!("{a}:4,{b}:0")).unwrap();
+        assert_eq!(parsed[&a], 4);
+        assert_eq!(parsed[&b], 0);
+        assert!(parse_resume("").unwrap().is_empty());
+        assert!(parse_resume("nonsense").is_err());
+        assert!(parse_resume(&format!("{a}:x")).is_err());
     }
 
     #[test]
