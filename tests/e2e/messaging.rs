@@ -487,3 +487,64 @@ fn master_key_rotation_and_refusal_to_start_with_a_wrong_key() {
     assert!(stderr.contains("missing"), "{stderr}");
     assert!(!key_file.exists());
 }
+
+/// Reads until the server closes the connection; returns the close code.
+fn close_code(ws: &mut crate::harness::Ws) -> u16 {
+    loop {
+        match ws.socket.read() {
+            Ok(tungstenite::Message::Close(Some(frame))) => return u16::from(frame.code),
+            Ok(tungstenite::Message::Close(None)) => return 1005,
+            Ok(_) => continue,
+            Err(err) => panic!("connection ended without a close frame: {err}"),
+        }
+    }
+}
+
+#[test]
+fn websocket_limits_close_abusive_connections() {
+    let server = Server::start_with(
+        TestBackend::Sqlite,
+        &[("CONCLAVE_MESSAGING__WEBSOCKET_MAX_FRAMES_PER_SECOND", "5")],
+    );
+    let admin = server.admin_token();
+
+    // A frame over the size limit (64 KiB) ends the connection with a protocol error.
+    let mut ws = server.websocket(&admin);
+    ws.next_of("ready");
+    ws.socket
+        .send(tungstenite::Message::Text("x".repeat(100 * 1024).into()))
+        .unwrap();
+    assert_eq!(close_code(&mut ws), 1002);
+
+    // A flood of frames past the rate limit (5/s, bursts of 10) ends it with a policy violation.
+    let mut ws = server.websocket(&admin);
+    ws.next_of("ready");
+    for _ in 0..30 {
+        if ws
+            .socket
+            .send(tungstenite::Message::Text(
+                json!({"type": "ping"}).to_string().into(),
+            ))
+            .is_err()
+        {
+            break;
+        }
+    }
+    assert_eq!(close_code(&mut ws), 1008);
+
+    // Malformed resume positions are refused before the upgrade.
+    use tungstenite::client::IntoClientRequest;
+    let address = server.url.trim_start_matches("http://");
+    let mut request = format!("ws://{address}/api/v1/ws?resume=garbage")
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {admin}").parse().unwrap());
+    match tungstenite::client(request, std::net::TcpStream::connect(address).unwrap()) {
+        Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(response))) => {
+            assert_eq!(response.status(), 422)
+        }
+        other => panic!("expected 422, got {:?}", other.map(|_| ())),
+    }
+}
