@@ -169,7 +169,11 @@ fn two_clients_talk_in_real_time_and_resume_without_loss(backend: TestBackend) {
         "replayed, though delivered before"
     );
     bob_ws.send(json!({"type": "resume", "rooms": {"00000000-0000-0000-0000-000000000000": 0}}));
-    assert_eq!(bob_ws.next()["data"]["code"], "not_found");
+    let missing = bob_ws.next();
+    assert_eq!(
+        missing["data"],
+        json!({"code": "not_found", "message": "no such conversation"})
+    );
     // Another user's room stays silent for Bob.
     let (carol, _) = employee(&server, &admin, "carol");
     let private: Value = server
@@ -189,6 +193,14 @@ fn two_clients_talk_in_real_time_and_resume_without_loss(backend: TestBackend) {
         "c1",
     );
     bob_ws.expect_silence(Duration::from_millis(500));
+    // Asking for that existing room answers exactly as for one that does not exist.
+    let private_id = private["room"]["id"].as_str().unwrap().to_owned();
+    bob_ws.send(json!({"type": "resume", "rooms": {private_id: 0}}));
+    let foreign = bob_ws.next();
+    assert_eq!(
+        foreign["data"],
+        json!({"code": "not_found", "message": "no such conversation"})
+    );
 
     // A WebSocket without a session is refused.
     let address = server.url.trim_start_matches("http://");
@@ -547,4 +559,60 @@ fn websocket_limits_close_abusive_connections() {
         }
         other => panic!("expected 422, got {:?}", other.map(|_| ())),
     }
+}
+
+#[test]
+fn an_open_websocket_ends_with_its_session() {
+    let server = Server::start_with(
+        TestBackend::Sqlite,
+        &[("CONCLAVE_MESSAGING__WEBSOCKET_PING_INTERVAL_SECONDS", "1")],
+    );
+    let admin = server.admin_token();
+    let (bob, bob_id) = employee(&server, &admin, "bob");
+    let room: Value = server
+        .send(
+            "POST",
+            "/api/v1/rooms",
+            Some(&admin),
+            Some(json!({"name": "R", "member_ids": [bob_id.clone()]})),
+        )
+        .json()
+        .unwrap();
+    let room = room["room"]["id"].as_str().unwrap().to_owned();
+    let mut bob_ws = server.websocket(&bob);
+    bob_ws.next_of("ready");
+    let suspended = server.send(
+        "POST",
+        &format!("/api/v1/admin/users/{bob_id}/suspend"),
+        Some(&admin),
+        None,
+    );
+    assert_eq!(suspended.status(), 200);
+    send(&server, &admin, &room, "after the suspension", "s1");
+    // Closed at the next session check (a delivery or the 1-second ping), before any
+    // message sent after the suspension reaches it.
+    loop {
+        match bob_ws.socket.read() {
+            Ok(tungstenite::Message::Close(Some(frame))) => {
+                assert_eq!(u16::from(frame.code), 1008);
+                break;
+            }
+            Ok(tungstenite::Message::Text(text)) => assert!(
+                !text.contains("after the suspension"),
+                "delivered after suspension"
+            ),
+            Ok(_) => continue,
+            Err(err) => panic!("no close frame: {err}"),
+        }
+    }
+    // Logging out ends one's own open connection the same way.
+    let mut admin_ws = server.websocket(&admin);
+    admin_ws.next_of("ready");
+    assert_eq!(
+        server
+            .send("POST", "/api/v1/auth/logout", Some(&admin), None)
+            .status(),
+        204
+    );
+    assert_eq!(close_code(&mut admin_ws), 1008);
 }

@@ -6,7 +6,7 @@ use crate::accounts::{self, NewLocalAccount};
 use crate::extract::{AdminUser, SESSION_COOKIE, SessionUser, audit_context, client_addr};
 use crate::login::{self, LoginAttempt};
 use crate::sessions;
-use crate::settings::AuthState;
+use crate::settings::{AuthState, Revoked};
 use crate::wire::*;
 use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieDuration};
 use actix_web::http::header;
@@ -155,10 +155,12 @@ async fn logout(
 ) -> Result<HttpResponse, ApiError> {
     let context = audit_context(&req, &user);
     let now = state.clock.now();
+    let session_id = user.session_id;
     state
         .db
         .run(move |conn| sessions::logout(conn, &user.0, &context, now))
         .await?;
+    state.revocations.notify(Revoked::Session(session_id));
     let mut removal = Cookie::build(SESSION_COOKIE, "").path("/").finish();
     removal.make_removal();
     Ok(HttpResponse::NoContent().cookie(removal).finish())
@@ -200,6 +202,7 @@ async fn change_password(
     let context = audit_context(&req, &user);
     let now = state.clock.now();
     let (db, settings) = (state.db.clone(), state.settings.clone());
+    let (user_id, session_id) = (user.user.id, user.session_id);
     blocking(move || {
         accounts::change_own_password(
             &db,
@@ -212,6 +215,9 @@ async fn change_password(
         )
     })
     .await?;
+    state
+        .revocations
+        .notify(Revoked::UserExcept(user_id, session_id));
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -262,6 +268,7 @@ async fn revoke_my_session(
         .db
         .run(move |conn| sessions::revoke_mine(conn, &user.0, session_id, &context, now))
         .await?;
+    state.revocations.notify(Revoked::Session(session_id));
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -421,6 +428,7 @@ async fn suspend_user(
         .db
         .run(move |conn| accounts::suspend(conn, &context, now, user_id))
         .await?;
+    state.revocations.notify(Revoked::User(user_id));
     Ok(web::Json(UserView::from(&user)))
 }
 
@@ -475,5 +483,6 @@ async fn end_user_sessions(
         .db
         .run(move |conn| accounts::end_sessions(conn, &context, now, user_id))
         .await?;
+    state.revocations.notify(Revoked::User(user_id));
     Ok(web::Json(SessionsEnded { sessions_ended }))
 }

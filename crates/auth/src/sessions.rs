@@ -98,6 +98,28 @@ pub fn authenticate(
     })
 }
 
+/// Whether a session is still live and its account active (for long-lived connections,
+/// which authenticated once). Counts as activity for the idle timeout.
+pub fn still_valid(
+    conn: &mut DbConnection,
+    session_id: SessionId,
+    policy: &SessionPolicy,
+    now: Timestamp,
+) -> Result<bool, AuthError> {
+    let Some(session) = session_store::find(conn, session_id)? else {
+        return Ok(false);
+    };
+    if !is_live(&session, policy, now) {
+        return Ok(false);
+    }
+    let active = user_store::find_by_id(conn, session.user_id)?
+        .is_some_and(|u| u.status == UserStatus::Active);
+    if active && SessionPolicy::needs_touch(session.last_seen_at, now) {
+        session_store::touch(conn, session.id, now)?;
+    }
+    Ok(active)
+}
+
 fn is_live(session: &SessionRecord, policy: &SessionPolicy, now: Timestamp) -> bool {
     session.revoked_at.is_none()
         && now < session.expires_at

@@ -1,6 +1,6 @@
 //! The identity service's settings and the shared state its handlers receive.
 
-use conclave_core::{Clock, LoginThrottle, SessionPolicy};
+use conclave_core::{Clock, LoginThrottle, SessionId, SessionPolicy, UserId};
 use conclave_store::Db;
 use std::sync::Arc;
 
@@ -19,4 +19,75 @@ pub struct AuthState {
     pub db: Db,
     pub clock: Arc<dyn Clock>,
     pub settings: AuthSettings,
+    pub revocations: Revocations,
+}
+
+/// A session, or every session of an account, that ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Revoked {
+    Session(SessionId),
+    /// Every session of the user (suspension, admin's end-sessions).
+    User(UserId),
+    /// Every session of the user except one (a password change keeps the current one).
+    UserExcept(UserId, SessionId),
+}
+
+impl Revoked {
+    pub fn covers(&self, user: UserId, session: SessionId) -> bool {
+        match *self {
+            Revoked::Session(ended) => ended == session,
+            Revoked::User(ended) => ended == user,
+            Revoked::UserExcept(ended, kept) => ended == user && kept != session,
+        }
+    }
+}
+
+/// Tells long-lived connections on this node, at once, that sessions ended, after the
+/// change committed. (Connections also re-check their session periodically, which covers
+/// revocations made elsewhere, such as by the command line.)
+#[derive(Clone, Debug)]
+pub struct Revocations(tokio::sync::broadcast::Sender<Revoked>);
+
+impl Default for Revocations {
+    fn default() -> Self {
+        Self(tokio::sync::broadcast::channel(1024).0)
+    }
+}
+
+impl Revocations {
+    pub fn notify(&self, revoked: Revoked) {
+        // No listener is fine: nothing is connected.
+        let _ = self.0.send(revoked);
+    }
+
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Revoked> {
+        self.0.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn revocations_cover_what_they_name() {
+        let (user, other_user) = (UserId::new(), UserId::new());
+        let (session, other_session) = (SessionId::new(), SessionId::new());
+        assert!(Revoked::Session(session).covers(user, session));
+        assert!(!Revoked::Session(session).covers(user, other_session));
+        assert!(Revoked::User(user).covers(user, session));
+        assert!(!Revoked::User(user).covers(other_user, session));
+        assert!(Revoked::UserExcept(user, session).covers(user, other_session));
+        assert!(!Revoked::UserExcept(user, session).covers(user, session));
+    }
+
+    #[tokio::test]
+    async fn notices_reach_every_subscriber() {
+        let revocations = Revocations::default();
+        let (mut a, mut b) = (revocations.subscribe(), revocations.subscribe());
+        let user = UserId::new();
+        revocations.notify(Revoked::User(user));
+        assert_eq!(a.recv().await.unwrap(), Revoked::User(user));
+        assert_eq!(b.recv().await.unwrap(), Revoked::User(user));
+    }
 }

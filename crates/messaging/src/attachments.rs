@@ -5,7 +5,7 @@
 
 use crate::error::MessagingError;
 use crate::keys::{self, KeyCache};
-use crate::rooms::membership;
+use crate::rooms::{locked_membership, membership};
 use crate::settings::MessagingState;
 use crate::wire::AttachmentView;
 use actix_web::web::Bytes;
@@ -15,7 +15,7 @@ use conclave_crypto::attachment_stream::{
 };
 use conclave_crypto::envelope::associated_data;
 use conclave_store::attachments::{self as attachment_store, AttachmentRecord};
-use conclave_store::{rooms as room_store, write_transaction};
+use conclave_store::{messages as message_store, write_transaction};
 use futures_util::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -119,8 +119,7 @@ where
         .db
         .run(move |conn| {
             write_transaction(conn, |conn| {
-                membership(conn, room_id, uploader)?;
-                room_store::lock(conn, room_id)?;
+                locked_membership(conn, room_id, uploader)?;
                 keys::data_key_for_writing(conn, &keyring, room_id, epoch, now)
             })
         })
@@ -218,6 +217,15 @@ pub async fn download(
             let record = attachment_store::find(conn, &attachment_id.to_string())?
                 .filter(|a| a.room_id == room_id.to_string())
                 .ok_or(MessagingError::NotFound)?;
+            // Visible with its message: once that is deleted, so is the file for users.
+            // Before it is sent, only the uploader sees it.
+            let visible = match message_store::referencing_attachment(conn, attachment_id)? {
+                Some(message) => message.deleted_at.is_none(),
+                None => record.uploader_id == viewer.to_string(),
+            };
+            if !visible {
+                return Err(MessagingError::NotFound);
+            }
             let key = KeyCache::default()
                 .get(conn, &keyring, room_id, record.epoch)?
                 .clone();

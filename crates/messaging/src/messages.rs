@@ -6,7 +6,7 @@
 use crate::error::MessagingError;
 use crate::keys::{self, KeyCache};
 use crate::realtime::Published;
-use crate::rooms::membership;
+use crate::rooms::{locked_membership, membership};
 use crate::wire::{AttachmentView, MessageView, ReactionView};
 use conclave_core::{
     AttachmentId, Emoji, IdempotencyKey, MessageId, MessageText, RoomId, Timestamp, UserId,
@@ -74,17 +74,21 @@ pub fn send(
     room_id: RoomId,
     input: NewMessageInput,
 ) -> Result<Sent, MessagingError> {
-    let outcome = write_transaction(conn, |conn| {
-        membership(conn, room_id, sender)?;
-        // Lock the room first: a retry racing its original then waits and finds it.
-        room_store::lock(conn, room_id)?;
+    write_transaction(conn, |conn| {
+        // The room lock comes first: a retry racing its original then waits and finds it.
+        locked_membership(conn, room_id, sender)?;
         if let Some(existing) = message_store::find_by_idempotency_key(
             conn,
             room_id,
             sender,
             input.idempotency_key.as_str(),
         )? {
-            return Ok((existing.id, false, Vec::new()));
+            let message = get(conn, keyring, sender, room_id, existing.id)?;
+            return Ok(Sent {
+                message,
+                created: false,
+                published: Vec::new(),
+            });
         }
         if let Some(reply_to) = input.reply_to_id {
             let target = message_store::find(conn, reply_to)?;
@@ -148,14 +152,14 @@ pub fn send(
             json!({"seq": seq}),
             now,
         )?;
-        Ok::<_, MessagingError>((message_id, true, vec![published]))
-    })?;
-    let (message_id, created, published) = outcome;
-    let message = get(conn, keyring, sender, room_id, message_id)?;
-    Ok(Sent {
-        message,
-        created,
-        published,
+        // Rendered inside the transaction: a failure here rolls the send back instead of
+        // committing a message whose event is never published.
+        let message = get(conn, keyring, sender, room_id, message_id)?;
+        Ok::<_, MessagingError>(Sent {
+            message,
+            created: true,
+            published: vec![published],
+        })
     })
 }
 
@@ -197,9 +201,8 @@ pub fn edit(
     message_id: MessageId,
     text: MessageText,
 ) -> Result<(MessageView, Vec<Published>), MessagingError> {
-    let published = write_transaction(conn, |conn| {
-        membership(conn, room_id, editor)?;
-        room_store::lock(conn, room_id)?;
+    write_transaction(conn, |conn| {
+        locked_membership(conn, room_id, editor)?;
         let message = live_message(conn, room_id, message_id)?;
         if message.sender_id != editor {
             return Err(MessagingError::Forbidden(
@@ -224,7 +227,7 @@ pub fn edit(
         let ciphertext = seal(&data_key, &binding.aad(), text.as_str().as_bytes())?;
         message_store::insert_version(conn, message_id, version, epoch, &ciphertext, now)?;
         message_store::set_current_version(conn, message_id, version, now)?;
-        Ok::<_, MessagingError>(vec![publish(
+        let published = publish(
             conn,
             room_id,
             "message.edited",
@@ -232,9 +235,12 @@ pub fn edit(
             editor,
             json!({"seq": message.seq, "version": version}),
             now,
-        )?])
-    })?;
-    Ok((get(conn, keyring, editor, room_id, message_id)?, published))
+        )?;
+        Ok::<_, MessagingError>((
+            get(conn, keyring, editor, room_id, message_id)?,
+            vec![published],
+        ))
+    })
 }
 
 /// Deletes a message for users (the sender, or a moderator or owner). The record stays
@@ -247,7 +253,7 @@ pub fn delete(
     message_id: MessageId,
 ) -> Result<Vec<Published>, MessagingError> {
     write_transaction(conn, |conn| {
-        let member = membership(conn, room_id, actor)?;
+        let member = locked_membership(conn, room_id, actor)?;
         let message = live_message(conn, room_id, message_id)?;
         if message.sender_id != actor && !member.role.may_moderate() {
             return Err(MessagingError::Forbidden(
@@ -278,7 +284,7 @@ pub fn react(
     present: bool,
 ) -> Result<Vec<Published>, MessagingError> {
     write_transaction(conn, |conn| {
-        membership(conn, room_id, actor)?;
+        locked_membership(conn, room_id, actor)?;
         let message = live_message(conn, room_id, message_id)?;
         if !message_store::set_reaction(conn, message_id, actor, emoji.as_str(), present, now)? {
             return Ok(Vec::new());
@@ -304,7 +310,7 @@ pub fn mark_read(
     seq: i64,
 ) -> Result<(i64, Vec<Published>), MessagingError> {
     write_transaction(conn, |conn| {
-        let member = membership(conn, room_id, reader)?;
+        let member = locked_membership(conn, room_id, reader)?;
         let room = room_store::find(conn, room_id)?.ok_or(MessagingError::NotFound)?;
         if seq < 0 || seq > room.last_message_seq {
             return Err(MessagingError::invalid(

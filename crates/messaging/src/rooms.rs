@@ -10,6 +10,18 @@ use conclave_store::users as user_store;
 use conclave_store::{DbConnection, StoreError, room_events, write_transaction};
 use serde_json::json;
 
+/// For a write: locks the room row first (so every check below sees the room as it will
+/// be at commit, and concurrent writers to one room take turns), then the caller's
+/// membership. A room that does not exist locks nothing and is "not found" all the same.
+pub fn locked_membership(
+    conn: &mut DbConnection,
+    room_id: RoomId,
+    user_id: UserId,
+) -> Result<MemberRecord, MessagingError> {
+    room_store::lock(conn, room_id)?;
+    membership(conn, room_id, user_id)
+}
+
 /// The caller's membership, or "not found" so that a room's existence does not leak.
 pub fn membership(
     conn: &mut DbConnection,
@@ -72,6 +84,29 @@ fn event(
     })
 }
 
+/// Adds a member and appends their `member.joined` event, recording the event position
+/// just before it so a realtime connection can replay the room from the join on.
+fn join(
+    conn: &mut DbConnection,
+    room_id: RoomId,
+    user_id: UserId,
+    role: MemberRole,
+    actor: UserId,
+    now: Timestamp,
+) -> Result<Published, MessagingError> {
+    let joined_after = room_store::find(conn, room_id)?.map_or(0, |room| room.last_event_seq);
+    room_store::add_member(conn, room_id, user_id, role, now, joined_after)?;
+    event(
+        conn,
+        room_id,
+        "member.joined",
+        actor,
+        json!({"user_id": user_id, "role": role}),
+        now,
+        &[],
+    )
+}
+
 pub fn create_room(
     conn: &mut DbConnection,
     now: Timestamp,
@@ -90,7 +125,7 @@ pub fn create_room(
         )));
     }
     let room_id = RoomId::new();
-    let published = write_transaction(conn, |conn| {
+    write_transaction(conn, |conn| {
         for member in &members {
             require_active_user(conn, *member, "member_ids")?;
         }
@@ -106,31 +141,27 @@ pub fn create_room(
                 now,
             },
         )?;
-        room_store::add_member(conn, room_id, creator, MemberRole::Owner, now)?;
-        let mut published = vec![event(
+        let mut published = vec![join(
             conn,
             room_id,
-            "member.joined",
             creator,
-            json!({"user_id": creator, "role": MemberRole::Owner}),
+            MemberRole::Owner,
+            creator,
             now,
-            &[],
         )?];
         for member in &members {
-            room_store::add_member(conn, room_id, *member, MemberRole::Member, now)?;
-            published.push(event(
+            published.push(join(
                 conn,
                 room_id,
-                "member.joined",
+                *member,
+                MemberRole::Member,
                 creator,
-                json!({"user_id": member, "role": MemberRole::Member}),
                 now,
-                &[],
             )?);
         }
-        Ok::<_, MessagingError>(published)
-    })?;
-    Ok((room_detail(conn, room_id, creator)?, published))
+        // Rendered inside the transaction: what commits is also what gets published.
+        Ok::<_, MessagingError>((room_detail(conn, room_id, creator)?, published))
+    })
 }
 
 /// The one direct conversation between the caller and `other`, created on first use.
@@ -169,21 +200,12 @@ pub fn open_direct(
         )?;
         let mut published = Vec::new();
         for user in [me, other] {
-            room_store::add_member(conn, room_id, user, MemberRole::Member, now)?;
-            published.push(event(
-                conn,
-                room_id,
-                "member.joined",
-                me,
-                json!({"user_id": user, "role": MemberRole::Member}),
-                now,
-                &[],
-            )?);
+            published.push(join(conn, room_id, user, MemberRole::Member, me, now)?);
         }
-        Ok::<_, MessagingError>(published)
+        Ok::<_, MessagingError>((room_detail(conn, room_id, me)?, published))
     });
     match created {
-        Ok(published) => Ok((room_detail(conn, room_id, me)?, published)),
+        Ok(created) => Ok(created),
         // The other person opened it at the same moment: theirs is the one.
         Err(MessagingError::Store(StoreError::Conflict(_))) => {
             let room =
@@ -203,8 +225,8 @@ pub fn update_room(
     name: Option<RoomName>,
     topic: Option<Topic>,
 ) -> Result<(RoomDetail, Vec<Published>), MessagingError> {
-    let published = write_transaction(conn, |conn| {
-        let member = membership(conn, room_id, actor)?;
+    write_transaction(conn, |conn| {
+        let member = locked_membership(conn, room_id, actor)?;
         let room = room_store::find(conn, room_id)?.ok_or(MessagingError::NotFound)?;
         require_room_kind(&room)?;
         if !member.role.may_moderate() {
@@ -220,7 +242,7 @@ pub fn update_room(
             now,
         )?;
         let payload = json!({"name": name.as_ref().map(RoomName::as_str).or(room.name.as_deref()), "topic": topic.as_ref().map_or(room.topic.as_deref(), Topic::as_deref)});
-        Ok::<_, MessagingError>(vec![event(
+        let published = vec![event(
             conn,
             room_id,
             "room.updated",
@@ -228,9 +250,9 @@ pub fn update_room(
             payload,
             now,
             &[],
-        )?])
-    })?;
-    Ok((room_detail(conn, room_id, actor)?, published))
+        )?];
+        Ok::<_, MessagingError>((room_detail(conn, room_id, actor)?, published))
+    })
 }
 
 pub fn add_member(
@@ -243,7 +265,7 @@ pub fn add_member(
     max_members: u32,
 ) -> Result<Vec<Published>, MessagingError> {
     write_transaction(conn, |conn| {
-        let member = membership(conn, room_id, actor)?;
+        let member = locked_membership(conn, room_id, actor)?;
         let room = room_store::find(conn, room_id)?.ok_or(MessagingError::NotFound)?;
         require_room_kind(&room)?;
         if !member.role.may_moderate() || !member.role.may_assign(role) {
@@ -261,17 +283,8 @@ pub fn add_member(
                 "the room is full: a room holds at most {max_members} members"
             )));
         }
-        room_store::add_member(conn, room_id, user_id, role, now)?;
         room_store::touch(conn, room_id, now)?;
-        Ok(vec![event(
-            conn,
-            room_id,
-            "member.joined",
-            actor,
-            json!({"user_id": user_id, "role": role}),
-            now,
-            &[],
-        )?])
+        Ok(vec![join(conn, room_id, user_id, role, actor, now)?])
     })
 }
 
@@ -287,7 +300,7 @@ pub fn remove_member(
         return leave(conn, now, actor, room_id);
     }
     write_transaction(conn, |conn| {
-        let member = membership(conn, room_id, actor)?;
+        let member = locked_membership(conn, room_id, actor)?;
         let room = room_store::find(conn, room_id)?.ok_or(MessagingError::NotFound)?;
         require_room_kind(&room)?;
         let target = room_store::member(conn, room_id, user_id)?.ok_or(MessagingError::NotFound)?;
@@ -320,7 +333,7 @@ pub fn set_member_role(
     role: MemberRole,
 ) -> Result<Vec<Published>, MessagingError> {
     write_transaction(conn, |conn| {
-        let member = membership(conn, room_id, actor)?;
+        let member = locked_membership(conn, room_id, actor)?;
         let room = room_store::find(conn, room_id)?.ok_or(MessagingError::NotFound)?;
         require_room_kind(&room)?;
         if member.role != MemberRole::Owner {
@@ -358,7 +371,7 @@ pub fn leave(
     room_id: RoomId,
 ) -> Result<Vec<Published>, MessagingError> {
     write_transaction(conn, |conn| {
-        let member = membership(conn, room_id, actor)?;
+        let member = locked_membership(conn, room_id, actor)?;
         let room = room_store::find(conn, room_id)?.ok_or(MessagingError::NotFound)?;
         if room.kind == RoomKind::Direct {
             return Err(MessagingError::Conflict(

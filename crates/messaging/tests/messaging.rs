@@ -91,6 +91,7 @@ fn state(db: &Db, keyring: Keyring, dir: &std::path::Path) -> MessagingState {
                 },
                 secure_cookies: true,
             },
+            revocations: conclave_auth::Revocations::default(),
         },
         keyring: Arc::new(keyring),
         settings: Arc::new(MessagingSettings {
@@ -120,6 +121,15 @@ backend_tests! {
         assert!(matches!(messages::mark_read(&mut conn, t0(), eve, room_id, 1), Err(MessagingError::NotFound)));
         assert!(matches!(messages::delete(&mut conn, t0(), eve, room_id, m), Err(MessagingError::NotFound)));
         assert!(matches!(rooms::add_member(&mut conn, t0(), eve, room_id, eve, MemberRole::Member, 500), Err(MessagingError::NotFound)));
+        assert!(matches!(messages::edit(&mut conn, &keyring, t0(), eve, room_id, m, MessageText::parse("x", 64).unwrap()), Err(MessagingError::NotFound)));
+        assert!(matches!(rooms::update_room(&mut conn, t0(), eve, room_id, Some(RoomName::parse("x").unwrap()), None), Err(MessagingError::NotFound)));
+        assert!(matches!(rooms::set_member_role(&mut conn, t0(), eve, room_id, bob, MemberRole::Owner), Err(MessagingError::NotFound)));
+        assert!(matches!(rooms::remove_member(&mut conn, t0(), eve, room_id, bob), Err(MessagingError::NotFound)));
+        assert!(matches!(rooms::leave(&mut conn, t0(), eve, room_id), Err(MessagingError::NotFound)));
+        // A room that does not exist answers exactly the same.
+        let nowhere = conclave_core::RoomId::new();
+        assert!(matches!(rooms::room_detail(&mut conn, nowhere, eve), Err(MessagingError::NotFound)));
+        assert!(matches!(messages::send(&mut conn, &keyring, t0(), eve, nowhere, input("x", "k3")), Err(MessagingError::NotFound)));
         assert!(rooms::list_mine(&mut conn, eve).unwrap().is_empty());
         // A message id from a room the caller is in, asked for through another room, is not found either.
         let other = room(&mut conn, eve, &[]);
@@ -162,6 +172,44 @@ backend_tests! {
         let all = messages::list(&mut conn, &keyring, senders[0], room_id, Page::After(0), 200).unwrap();
         let seqs: Vec<i64> = all.iter().map(|m| m.seq).collect();
         assert_eq!(seqs, (1..=60).collect::<Vec<_>>());
+    }
+
+    fn concurrent_retries_of_one_send_store_it_once(db) {
+        let keyring = Arc::new(Keyring::generate().unwrap());
+        let (alice, room_id) = {
+            let mut conn = db.conn().unwrap();
+            let alice = user(&mut conn, "alice");
+            (alice, room(&mut conn, alice, &[]))
+        };
+        let threads: Vec<_> = (0..6).map(|_| {
+            let (db, keyring) = (db.clone(), Arc::clone(&keyring));
+            std::thread::spawn(move || messages::send(&mut db.conn().unwrap(), &keyring, t0(), alice, room_id, input("once", "same-key")).unwrap())
+        }).collect();
+        let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(results.iter().filter(|r| r.created).count(), 1);
+        assert!(results.iter().all(|r| r.message.id == results[0].message.id));
+        let mut conn = db.conn().unwrap();
+        let all = messages::list(&mut conn, &keyring, alice, room_id, Page::After(0), 50).unwrap();
+        assert_eq!(all.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![1], "one message, no gap");
+    }
+
+    fn two_owners_leaving_at_once_never_orphan_a_room(db) {
+        let (a, b, c, room_id) = {
+            let mut conn = db.conn().unwrap();
+            let (a, b, c) = (user(&mut conn, "a"), user(&mut conn, "b"), user(&mut conn, "c"));
+            let room_id = room(&mut conn, a, &[b, c]);
+            rooms::set_member_role(&mut conn, t0(), a, room_id, b, MemberRole::Owner).unwrap();
+            (a, b, c, room_id)
+        };
+        let threads: Vec<_> = [a, b].into_iter().map(|owner| {
+            let db = db.clone();
+            std::thread::spawn(move || rooms::leave(&mut db.conn().unwrap(), t0(), owner, room_id).is_ok())
+        }).collect();
+        let left = threads.into_iter().map(|t| t.join().unwrap()).filter(|ok| *ok).count();
+        assert_eq!(left, 1, "the second owner is refused while members remain");
+        let mut conn = db.conn().unwrap();
+        let detail = rooms::room_detail(&mut conn, room_id, c).unwrap();
+        assert_eq!(detail.members.iter().filter(|m| m.role == MemberRole::Owner).count(), 1);
     }
 
     fn retried_sends_never_duplicate(db) {
@@ -211,9 +259,19 @@ backend_tests! {
             other => panic!("expected a decryption failure, got {other:?}", other = other.map(|m| m.text)),
         }
         assert_eq!(messages::get(&mut conn, &keyring, alice, room_id, a).unwrap().text.as_deref(), Some("first"));
-        // With the wrong master key nothing opens either, and it is an error, not garbage.
-        let wrong = Keyring::generate().unwrap();
-        assert!(matches!(messages::get(&mut conn, &wrong, alice, room_id, a), Err(MessagingError::MissingMasterKey(_))));
+        // Moved onto another sender's message in the same room: the sender binding fails it.
+        let bob = user(&mut conn, "bob");
+        rooms::add_member(&mut conn, t0(), alice, room_id, bob, MemberRole::Member, 500).unwrap();
+        let c = messages::send(&mut conn, &keyring, t0(), bob, room_id, input("bob's", "c")).unwrap().message.id;
+        let alices: Vec<u8> = message_versions.filter(message_id.eq(a.to_string())).select(ciphertext).first(&mut *conn).unwrap();
+        diesel::update(message_versions.filter(message_id.eq(c.to_string()))).set(ciphertext.eq(alices)).execute(&mut *conn).unwrap();
+        assert!(matches!(messages::get(&mut conn, &keyring, bob, room_id, c), Err(MessagingError::Decrypt(_))));
+        // A master key that is missing is an error, and so is a different key under the
+        // right id: nothing opens, and nothing is shown as garbage.
+        let missing = Keyring::generate().unwrap();
+        assert!(matches!(messages::get(&mut conn, &missing, alice, room_id, a), Err(MessagingError::MissingMasterKey(_))));
+        let impostor = Keyring::from_env_value(&format!("{}:{}", keyring.active().0, "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=")).unwrap();
+        assert!(matches!(messages::get(&mut conn, &impostor, alice, room_id, a), Err(MessagingError::Decrypt(_))));
     }
 
     fn rotation_rewraps_and_old_messages_stay_readable(db) {
@@ -322,6 +380,11 @@ backend_tests! {
         rooms::remove_member(&mut conn, t0(), moderator, room_id, outsider).unwrap();
         assert!(matches!(rooms::leave(&mut conn, t0(), owner, room_id), Err(MessagingError::Conflict(_))), "the last owner stays");
         assert!(matches!(rooms::set_member_role(&mut conn, t0(), owner, room_id, owner, MemberRole::Member), Err(MessagingError::Conflict(_))));
+        assert!(matches!(rooms::set_member_role(&mut conn, t0(), moderator, room_id, member, MemberRole::Moderator), Err(MessagingError::Forbidden(_))), "only owners change roles");
+        rooms::add_member(&mut conn, t0(), owner, room_id, extra, MemberRole::Moderator, 500).unwrap();
+        assert!(matches!(rooms::remove_member(&mut conn, t0(), moderator, room_id, extra), Err(MessagingError::Forbidden(_))), "a moderator cannot remove a moderator");
+        assert!(matches!(rooms::update_room(&mut conn, t0(), member, room_id, Some(RoomName::parse("mine").unwrap()), None), Err(MessagingError::Forbidden(_))));
+        rooms::remove_member(&mut conn, t0(), owner, room_id, extra).unwrap();
         rooms::leave(&mut conn, t0(), member, room_id).unwrap();
         let detail = rooms::room_detail(&mut conn, room_id, owner).unwrap();
         assert_eq!(detail.members.len(), 2);
@@ -363,11 +426,23 @@ backend_tests! {
             assert_eq!(back, data);
             assert!(matches!(attachments::download(&state, eve, room_id, view.id).await, Err(MessagingError::NotFound)));
 
-            // Referenced from a message.
+            // Before it is sent, only the uploader sees it; then every member; once its
+            // message is deleted, nobody.
+            let bob = {
+                let mut conn = db.conn().unwrap();
+                let bob = user(&mut conn, "bob");
+                rooms::add_member(&mut conn, t0(), alice, room_id, bob, MemberRole::Member, 500).unwrap();
+                bob
+            };
+            assert!(matches!(attachments::download(&state, bob, room_id, view.id).await, Err(MessagingError::NotFound)));
             let mut conn = db.conn().unwrap();
             let with_file = NewMessageInput { attachment_id: Some(view.id), ..input("see attached", "att") };
             let sent = messages::send(&mut conn, &state.keyring, t0(), alice, room_id, with_file).unwrap();
             assert_eq!(sent.message.attachment.unwrap().sha256, view.sha256);
+            assert!(attachments::download(&state, bob, room_id, view.id).await.is_ok());
+            messages::delete(&mut conn, t0(), alice, room_id, sent.message.id).unwrap();
+            assert!(matches!(attachments::download(&state, bob, room_id, view.id).await, Err(MessagingError::NotFound)));
+            assert!(matches!(attachments::download(&state, alice, room_id, view.id).await, Err(MessagingError::NotFound)));
 
             // Oversize: refused, and nothing is left behind.
             let big: Vec<Result<actix_web::web::Bytes, std::io::Error>> =

@@ -8,7 +8,7 @@ use actix_web::http::header;
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{App, HttpResponse, web};
 use conclave_api::{ApiError, RequestIdMiddleware};
-use conclave_auth::{AuthSettings, AuthState};
+use conclave_auth::{AuthSettings, AuthState, Revocations};
 use conclave_core::Clock;
 use conclave_crypto::Keyring;
 use conclave_messaging::settings::WebSocketSettings;
@@ -48,6 +48,7 @@ impl AppState {
                 throttle: settings.login_throttle(),
                 secure_cookies: settings.sessions.secure_cookies,
             },
+            revocations: Revocations::default(),
         };
         let limits = &settings.messaging;
         let messaging = MessagingState {

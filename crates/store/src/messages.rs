@@ -296,3 +296,17 @@ pub fn reactions_on(
         .select((reactions::message_id, reactions::user_id, reactions::emoji))
         .load(conn)?)
 }
+
+/// The message that references an attachment, if any.
+pub fn referencing_attachment(
+    conn: &mut DbConnection,
+    attachment_id: AttachmentId,
+) -> Result<Option<MessageRecord>, StoreError> {
+    messages::table
+        .filter(messages::attachment_id.eq(attachment_id.to_string()))
+        .select(MessageRow::as_select())
+        .first(conn)
+        .optional()?
+        .map(MessageRecord::try_from)
+        .transpose()
+}

@@ -57,6 +57,8 @@ pub struct MemberRecord {
     pub user_id: UserId,
     pub role: MemberRole,
     pub joined_at: Timestamp,
+    /// The room's event sequence number just before this member joined.
+    pub joined_after_event_seq: i64,
     pub last_read_seq: i64,
 }
 
@@ -67,6 +69,7 @@ struct MemberRow {
     user_id: String,
     role: String,
     joined_at: i64,
+    joined_after_event_seq: i64,
     last_read_seq: i64,
 }
 
@@ -79,6 +82,7 @@ impl TryFrom<MemberRow> for MemberRecord {
             user_id: row.user_id.parse().map_err(|_| corrupt())?,
             role: row.role.parse().map_err(|_| corrupt())?,
             joined_at: Timestamp::from_micros(row.joined_at),
+            joined_after_event_seq: row.joined_after_event_seq,
             last_read_seq: row.last_read_seq,
         })
     }
@@ -189,6 +193,7 @@ pub fn add_member(
     user_id: UserId,
     role: MemberRole,
     now: Timestamp,
+    joined_after_event_seq: i64,
 ) -> Result<(), StoreError> {
     diesel::insert_into(room_members::table)
         .values((
@@ -196,6 +201,7 @@ pub fn add_member(
             room_members::user_id.eq(user_id.to_string()),
             room_members::role.eq(role.as_str()),
             room_members::joined_at.eq(now.as_micros()),
+            room_members::joined_after_event_seq.eq(joined_after_event_seq),
         ))
         .execute(conn)?;
     Ok(())

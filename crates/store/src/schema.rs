@@ -86,6 +86,7 @@ diesel::table! {
         user_id -> Text,
         role -> Text,
         joined_at -> BigInt,
+        joined_after_event_seq -> BigInt,
         last_read_seq -> BigInt,
     }
 }

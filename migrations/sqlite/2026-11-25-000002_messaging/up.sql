@@ -21,6 +21,9 @@ CREATE TABLE room_members (
     user_id TEXT NOT NULL REFERENCES users (id),
     role TEXT NOT NULL CHECK (role IN ('owner', 'moderator', 'member')),
     joined_at BIGINT NOT NULL,
+    -- The room's event sequence number just before this member's member.joined event:
+    -- a realtime connection that first hears of the room replays from here.
+    joined_after_event_seq BIGINT NOT NULL DEFAULT 0,
     last_read_seq BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (room_id, user_id)
 );

@@ -26,7 +26,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason, Session};
 use conclave_api::ApiError;
 use conclave_auth::AuthUser;
-use conclave_core::{ErrorCode, RoomId, UserId};
+use conclave_core::{ErrorCode, RoomId, SessionId, UserId};
+use conclave_store::rooms as room_store;
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
@@ -119,7 +120,7 @@ pub async fn websocket(
         .max_continuation_size(limits.max_frame_bytes);
     let state = state.get_ref().clone();
     actix_web::rt::spawn(async move {
-        Connection::new(state, user.user.id, session)
+        Connection::new(state, &user.0, session)
             .run(stream, resume)
             .await;
     });
@@ -129,6 +130,10 @@ pub async fn websocket(
 struct Connection {
     state: MessagingState,
     user_id: UserId,
+    /// The session the connection authenticated with; re-checked while it is open, so a
+    /// logout, revocation or suspension also ends the connection.
+    session_id: SessionId,
+    session_checked: Instant,
     session: Session,
     /// Last event sequence number delivered, per room.
     delivered: HashMap<RoomId, i64>,
@@ -140,12 +145,29 @@ enum Ending {
     Close(CloseReason),
 }
 
+/// How often, at most, deliveries re-check the session (the ping tick always does).
+const SESSION_RECHECK: Duration = Duration::from_secs(5);
+
+/// Close frames carry at most 123 bytes of reason (RFC 6455 section 5.5).
+fn close(code: CloseCode, reason: &str) -> Ending {
+    let mut end = reason.len().min(120);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    Ending::Close(CloseReason {
+        code,
+        description: Some(reason[..end].to_owned()),
+    })
+}
+
 impl Connection {
-    fn new(state: MessagingState, user_id: UserId, session: Session) -> Self {
+    fn new(state: MessagingState, principal: &conclave_auth::Principal, session: Session) -> Self {
         let per_second = f64::from(state.settings.websocket.max_client_frames_per_second.max(1));
         Self {
             state,
-            user_id,
+            user_id: principal.user.id,
+            session_id: principal.session_id,
+            session_checked: Instant::now(),
             session,
             delivered: HashMap::new(),
             rate: TokenBucket::new(per_second, per_second * 2.0),
@@ -177,6 +199,8 @@ impl Connection {
         ping_interval: Duration,
         resume: BTreeMap<RoomId, i64>,
     ) -> Ending {
+        // Subscribed first, so a revocation during the catch-up below is not missed.
+        let mut revocations = self.state.auth.revocations.subscribe();
         let snapshot = match self.send_ready().await {
             Ok(snapshot) => snapshot,
             Err(ending) => return ending,
@@ -196,29 +220,33 @@ impl Connection {
         let mut last_heard = Instant::now();
         loop {
             let step = tokio::select! {
+                revoked = revocations.recv() => match revoked {
+                    Ok(revoked) if revoked.covers(self.user_id, self.session_id) => Err(close(CloseCode::Policy, "session ended")),
+                    Ok(_) => Ok(()),
+                    // Missed some notices: check the session itself.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => self.ensure_session(true).await,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => Ok(()),
+                },
                 delivery = queue.recv() => match delivery {
                     Some(delivery) => self.deliver_live(&delivery).await,
-                    None => Err(Ending::Close(CloseReason {
-                        code: CloseCode::Again,
-                        description: Some(format!("slow consumer: reconnect and resume from {}", self.resume_hint())),
-                    })),
+                    None => self.overflowed().await,
                 },
                 frame = stream.recv() => {
                     last_heard = Instant::now();
                     match frame {
                         Some(Ok(frame)) => self.on_frame(frame).await,
-                        Some(Err(err)) => Err(Ending::Close(CloseReason {
-                            code: CloseCode::Protocol,
-                            description: Some(format!("protocol error: {err}")),
-                        })),
+                        Some(Err(err)) => Err(close(CloseCode::Protocol, &format!("protocol error: {err}"))),
                         None => Err(Ending::ClientClosed),
                     }
                 },
                 _ = ticker.tick() => {
                     if last_heard.elapsed() > ping_interval * 3 {
-                        Err(Ending::Close(CloseReason { code: CloseCode::Away, description: Some("no pong".into()) }))
+                        Err(close(CloseCode::Away, "no pong"))
                     } else {
-                        self.session.ping(b"").await.map_err(|_| Ending::ClientClosed)
+                        match self.ensure_session(true).await {
+                            Ok(()) => self.session.ping(b"").await.map_err(|_| Ending::ClientClosed),
+                            Err(ending) => Err(ending),
+                        }
                     }
                 },
             };
@@ -228,14 +256,49 @@ impl Connection {
         }
     }
 
-    /// `{"ROOM_ID": last delivered seq}`, for a client to resume from.
-    fn resume_hint(&self) -> String {
+    /// The hub dropped this connection's queue: the client fell too far behind. It gets
+    /// its positions in a `resync` frame (a close reason is too short to hold them), then
+    /// the close, and reconnects with `?resume=`.
+    async fn overflowed(&mut self) -> Result<(), Ending> {
         let rooms: BTreeMap<String, i64> = self
             .delivered
             .iter()
             .map(|(room, seq)| (room.to_string(), *seq))
             .collect();
-        serde_json::to_string(&rooms).unwrap_or_default()
+        self.send_json(json!({"type": "resync", "data": {"rooms": rooms}}))
+            .await?;
+        Err(close(
+            CloseCode::Again,
+            "slow consumer: reconnect with ?resume= from the resync frame",
+        ))
+    }
+
+    /// Ends the connection once its session is no longer valid (logout, revocation,
+    /// expiry, suspension). `force` checks now; otherwise at most every few seconds.
+    async fn ensure_session(&mut self, force: bool) -> Result<(), Ending> {
+        if !force && self.session_checked.elapsed() < SESSION_RECHECK {
+            return Ok(());
+        }
+        self.session_checked = Instant::now();
+        let (session_id, policy, now) = (
+            self.session_id,
+            self.state.auth.settings.sessions,
+            self.state.auth.clock.now(),
+        );
+        let valid = self
+            .state
+            .auth
+            .db
+            .run(move |conn| conclave_auth::sessions::still_valid(conn, session_id, &policy, now))
+            .await;
+        match valid {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(close(CloseCode::Policy, "session ended")),
+            Err(err) => {
+                tracing::warn!(error = %err, "could not re-check a WebSocket session");
+                Err(close(CloseCode::Again, "temporarily unavailable"))
+            }
+        }
     }
 
     async fn send_json(&mut self, value: serde_json::Value) -> Result<(), Ending> {
@@ -261,10 +324,7 @@ impl Connection {
                 .collect(),
             Err(err) => {
                 tracing::warn!(error = %err, "could not list rooms for a new WebSocket");
-                return Err(Ending::Close(CloseReason {
-                    code: CloseCode::Again,
-                    description: Some("temporarily unavailable".into()),
-                }));
+                return Err(close(CloseCode::Again, "temporarily unavailable"));
             }
         };
         self.send_json(json!({"type": "ready", "data": {"rooms": rooms}}))
@@ -276,19 +336,18 @@ impl Connection {
         match frame {
             AggregatedMessage::Text(text) => {
                 if !self.rate.take() {
-                    return Err(Ending::Close(CloseReason {
-                        code: CloseCode::Policy,
-                        description: Some("too many frames; slow down and reconnect".into()),
-                    }));
+                    return Err(close(
+                        CloseCode::Policy,
+                        "too many frames; slow down and reconnect",
+                    ));
                 }
                 match serde_json::from_str::<ClientFrame>(&text) {
                     Ok(ClientFrame::Ping) => self.send_json(json!({"type": "pong"})).await,
                     Ok(ClientFrame::Resume { rooms }) => {
+                        self.ensure_session(true).await?;
                         for (room_id, after) in rooms {
                             // The client asks explicitly: resend from there, even what this
                             // connection delivered already.
-                            let after = after.max(0);
-                            self.delivered.insert(room_id, after);
                             self.replay(room_id, after).await?;
                         }
                         Ok(())
@@ -327,12 +386,15 @@ impl Connection {
         message: &str,
         room_id: Option<RoomId>,
     ) -> Result<(), Ending> {
-        self.send_json(json!({"type": "error", "room_id": room_id, "data": {"code": code, "message": message}})).await
+        self.send_json(json!({"type": "error", "room_id": room_id, "data": {"code": code, "message": message}}))
+            .await
     }
 
-    /// Sends the room's events after `after`, oldest first, if the user is a member.
+    /// Sends the room's events after `after` (clamped to the room's last event), oldest
+    /// first, if the user is a member; the room's position becomes `after` first.
     async fn replay(&mut self, room_id: RoomId, after: i64) -> Result<(), Ending> {
-        let mut position = after;
+        let mut position = after.max(0);
+        let mut first = true;
         loop {
             let (user_id, keyring) = (self.user_id, Arc::clone(&self.state.keyring));
             let page = self
@@ -341,10 +403,16 @@ impl Connection {
                 .db
                 .run(move |conn| {
                     crate::rooms::membership(conn, room_id, user_id)?;
-                    render_after(conn, &keyring, room_id, position, REPLAY_PAGE)
+                    let last =
+                        room_store::find(conn, room_id)?.map_or(0, |room| room.last_event_seq);
+                    let from = position.min(last);
+                    Ok::<_, MessagingError>((
+                        from,
+                        render_after(conn, &keyring, room_id, from, REPLAY_PAGE)?,
+                    ))
                 })
                 .await;
-            let page = match page {
+            let (from, page) = match page {
                 Ok(page) => page,
                 Err(MessagingError::NotFound) => {
                     return self
@@ -362,28 +430,46 @@ impl Connection {
                         .await;
                 }
             };
+            if first {
+                self.delivered.insert(room_id, from);
+                first = false;
+            }
             let full = page.len() as i64 == REPLAY_PAGE;
             for delivery in page {
                 position = delivery.seq;
                 self.send_in_order(&delivery).await?;
             }
             if !full {
-                self.delivered
-                    .entry(room_id)
-                    .and_modify(|seq| *seq = (*seq).max(position))
-                    .or_insert(position);
                 return Ok(());
             }
         }
     }
 
     async fn deliver_live(&mut self, delivery: &Delivery) -> Result<(), Ending> {
-        if let Some(&last) = self.delivered.get(&delivery.room_id)
-            && delivery.seq > last + 1
-        {
-            // An event committed earlier is still on its way (or was published by another
-            // request that finished later): fill the gap from the log first.
-            self.replay(delivery.room_id, last).await?;
+        self.ensure_session(false).await?;
+        match self.delivered.get(&delivery.room_id).copied() {
+            // An event committed earlier is still on its way (each request publishes from
+            // its own task): fill the gap from the log first.
+            Some(last) if delivery.seq > last.saturating_add(1) => {
+                self.replay(delivery.room_id, last).await?
+            }
+            Some(_) => {}
+            // A room this connection has not heard of: the user just joined. Replay from
+            // the join, so events that overtook the join are not lost.
+            None => {
+                let (room_id, user_id) = (delivery.room_id, self.user_id);
+                let joined = self
+                    .state
+                    .auth
+                    .db
+                    .run(move |conn| {
+                        Ok::<_, MessagingError>(room_store::member(conn, room_id, user_id)?)
+                    })
+                    .await;
+                if let Ok(Some(member)) = joined {
+                    self.replay(room_id, member.joined_after_event_seq).await?;
+                }
+            }
         }
         self.send_in_order(delivery).await
     }
