@@ -112,21 +112,16 @@ pub fn send(
         }
         let seq = room_store::next_message_seq(conn, room_id)?;
         let message_id = MessageId::new();
-        let epoch = keys::epoch_of(now);
-        let data_key = keys::data_key_for_writing(conn, keyring, room_id, epoch, now)?;
-        let (message_text, room_text, sender_text) = (
-            message_id.to_string(),
-            room_id.to_string(),
-            sender.to_string(),
-        );
-        let binding = BodyBinding {
-            message_id: &message_text,
-            room_id: &room_text,
-            sender_id: &sender_text,
-            epoch,
-            version: 1,
-        };
-        let ciphertext = seal(&data_key, &binding.aad(), input.text.as_str().as_bytes())?;
+        let (epoch, ciphertext) = seal_version(
+            conn,
+            keyring,
+            now,
+            room_id,
+            message_id,
+            sender,
+            1,
+            &input.text,
+        )?;
         message_store::insert(
             conn,
             &NewMessage {
@@ -210,21 +205,9 @@ pub fn edit(
             ));
         }
         let version = message.current_version + 1;
-        let epoch = keys::epoch_of(now);
-        let data_key = keys::data_key_for_writing(conn, keyring, room_id, epoch, now)?;
-        let (message_text, room_text, sender_text) = (
-            message_id.to_string(),
-            room_id.to_string(),
-            editor.to_string(),
-        );
-        let binding = BodyBinding {
-            message_id: &message_text,
-            room_id: &room_text,
-            sender_id: &sender_text,
-            epoch,
-            version,
-        };
-        let ciphertext = seal(&data_key, &binding.aad(), text.as_str().as_bytes())?;
+        let (epoch, ciphertext) = seal_version(
+            conn, keyring, now, room_id, message_id, editor, version, &text,
+        )?;
         message_store::insert_version(conn, message_id, version, epoch, &ciphertext, now)?;
         message_store::set_current_version(conn, message_id, version, now)?;
         let published = publish(
@@ -348,6 +331,40 @@ pub fn history(
         .iter()
         .map(|version| decrypt_version(conn, keyring, &mut cache, &message, version))
         .collect()
+}
+
+/// Seals one version of a message's text under the room's data key for the current
+/// epoch, bound to the message, room, sender, epoch and version. Returns the epoch and
+/// the ciphertext. Call with the room locked.
+#[allow(clippy::too_many_arguments)] // each argument is one field the ciphertext is bound to
+fn seal_version(
+    conn: &mut DbConnection,
+    keyring: &Keyring,
+    now: Timestamp,
+    room_id: RoomId,
+    message_id: MessageId,
+    sender: UserId,
+    version: i64,
+    text: &MessageText,
+) -> Result<(i64, Vec<u8>), MessagingError> {
+    let epoch = keys::epoch_of(now);
+    let data_key = keys::data_key_for_writing(conn, keyring, room_id, epoch, now)?;
+    let (message_text, room_text, sender_text) = (
+        message_id.to_string(),
+        room_id.to_string(),
+        sender.to_string(),
+    );
+    let binding = BodyBinding {
+        message_id: &message_text,
+        room_id: &room_text,
+        sender_id: &sender_text,
+        epoch,
+        version,
+    };
+    Ok((
+        epoch,
+        seal(&data_key, &binding.aad(), text.as_str().as_bytes())?,
+    ))
 }
 
 fn live_message(

@@ -45,6 +45,20 @@ fn require_active_user(
     }
 }
 
+/// For a change to a room's settings or membership: the room locked, the caller's
+/// membership, and the room, which must be a room (a direct conversation has neither
+/// name nor changing members).
+fn managed_room(
+    conn: &mut DbConnection,
+    room_id: RoomId,
+    actor: UserId,
+) -> Result<(MemberRecord, RoomRecord), MessagingError> {
+    let member = locked_membership(conn, room_id, actor)?;
+    let room = room_store::find(conn, room_id)?.ok_or(MessagingError::NotFound)?;
+    require_room_kind(&room)?;
+    Ok((member, room))
+}
+
 fn require_room_kind(room: &RoomRecord) -> Result<(), MessagingError> {
     if room.kind == RoomKind::Direct {
         return Err(MessagingError::Conflict(
@@ -226,9 +240,7 @@ pub fn update_room(
     topic: Option<Topic>,
 ) -> Result<(RoomDetail, Vec<Published>), MessagingError> {
     write_transaction(conn, |conn| {
-        let member = locked_membership(conn, room_id, actor)?;
-        let room = room_store::find(conn, room_id)?.ok_or(MessagingError::NotFound)?;
-        require_room_kind(&room)?;
+        let (member, room) = managed_room(conn, room_id, actor)?;
         if !member.role.may_moderate() {
             return Err(MessagingError::Forbidden(
                 "only moderators and owners may rename a room or set its topic".into(),
@@ -265,9 +277,7 @@ pub fn add_member(
     max_members: u32,
 ) -> Result<Vec<Published>, MessagingError> {
     write_transaction(conn, |conn| {
-        let member = locked_membership(conn, room_id, actor)?;
-        let room = room_store::find(conn, room_id)?.ok_or(MessagingError::NotFound)?;
-        require_room_kind(&room)?;
+        let (member, _) = managed_room(conn, room_id, actor)?;
         if !member.role.may_moderate() || !member.role.may_assign(role) {
             return Err(MessagingError::Forbidden(format!(
                 "your role may not add a {}",
@@ -300,9 +310,7 @@ pub fn remove_member(
         return leave(conn, now, actor, room_id);
     }
     write_transaction(conn, |conn| {
-        let member = locked_membership(conn, room_id, actor)?;
-        let room = room_store::find(conn, room_id)?.ok_or(MessagingError::NotFound)?;
-        require_room_kind(&room)?;
+        let (member, _) = managed_room(conn, room_id, actor)?;
         let target = room_store::member(conn, room_id, user_id)?.ok_or(MessagingError::NotFound)?;
         if !member.role.may_moderate() || !member.role.may_assign(target.role) {
             return Err(MessagingError::Forbidden(format!(
@@ -333,9 +341,7 @@ pub fn set_member_role(
     role: MemberRole,
 ) -> Result<Vec<Published>, MessagingError> {
     write_transaction(conn, |conn| {
-        let member = locked_membership(conn, room_id, actor)?;
-        let room = room_store::find(conn, room_id)?.ok_or(MessagingError::NotFound)?;
-        require_room_kind(&room)?;
+        let (member, _) = managed_room(conn, room_id, actor)?;
         if member.role != MemberRole::Owner {
             return Err(MessagingError::Forbidden(
                 "only owners change member roles".into(),
