@@ -10,6 +10,7 @@ pub mod clock;
 pub mod error_code;
 pub mod ids;
 pub mod messaging;
+pub mod policy;
 pub mod role;
 pub mod session;
 
@@ -19,5 +20,6 @@ pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use error_code::ErrorCode;
 pub use ids::{AttachmentId, MessageId, RoomId, SessionId, UserId};
 pub use messaging::{Emoji, IdempotencyKey, MemberRole, MessageText, RoomKind, RoomName, Topic};
+pub use policy::{Policy, PolicyError, PolicyOverrides, TimerSeconds};
 pub use role::{Role, RoleSet};
 pub use session::{LoginThrottle, SessionPolicy};
