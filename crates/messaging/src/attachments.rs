@@ -114,16 +114,26 @@ where
     let (room_id, uploader) = (upload.room_id, upload.uploader);
     let epoch = keys::epoch_of(now);
     let keyring = Arc::clone(&state.keyring);
-    let data_key = state
+    let (content_type, declared) = (
+        upload.content_type.clone(),
+        upload.declared_len.unwrap_or(0),
+    );
+    let (data_key, policy_max) = state
         .auth
         .db
         .run(move |conn| {
             write_transaction(conn, |conn| {
                 locked_membership(conn, room_id, uploader)?;
-                keys::data_key_for_writing(conn, &keyring, room_id, epoch, now)
+                // File sharing, type and size by policy, before a byte is stored.
+                let policy = conclave_policy::effective(conn, uploader, Some(room_id))?;
+                policy.check_file(&content_type, declared)?;
+                let key = keys::data_key_for_writing(conn, &keyring, room_id, epoch, now)?;
+                Ok::<_, MessagingError>((key, policy.file_max_bytes))
             })
         })
         .await?;
+    let max = max.min(policy_max);
+    let too_large = || MessagingError::TooLarge(format!("attachments are limited to {max} bytes"));
 
     let attachment_id = AttachmentId::new();
     let relative = format!("{room_id}/{attachment_id}.bin");
@@ -208,6 +218,7 @@ pub async fn download(
     room_id: RoomId,
     attachment_id: AttachmentId,
 ) -> Result<Download, MessagingError> {
+    let now = state.auth.clock.now();
     let keyring = Arc::clone(&state.keyring);
     let (record, key) = state
         .auth
@@ -220,11 +231,19 @@ pub async fn download(
             // Visible with its message: once that is deleted, so is the file for users.
             // Before it is sent, only the uploader sees it.
             let visible = match message_store::referencing_attachment(conn, attachment_id)? {
-                Some(message) => message.deleted_at.is_none(),
+                Some(message) => {
+                    message.deleted_at.is_none()
+                        && crate::messages::visible_to(conn, &message, viewer, now)?
+                }
                 None => record.uploader_id == viewer.to_string(),
             };
             if !visible {
                 return Err(MessagingError::NotFound);
+            }
+            if !conclave_policy::effective(conn, viewer, Some(room_id))?.file_download_enabled {
+                return Err(MessagingError::PolicyViolation(
+                    "file downloads are off (the policy's file_download_enabled)".into(),
+                ));
             }
             let key = KeyCache::default()
                 .get(conn, &keyring, room_id, record.epoch)?

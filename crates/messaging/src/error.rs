@@ -33,6 +33,29 @@ pub enum MessagingError {
     Storage(#[from] std::io::Error),
 }
 
+impl From<conclave_core::PolicyError> for MessagingError {
+    fn from(err: conclave_core::PolicyError) -> Self {
+        match err {
+            conclave_core::PolicyError::Violation(message) => {
+                MessagingError::PolicyViolation(message)
+            }
+            conclave_core::PolicyError::Invalid(message) => {
+                MessagingError::invalid("policy", message)
+            }
+        }
+    }
+}
+
+impl From<conclave_policy::PolicyServiceError> for MessagingError {
+    fn from(err: conclave_policy::PolicyServiceError) -> Self {
+        match err {
+            conclave_policy::PolicyServiceError::Policy(policy) => policy.into(),
+            conclave_policy::PolicyServiceError::Store(store) => MessagingError::Store(store),
+            corrupt => MessagingError::Store(StoreError::Corrupt(corrupt.to_string())),
+        }
+    }
+}
+
 impl MessagingError {
     pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
         Self::Invalid(ValidationError::new(field, message))

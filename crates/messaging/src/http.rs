@@ -41,6 +41,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .service(web::resource("/api/v1/rooms/{room_id}/leave").route(web::post().to(leave_room)))
         .service(
+            web::resource("/api/v1/rooms/{room_id}/policy")
+                .route(web::get().to(get_room_policy))
+                .route(web::put().to(put_room_policy)),
+        )
+        .service(
             web::resource("/api/v1/rooms/{room_id}/messages")
                 .route(web::get().to(list_messages))
                 .route(web::post().to(send_message)),
@@ -71,13 +76,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 #[openapi(
     paths(
         ws::websocket, list_rooms, create_room, open_direct, get_room, update_room, add_member, set_member_role,
-        remove_member, leave_room, list_messages, send_message, get_message, edit_message, delete_message,
+        remove_member, leave_room, get_room_policy, put_room_policy, list_messages, send_message, get_message, edit_message, delete_message,
         add_reaction, remove_reaction, mark_read, upload_attachment, download_attachment,
     ),
     components(schemas(
         RoomView, MemberView, RoomDetail, RoomList, AttachmentView, ReactionView, MessageView, MessageList,
         CreateRoomRequest, OpenDirectRequest, UpdateRoomRequest, AddMemberRequest, SetMemberRoleRequest,
-        SendMessageRequest, EditMessageRequest, MarkReadRequest, ReadMarker,
+        SendMessageRequest, EditMessageRequest, MarkReadRequest, ReadMarker, RoomPolicy,
     )),
     tags(
         (name = "rooms", description = "Rooms, direct conversations and membership. Non-members get 404 for a room and everything in it."),
@@ -87,6 +92,24 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     )
 )]
 pub struct MessagingApi;
+
+/// A message timer from the request: at least a second, at most 365 days.
+fn timer(
+    field: &'static str,
+    seconds: Option<u64>,
+) -> Result<Option<std::time::Duration>, ApiError> {
+    match seconds {
+        None => Ok(None),
+        Some(seconds) if (1..=365 * 86_400).contains(&seconds) => {
+            Ok(Some(std::time::Duration::from_secs(seconds)))
+        }
+        Some(_) => Err(conclave_core::ValidationError::new(
+            field,
+            "must be between 1 second and 365 days",
+        )
+        .into()),
+    }
+}
 
 /// Publishes committed events without holding up the response.
 fn spawn_publish(state: &web::Data<MessagingState>, published: Vec<Published>) {
@@ -320,10 +343,11 @@ async fn list_messages(
     };
     let (me, room_id, keyring) = (user.user.id, path.into_inner(), Arc::clone(&state.keyring));
     let limit = query.limit.unwrap_or(50);
+    let now = state.auth.clock.now();
     let messages = state
         .auth
         .db
-        .run(move |conn| messages::list(conn, &keyring, me, room_id, page, limit))
+        .run(move |conn| messages::list(conn, &keyring, now, me, room_id, page, limit))
         .await?;
     Ok(web::Json(MessageList { messages }))
 }
@@ -346,6 +370,8 @@ async fn send_message(
         idempotency_key: IdempotencyKey::parse(&body.idempotency_key)?,
         reply_to_id: body.reply_to_id,
         attachment_id: body.attachment_id,
+        expires_in: timer("expires_in_seconds", body.expires_in_seconds)?,
+        burn_after_read: timer("burn_after_read_seconds", body.burn_after_read_seconds)?,
     };
     let (me, room_id, now, keyring) = (
         user.user.id,
@@ -378,12 +404,16 @@ async fn get_message(
     path: web::Path<(RoomId, MessageId)>,
 ) -> Result<web::Json<MessageView>, ApiError> {
     let (room_id, message_id) = path.into_inner();
-    let (me, keyring) = (user.user.id, Arc::clone(&state.keyring));
+    let (me, keyring, now) = (
+        user.user.id,
+        Arc::clone(&state.keyring),
+        state.auth.clock.now(),
+    );
     Ok(web::Json(
         state
             .auth
             .db
-            .run(move |conn| messages::get(conn, &keyring, me, room_id, message_id))
+            .run(move |conn| messages::get(conn, &keyring, now, me, room_id, message_id))
             .await?,
     ))
 }
@@ -572,4 +602,53 @@ async fn download_attachment(
         .insert_header(disposition)
         .no_chunking(u64::try_from(download.record.size_bytes).unwrap_or(0))
         .streaming(download.body))
+}
+
+/// The room's policy overrides and what applies to the caller in it.
+#[utoipa::path(get, path = "/api/v1/rooms/{room_id}/policy", tag = "rooms", security(("bearer" = [])), params(("room_id" = RoomId, Path)),
+    responses((status = 200, body = RoomPolicy), (status = 401, description = "No valid session", body = ErrorBody),
+        (status = 404, description = "No such room, or not a member", body = ErrorBody)))]
+async fn get_room_policy(
+    state: web::Data<MessagingState>,
+    user: AuthUser,
+    path: web::Path<RoomId>,
+) -> Result<web::Json<RoomPolicy>, ApiError> {
+    let (me, room_id) = (user.user.id, path.into_inner());
+    Ok(web::Json(
+        state
+            .auth
+            .db
+            .run(move |conn| rooms::policy(conn, me, room_id))
+            .await?,
+    ))
+}
+
+/// Set the room's policy overrides (owners; audited). They can only tighten the policy
+/// above them; a looser value has no effect. Applies to messages sent from now on.
+#[utoipa::path(put, path = "/api/v1/rooms/{room_id}/policy", tag = "rooms", security(("bearer" = [])), params(("room_id" = RoomId, Path)),
+    request_body = conclave_core::PolicyOverrides,
+    responses((status = 200, body = RoomPolicy), (status = 401, description = "No valid session", body = ErrorBody),
+        (status = 403, description = "Not an owner", body = ErrorBody), (status = 404, description = "No such room, or not a member", body = ErrorBody),
+        (status = 422, description = "A timer out of range", body = ErrorBody)))]
+async fn put_room_policy(
+    state: web::Data<MessagingState>,
+    req: HttpRequest,
+    user: AuthUser,
+    path: web::Path<RoomId>,
+    body: web::Json<conclave_core::PolicyOverrides>,
+) -> Result<web::Json<RoomPolicy>, ApiError> {
+    let context = conclave_auth::extract::audit_context(&req, &user);
+    let (me, room_id, now, overrides) = (
+        user.user.id,
+        path.into_inner(),
+        state.auth.clock.now(),
+        body.into_inner(),
+    );
+    Ok(web::Json(
+        state
+            .auth
+            .db
+            .run(move |conn| rooms::set_policy(conn, &context, now, me, room_id, overrides))
+            .await?,
+    ))
 }

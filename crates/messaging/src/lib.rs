@@ -10,6 +10,7 @@
 
 pub mod attachments;
 pub mod error;
+pub mod expiry;
 pub mod http;
 pub mod keys;
 pub mod messages;

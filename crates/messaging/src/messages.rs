@@ -15,10 +15,11 @@ use conclave_crypto::envelope::{open, seal};
 use conclave_crypto::{BodyBinding, Keyring};
 use conclave_store::messages::{self as message_store, MessageRecord, NewMessage, Page};
 use conclave_store::{
-    DbConnection, attachments, room_events, rooms as room_store, write_transaction,
+    DbConnection, attachments, message_reads, room_events, rooms as room_store, write_transaction,
 };
 use serde_json::json;
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// A message to send, parsed.
 #[derive(Debug)]
@@ -27,6 +28,86 @@ pub struct NewMessageInput {
     pub idempotency_key: IdempotencyKey,
     pub reply_to_id: Option<MessageId>,
     pub attachment_id: Option<AttachmentId>,
+    /// The sender's expiration timer; `None`: the policy's default.
+    pub expires_in: Option<Duration>,
+    /// The sender's burn-on-read timer; `None`: the policy's default.
+    pub burn_after_read: Option<Duration>,
+}
+
+/// How a message is being rendered, which decides what a viewer may see.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RenderMode {
+    /// A member reading (list, fetch): starts their burn-on-read timers, shows text.
+    Reader(UserId),
+    /// A realtime event (for one member on replay, or for all live): burn-on-read text is
+    /// left out, since only a read may start the timer.
+    Event(Option<UserId>),
+}
+
+impl RenderMode {
+    fn viewer(self) -> Option<UserId> {
+        match self {
+            RenderMode::Reader(user) => Some(user),
+            RenderMode::Event(user) => user,
+        }
+    }
+}
+
+/// Whether `viewer` may see `message` at `now` (without starting any timer).
+pub fn visible_to(
+    conn: &mut DbConnection,
+    message: &MessageRecord,
+    viewer: UserId,
+    now: Timestamp,
+) -> Result<bool, MessagingError> {
+    Ok(visible_until_for(conn, message, Some(viewer), now, false)?.is_some())
+}
+
+/// Whether (and until when) a viewer may see a message at `now`. Expired and burned
+/// messages are invisible on every read path, whatever the timer worker has done.
+fn visible_until_for(
+    conn: &mut DbConnection,
+    message: &MessageRecord,
+    viewer: Option<UserId>,
+    now: Timestamp,
+    start_burn: bool,
+) -> Result<Option<Option<Timestamp>>, MessagingError> {
+    if message.visible_until.is_some_and(|until| until <= now) {
+        return Ok(None);
+    }
+    let Some(burn_seconds) = message.burn_after_read_seconds else {
+        return Ok(Some(message.visible_until));
+    };
+    let Some(viewer) = viewer else {
+        return Ok(Some(message.visible_until));
+    };
+    if viewer == message.sender_id {
+        // The sender sees it until every recipient's deadline has passed (or it expires).
+        let reads = message_reads::for_message(conn, message.id)?;
+        let visible = reads.is_empty() || reads.iter().any(|r| r.visible_at(now));
+        return Ok(visible.then_some(message.visible_until));
+    }
+    let Some(mut read) = message_reads::find(conn, message.id, viewer)? else {
+        // Not a recipient (joined after it was sent).
+        return Ok(None);
+    };
+    if read.first_read_at.is_none() && start_burn {
+        let deadline = now.plus(Duration::from_secs(burn_seconds.max(0) as u64));
+        let deadline = message
+            .visible_until
+            .map_or(deadline, |until| until.min(deadline));
+        message_reads::start(conn, message.id, viewer, now, deadline)?;
+        read.first_read_at = Some(now.as_micros());
+        read.visible_until = Some(deadline.as_micros());
+    }
+    if !read.visible_at(now) {
+        return Ok(None);
+    }
+    let mine = read.visible_until.map(Timestamp::from_micros);
+    Ok(Some(match (mine, message.visible_until) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }))
 }
 
 /// The outcome of a send: the message, and the event to publish (none for a retry).
@@ -83,7 +164,7 @@ pub fn send(
             sender,
             input.idempotency_key.as_str(),
         )? {
-            let message = get(conn, keyring, sender, room_id, existing.id)?;
+            let message = get(conn, keyring, now, sender, room_id, existing.id)?;
             return Ok(Sent {
                 message,
                 created: false,
@@ -99,14 +180,26 @@ pub fn send(
                 ));
             }
         }
+        let policy = conclave_policy::effective(conn, sender, Some(room_id))?;
+        let expires_in = policy.expiration_for(input.expires_in)?;
+        let burn_after_read = policy.burn_on_read_for(input.burn_after_read)?;
         if let Some(attachment_id) = input.attachment_id {
-            let attachment = attachments::find(conn, &attachment_id.to_string())?;
-            if !attachment.is_some_and(|a| {
-                a.room_id == room_id.to_string() && a.uploader_id == sender.to_string()
-            }) {
+            let attachment = attachments::find(conn, &attachment_id.to_string())?
+                .filter(|a| a.room_id == room_id.to_string() && a.uploader_id == sender.to_string())
+                .ok_or_else(|| {
+                    MessagingError::invalid(
+                        "attachment_id",
+                        "must be an attachment you uploaded to this conversation",
+                    )
+                })?;
+            policy.check_file(
+                &attachment.content_type,
+                u64::try_from(attachment.size_bytes).unwrap_or(u64::MAX),
+            )?;
+            if message_store::referencing_attachment(conn, attachment_id)?.is_some() {
                 return Err(MessagingError::invalid(
                     "attachment_id",
-                    "must be an attachment you uploaded to this conversation",
+                    "is already attached to a message",
                 ));
             }
         }
@@ -133,9 +226,19 @@ pub fn send(
                 attachment_id: input.attachment_id,
                 idempotency_key: input.idempotency_key.as_str(),
                 now,
+                visible_until: expires_in.map(|after| now.plus(after)),
+                burn_after_read_seconds: burn_after_read.map(|after| after.as_secs() as i64),
             },
         )?;
         message_store::insert_version(conn, message_id, 1, epoch, &ciphertext, now)?;
+        if burn_after_read.is_some() {
+            let recipients: Vec<UserId> = room_store::members(conn, room_id)?
+                .into_iter()
+                .map(|m| m.user_id)
+                .filter(|user| *user != sender)
+                .collect();
+            message_reads::insert_recipients(conn, message_id, &recipients)?;
+        }
         room_store::touch(conn, room_id, now)?;
         room_store::mark_read(conn, room_id, sender, seq)?;
         let published = publish(
@@ -149,7 +252,7 @@ pub fn send(
         )?;
         // Rendered inside the transaction: a failure here rolls the send back instead of
         // committing a message whose event is never published.
-        let message = get(conn, keyring, sender, room_id, message_id)?;
+        let message = get(conn, keyring, now, sender, room_id, message_id)?;
         Ok::<_, MessagingError>(Sent {
             message,
             created: true,
@@ -158,32 +261,50 @@ pub fn send(
     })
 }
 
-/// A page of a room's messages, oldest first.
+/// A page of a room's messages, oldest first, as the viewer may see them now. Listing
+/// counts as reading: it starts the viewer's burn-on-read timers.
 pub fn list(
     conn: &mut DbConnection,
     keyring: &Keyring,
+    now: Timestamp,
     viewer: UserId,
     room_id: RoomId,
     page: Page,
     limit: u32,
 ) -> Result<Vec<MessageView>, MessagingError> {
-    membership(conn, room_id, viewer)?;
-    let records = message_store::list(conn, room_id, page, i64::from(limit.clamp(1, 200)))?;
-    render_all(conn, keyring, &records)
+    write_transaction(conn, |conn| {
+        membership(conn, room_id, viewer)?;
+        let records =
+            message_store::list(conn, room_id, page, i64::from(limit.clamp(1, 200)), now)?;
+        render_all(conn, keyring, &records, RenderMode::Reader(viewer), now)
+    })
 }
 
+/// One message as the viewer may see it now (not found once past its deadline for them).
+/// Fetching counts as reading: it starts the viewer's burn-on-read timer.
 pub fn get(
     conn: &mut DbConnection,
     keyring: &Keyring,
+    now: Timestamp,
     viewer: UserId,
     room_id: RoomId,
     message_id: MessageId,
 ) -> Result<MessageView, MessagingError> {
-    membership(conn, room_id, viewer)?;
-    let record = message_store::find(conn, message_id)?
-        .filter(|m| m.room_id == room_id)
-        .ok_or(MessagingError::NotFound)?;
-    Ok(render_all(conn, keyring, std::slice::from_ref(&record))?.remove(0))
+    write_transaction(conn, |conn| {
+        membership(conn, room_id, viewer)?;
+        let record = message_store::find(conn, message_id)?
+            .filter(|m| m.room_id == room_id)
+            .ok_or(MessagingError::NotFound)?;
+        render_all(
+            conn,
+            keyring,
+            std::slice::from_ref(&record),
+            RenderMode::Reader(viewer),
+            now,
+        )?
+        .pop()
+        .ok_or(MessagingError::NotFound)
+    })
 }
 
 /// Replaces the text (the sender only); earlier versions are kept for compliance.
@@ -198,7 +319,7 @@ pub fn edit(
 ) -> Result<(MessageView, Vec<Published>), MessagingError> {
     write_transaction(conn, |conn| {
         locked_membership(conn, room_id, editor)?;
-        let message = live_message(conn, room_id, message_id)?;
+        let message = live_message(conn, room_id, message_id, editor, now)?;
         if message.sender_id != editor {
             return Err(MessagingError::Forbidden(
                 "only the sender may edit a message".into(),
@@ -220,7 +341,7 @@ pub fn edit(
             now,
         )?;
         Ok::<_, MessagingError>((
-            get(conn, keyring, editor, room_id, message_id)?,
+            get(conn, keyring, now, editor, room_id, message_id)?,
             vec![published],
         ))
     })
@@ -237,7 +358,7 @@ pub fn delete(
 ) -> Result<Vec<Published>, MessagingError> {
     write_transaction(conn, |conn| {
         let member = locked_membership(conn, room_id, actor)?;
-        let message = live_message(conn, room_id, message_id)?;
+        let message = live_message(conn, room_id, message_id, actor, now)?;
         if message.sender_id != actor && !member.role.may_moderate() {
             return Err(MessagingError::Forbidden(
                 "only the sender or a moderator may delete a message".into(),
@@ -268,7 +389,7 @@ pub fn react(
 ) -> Result<Vec<Published>, MessagingError> {
     write_transaction(conn, |conn| {
         locked_membership(conn, room_id, actor)?;
-        let message = live_message(conn, room_id, message_id)?;
+        let message = live_message(conn, room_id, message_id, actor, now)?;
         if !message_store::set_reaction(conn, message_id, actor, emoji.as_str(), present, now)? {
             return Ok(Vec::new());
         }
@@ -305,6 +426,14 @@ pub fn mark_read(
             return Ok((member.last_read_seq, Vec::new()));
         }
         let stored = room_store::mark_read(conn, room_id, reader, seq)?;
+        // A read receipt is a read: it starts the reader's burn-on-read timers up to it.
+        for unread in message_reads::unstarted_for(conn, reader)? {
+            if let Some(message) = message_store::find(conn, unread)?
+                .filter(|m| m.room_id == room_id && m.seq <= stored)
+            {
+                visible_until_for(conn, &message, Some(reader), now, true)?;
+            }
+        }
         let published = publish(
             conn,
             room_id,
@@ -367,14 +496,20 @@ fn seal_version(
     ))
 }
 
+/// A message the actor may act on now: in the room, not deleted, and not past its
+/// deadline for the actor.
 fn live_message(
     conn: &mut DbConnection,
     room_id: RoomId,
     message_id: MessageId,
+    actor: UserId,
+    now: Timestamp,
 ) -> Result<MessageRecord, MessagingError> {
-    message_store::find(conn, message_id)?
+    let message = message_store::find(conn, message_id)?
         .filter(|m| m.room_id == room_id && m.deleted_at.is_none())
-        .ok_or(MessagingError::NotFound)
+        .ok_or(MessagingError::NotFound)?;
+    visible_until_for(conn, &message, Some(actor), now, false)?.ok_or(MessagingError::NotFound)?;
+    Ok(message)
 }
 
 fn decrypt_version(
@@ -409,6 +544,8 @@ pub fn render_all(
     conn: &mut DbConnection,
     keyring: &Keyring,
     records: &[MessageRecord],
+    mode: RenderMode,
+    now: Timestamp,
 ) -> Result<Vec<MessageView>, MessagingError> {
     let mut cache = KeyCache::default();
     let ids: Vec<MessageId> = records.iter().map(|m| m.id).collect();
@@ -425,8 +562,15 @@ pub fn render_all(
     }
     let mut views = Vec::with_capacity(records.len());
     for record in records {
+        let reading = matches!(mode, RenderMode::Reader(_));
+        let Some(visible_to_me_until) =
+            visible_until_for(conn, record, mode.viewer(), now, reading)?
+        else {
+            continue;
+        };
         let deleted = record.deleted_at.is_some();
-        let text = if deleted {
+        let withheld = !reading && record.burn_after_read_seconds.is_some();
+        let text = if deleted || withheld {
             None
         } else {
             let version = message_store::version(conn, record.id, record.current_version)?
@@ -472,6 +616,9 @@ pub fn render_all(
             created_at: record.created_at,
             edited_at: record.edited_at,
             deleted,
+            visible_until: record.visible_until,
+            burn_after_read_seconds: record.burn_after_read_seconds,
+            visible_to_me_until,
             reactions,
         });
     }

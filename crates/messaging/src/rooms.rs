@@ -140,6 +140,18 @@ pub fn create_room(
     }
     let room_id = RoomId::new();
     write_transaction(conn, |conn| {
+        let policy = conclave_policy::effective(conn, creator, None)?;
+        if !policy.may_create_rooms {
+            return Err(MessagingError::PolicyViolation(
+                "you may not create rooms (the policy's may_create_rooms)".into(),
+            ));
+        }
+        if members.len() + 1 > policy.max_room_size as usize {
+            return Err(MessagingError::PolicyViolation(format!(
+                "a room may hold at most {} members (the policy's max_room_size)",
+                policy.max_room_size
+            )));
+        }
         for member in &members {
             require_active_user(conn, *member, "member_ids")?;
         }
@@ -288,6 +300,8 @@ pub fn add_member(
         if room_store::member(conn, room_id, user_id)?.is_some() {
             return Err(MessagingError::Conflict("already a member".into()));
         }
+        let max_members =
+            max_members.min(conclave_policy::effective(conn, actor, Some(room_id))?.max_room_size);
         if room_store::member_count(conn, room_id)? >= i64::from(max_members) {
             return Err(MessagingError::PolicyViolation(format!(
                 "the room is full: a room holds at most {max_members} members"
@@ -468,5 +482,39 @@ fn room_view(
         last_read_seq: member.last_read_seq,
         unread_count: (room.last_message_seq - member.last_read_seq).max(0),
         member_count,
+    })
+}
+
+/// The room's overrides and the caller's effective policy in it (members).
+pub fn policy(
+    conn: &mut DbConnection,
+    me: UserId,
+    room_id: RoomId,
+) -> Result<crate::wire::RoomPolicy, MessagingError> {
+    membership(conn, room_id, me)?;
+    Ok(crate::wire::RoomPolicy {
+        overrides: conclave_policy::room_overrides(conn, room_id)?,
+        effective: conclave_policy::effective(conn, me, Some(room_id))?,
+    })
+}
+
+/// Sets the room's overrides (owners); they can only tighten what applies above.
+pub fn set_policy(
+    conn: &mut DbConnection,
+    context: &conclave_core::AuditContext,
+    now: Timestamp,
+    me: UserId,
+    room_id: RoomId,
+    overrides: conclave_core::PolicyOverrides,
+) -> Result<crate::wire::RoomPolicy, MessagingError> {
+    write_transaction(conn, |conn| {
+        let member = locked_membership(conn, room_id, me)?;
+        if member.role != MemberRole::Owner {
+            return Err(MessagingError::Forbidden(
+                "only owners set a room's policy".into(),
+            ));
+        }
+        conclave_policy::set_room_overrides(conn, context, now, room_id, overrides)?;
+        policy(conn, me, room_id)
     })
 }

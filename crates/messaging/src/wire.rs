@@ -76,6 +76,14 @@ pub struct MessageView {
     pub created_at: Timestamp,
     pub edited_at: Option<Timestamp>,
     pub deleted: bool,
+    /// When it disappears for everyone (its expiration timer), if it has one.
+    pub visible_until: Option<Timestamp>,
+    /// Its burn-on-read timer: it disappears for each recipient this long after that
+    /// recipient first reads it. Realtime events leave the text out; fetching the
+    /// message starts the reader's timer.
+    pub burn_after_read_seconds: Option<i64>,
+    /// For the viewer: when it disappears for them, if it will.
+    pub visible_to_me_until: Option<Timestamp>,
     pub reactions: Vec<ReactionView>,
 }
 
@@ -132,6 +140,11 @@ pub struct SendMessageRequest {
     pub idempotency_key: String,
     pub reply_to_id: Option<MessageId>,
     pub attachment_id: Option<AttachmentId>,
+    /// Expiration timer in seconds; without it, the policy's default applies. Over the
+    /// policy's maximum: 422 `policy_violation`.
+    pub expires_in_seconds: Option<u64>,
+    /// Burn-on-read timer in seconds, if the policy allows.
+    pub burn_after_read_seconds: Option<u64>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -176,4 +189,12 @@ pub struct ListMessagesQuery {
 pub struct UploadQuery {
     /// The file's name as shown to others.
     pub name: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RoomPolicy {
+    /// What this room sets (only ever tightening).
+    pub overrides: conclave_core::PolicyOverrides,
+    /// What applies to the caller in this room: clients offer timer choices from it.
+    pub effective: conclave_core::Policy,
 }

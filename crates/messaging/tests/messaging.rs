@@ -64,6 +64,8 @@ fn input(text: &str, key: &str) -> NewMessageInput {
         idempotency_key: IdempotencyKey::parse(key).unwrap(),
         reply_to_id: None,
         attachment_id: None,
+        expires_in: None,
+        burn_after_read: None,
     }
 }
 
@@ -114,8 +116,8 @@ backend_tests! {
         let sent = messages::send(&mut conn, &keyring, t0(), alice, room_id, input("plan", "k1")).unwrap();
         let m = sent.message.id;
         assert!(matches!(rooms::room_detail(&mut conn, room_id, eve), Err(MessagingError::NotFound)));
-        assert!(matches!(messages::list(&mut conn, &keyring, eve, room_id, Page::Before(None), 50), Err(MessagingError::NotFound)));
-        assert!(matches!(messages::get(&mut conn, &keyring, eve, room_id, m), Err(MessagingError::NotFound)));
+        assert!(matches!(messages::list(&mut conn, &keyring, t0(), eve, room_id, Page::Before(None), 50), Err(MessagingError::NotFound)));
+        assert!(matches!(messages::get(&mut conn, &keyring, t0(), eve, room_id, m), Err(MessagingError::NotFound)));
         assert!(matches!(messages::send(&mut conn, &keyring, t0(), eve, room_id, input("x", "k2")), Err(MessagingError::NotFound)));
         assert!(matches!(messages::react(&mut conn, t0(), eve, room_id, m, Emoji::parse("👍").unwrap(), true), Err(MessagingError::NotFound)));
         assert!(matches!(messages::mark_read(&mut conn, t0(), eve, room_id, 1), Err(MessagingError::NotFound)));
@@ -133,7 +135,7 @@ backend_tests! {
         assert!(rooms::list_mine(&mut conn, eve).unwrap().is_empty());
         // A message id from a room the caller is in, asked for through another room, is not found either.
         let other = room(&mut conn, eve, &[]);
-        assert!(matches!(messages::get(&mut conn, &keyring, eve, other, m), Err(MessagingError::NotFound)));
+        assert!(matches!(messages::get(&mut conn, &keyring, t0(), eve, other, m), Err(MessagingError::NotFound)));
     }
 
     fn a_direct_conversation_is_one_per_pair(db) {
@@ -169,7 +171,7 @@ backend_tests! {
             thread.join().unwrap();
         }
         let mut conn = db.conn().unwrap();
-        let all = messages::list(&mut conn, &keyring, senders[0], room_id, Page::After(0), 200).unwrap();
+        let all = messages::list(&mut conn, &keyring, t0(), senders[0], room_id, Page::After(0), 200).unwrap();
         let seqs: Vec<i64> = all.iter().map(|m| m.seq).collect();
         assert_eq!(seqs, (1..=60).collect::<Vec<_>>());
     }
@@ -189,7 +191,7 @@ backend_tests! {
         assert_eq!(results.iter().filter(|r| r.created).count(), 1);
         assert!(results.iter().all(|r| r.message.id == results[0].message.id));
         let mut conn = db.conn().unwrap();
-        let all = messages::list(&mut conn, &keyring, alice, room_id, Page::After(0), 50).unwrap();
+        let all = messages::list(&mut conn, &keyring, t0(), alice, room_id, Page::After(0), 50).unwrap();
         assert_eq!(all.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![1], "one message, no gap");
     }
 
@@ -222,7 +224,7 @@ backend_tests! {
         assert!(first.created && !again.created);
         assert_eq!(first.message.id, again.message.id);
         assert!(again.published.is_empty());
-        assert_eq!(messages::list(&mut conn, &keyring, alice, room_id, Page::After(0), 50).unwrap().len(), 1);
+        assert_eq!(messages::list(&mut conn, &keyring, t0(), alice, room_id, Page::After(0), 50).unwrap().len(), 1);
     }
 
     fn no_plaintext_is_stored(db) {
@@ -254,24 +256,24 @@ backend_tests! {
         let b = messages::send(&mut conn, &keyring, t0(), alice, room_id, input("second", "b")).unwrap().message.id;
         let stolen: Vec<u8> = message_versions.filter(message_id.eq(a.to_string())).select(ciphertext).first(&mut *conn).unwrap();
         diesel::update(message_versions.filter(message_id.eq(b.to_string()))).set(ciphertext.eq(stolen)).execute(&mut *conn).unwrap();
-        match messages::get(&mut conn, &keyring, alice, room_id, b) {
+        match messages::get(&mut conn, &keyring, t0(), alice, room_id, b) {
             Err(MessagingError::Decrypt(_)) => {}
             other => panic!("expected a decryption failure, got {other:?}", other = other.map(|m| m.text)),
         }
-        assert_eq!(messages::get(&mut conn, &keyring, alice, room_id, a).unwrap().text.as_deref(), Some("first"));
+        assert_eq!(messages::get(&mut conn, &keyring, t0(), alice, room_id, a).unwrap().text.as_deref(), Some("first"));
         // Moved onto another sender's message in the same room: the sender binding fails it.
         let bob = user(&mut conn, "bob");
         rooms::add_member(&mut conn, t0(), alice, room_id, bob, MemberRole::Member, 500).unwrap();
         let c = messages::send(&mut conn, &keyring, t0(), bob, room_id, input("bob's", "c")).unwrap().message.id;
         let alices: Vec<u8> = message_versions.filter(message_id.eq(a.to_string())).select(ciphertext).first(&mut *conn).unwrap();
         diesel::update(message_versions.filter(message_id.eq(c.to_string()))).set(ciphertext.eq(alices)).execute(&mut *conn).unwrap();
-        assert!(matches!(messages::get(&mut conn, &keyring, bob, room_id, c), Err(MessagingError::Decrypt(_))));
+        assert!(matches!(messages::get(&mut conn, &keyring, t0(), bob, room_id, c), Err(MessagingError::Decrypt(_))));
         // A master key that is missing is an error, and so is a different key under the
         // right id: nothing opens, and nothing is shown as garbage.
         let missing = Keyring::generate().unwrap();
-        assert!(matches!(messages::get(&mut conn, &missing, alice, room_id, a), Err(MessagingError::MissingMasterKey(_))));
+        assert!(matches!(messages::get(&mut conn, &missing, t0(), alice, room_id, a), Err(MessagingError::MissingMasterKey(_))));
         let impostor = Keyring::from_env_value(&format!("{}:{}", keyring.active().0, "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=")).unwrap();
-        assert!(matches!(messages::get(&mut conn, &impostor, alice, room_id, a), Err(MessagingError::Decrypt(_))));
+        assert!(matches!(messages::get(&mut conn, &impostor, t0(), alice, room_id, a), Err(MessagingError::Decrypt(_))));
     }
 
     fn rotation_rewraps_and_old_messages_stay_readable(db) {
@@ -288,7 +290,7 @@ backend_tests! {
         assert_eq!(rewrap_all(&mut conn, &keyring).unwrap(), 2, "one data key per epoch");
         assert_eq!(rewrap_all(&mut conn, &keyring).unwrap(), 0, "idempotent");
         keyring.remove(&old_id).unwrap();
-        let all = messages::list(&mut conn, &keyring, alice, room_id, Page::After(0), 10).unwrap();
+        let all = messages::list(&mut conn, &keyring, t0(), alice, room_id, Page::After(0), 10).unwrap();
         assert_eq!(texts(&all), ["day 0", "day 1"]);
         conclave_messaging::keys::check_keyring(&mut conn, &keyring).unwrap();
         assert!(conclave_messaging::keys::check_keyring(&mut conn, &Keyring::generate().unwrap()).is_err());
@@ -307,9 +309,9 @@ backend_tests! {
         assert_eq!(messages::history(&mut conn, &keyring, m).unwrap(), ["draft", "final"]);
         // The owner (a moderator or better) may delete another's message.
         messages::delete(&mut conn, t0(), alice, room_id, m).unwrap();
-        let view = messages::get(&mut conn, &keyring, bob, room_id, m).unwrap();
+        let view = messages::get(&mut conn, &keyring, t0(), bob, room_id, m).unwrap();
         assert!(view.deleted && view.text.is_none());
-        assert!(messages::list(&mut conn, &keyring, bob, room_id, Page::After(0), 10).unwrap().is_empty());
+        assert!(messages::list(&mut conn, &keyring, t0(), bob, room_id, Page::After(0), 10).unwrap().is_empty());
         assert_eq!(messages::history(&mut conn, &keyring, m).unwrap().len(), 2, "the record stays for retention");
         assert!(matches!(messages::edit(&mut conn, &keyring, t0(), bob, room_id, m, MessageText::parse("x", 64).unwrap()), Err(MessagingError::NotFound)));
     }
@@ -334,7 +336,7 @@ backend_tests! {
         assert_eq!(messages::send(&mut conn, &keyring, t0(), alice, here, reply).unwrap().message.reply_to_id, Some(original));
         let bad = NewMessageInput { reply_to_id: Some(foreign), ..input("a", "k4") };
         assert!(matches!(messages::send(&mut conn, &keyring, t0(), alice, here, bad), Err(MessagingError::Invalid(_))));
-        assert_eq!(messages::list(&mut conn, &keyring, alice, here, Page::After(0), 10).unwrap().len(), 2, "nothing stored for the refused reply");
+        assert_eq!(messages::list(&mut conn, &keyring, t0(), alice, here, Page::After(0), 10).unwrap().len(), 2, "nothing stored for the refused reply");
     }
 
     fn reactions_and_read_markers(db) {
@@ -348,15 +350,15 @@ backend_tests! {
         let mine = rooms::list_mine(&mut conn, bob).unwrap();
         assert_eq!(mine[0].unread_count, 3);
         assert_eq!(rooms::list_mine(&mut conn, alice).unwrap()[0].unread_count, 0, "a sender has read their own");
-        let first = messages::list(&mut conn, &keyring, bob, room_id, Page::After(0), 1).unwrap()[0].id;
+        let first = messages::list(&mut conn, &keyring, t0(), bob, room_id, Page::After(0), 1).unwrap()[0].id;
         let thumbs = Emoji::parse("👍").unwrap();
         assert_eq!(messages::react(&mut conn, t0(), bob, room_id, first, thumbs.clone(), true).unwrap().len(), 1);
         assert!(messages::react(&mut conn, t0(), bob, room_id, first, thumbs.clone(), true).unwrap().is_empty(), "idempotent");
-        let view = messages::get(&mut conn, &keyring, alice, room_id, first).unwrap();
+        let view = messages::get(&mut conn, &keyring, t0(), alice, room_id, first).unwrap();
         assert_eq!(view.reactions[0].emoji, "👍");
         assert_eq!(view.reactions[0].user_ids, vec![bob]);
         messages::react(&mut conn, t0(), bob, room_id, first, thumbs, false).unwrap();
-        assert!(messages::get(&mut conn, &keyring, alice, room_id, first).unwrap().reactions.is_empty());
+        assert!(messages::get(&mut conn, &keyring, t0(), alice, room_id, first).unwrap().reactions.is_empty());
         assert_eq!(messages::mark_read(&mut conn, t0(), bob, room_id, 2).unwrap().0, 2);
         assert_eq!(messages::mark_read(&mut conn, t0(), bob, room_id, 1).unwrap().0, 2, "markers only move forward");
         assert!(matches!(messages::mark_read(&mut conn, t0(), bob, room_id, 9), Err(MessagingError::Invalid(_))));

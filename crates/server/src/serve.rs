@@ -66,6 +66,9 @@ pub async fn run(settings: Settings) -> Result<(), ServeError> {
         .run(move |conn| accounts::ensure_first_admin(conn, now))
         .await?;
 
+    // The timer worker announces expiries; every read path hides them regardless.
+    actix_web::rt::spawn(conclave_messaging::expiry::run(state.messaging.clone()));
+
     let http = &settings.http;
     let server_state = state.clone();
     let mut server = HttpServer::new(move || app::build(server_state.clone()))

@@ -19,6 +19,10 @@ pub struct MessageRecord {
     pub created_at: Timestamp,
     pub edited_at: Option<Timestamp>,
     pub deleted_at: Option<Timestamp>,
+    /// When users stop seeing it (its expiration timer), if it has one.
+    pub visible_until: Option<Timestamp>,
+    /// Its burn-on-read timer, if it has one.
+    pub burn_after_read_seconds: Option<i64>,
 }
 
 #[derive(Queryable, Selectable)]
@@ -34,6 +38,8 @@ struct MessageRow {
     created_at: i64,
     edited_at: Option<i64>,
     deleted_at: Option<i64>,
+    visible_until: Option<i64>,
+    burn_after_read_seconds: Option<i64>,
 }
 
 impl TryFrom<MessageRow> for MessageRecord {
@@ -59,6 +65,8 @@ impl TryFrom<MessageRow> for MessageRecord {
             created_at: Timestamp::from_micros(row.created_at),
             edited_at: row.edited_at.map(Timestamp::from_micros),
             deleted_at: row.deleted_at.map(Timestamp::from_micros),
+            visible_until: row.visible_until.map(Timestamp::from_micros),
+            burn_after_read_seconds: row.burn_after_read_seconds,
         })
     }
 }
@@ -83,6 +91,8 @@ pub struct NewMessage<'a> {
     pub attachment_id: Option<AttachmentId>,
     pub idempotency_key: &'a str,
     pub now: Timestamp,
+    pub visible_until: Option<Timestamp>,
+    pub burn_after_read_seconds: Option<i64>,
 }
 
 pub fn insert(conn: &mut DbConnection, new: &NewMessage<'_>) -> Result<(), StoreError> {
@@ -97,6 +107,8 @@ pub fn insert(conn: &mut DbConnection, new: &NewMessage<'_>) -> Result<(), Store
             messages::current_version.eq(1_i64),
             messages::idempotency_key.eq(new.idempotency_key),
             messages::created_at.eq(new.now.as_micros()),
+            messages::visible_until.eq(new.visible_until.map(Timestamp::as_micros)),
+            messages::burn_after_read_seconds.eq(new.burn_after_read_seconds),
         ))
         .execute(conn)?;
     Ok(())
@@ -158,16 +170,23 @@ pub enum Page {
     After(i64),
 }
 
-/// A page of messages, returned in ascending sequence order. Deleted messages are skipped.
+/// A page of messages, returned in ascending sequence order. Deleted messages, and those
+/// past their expiration at `now`, are skipped.
 pub fn list(
     conn: &mut DbConnection,
     room_id: RoomId,
     page: Page,
     limit: i64,
+    now: Timestamp,
 ) -> Result<Vec<MessageRecord>, StoreError> {
     let base = messages::table
         .filter(messages::room_id.eq(room_id.to_string()))
         .filter(messages::deleted_at.is_null())
+        .filter(
+            messages::visible_until
+                .is_null()
+                .or(messages::visible_until.gt(now.as_micros())),
+        )
         .select(MessageRow::as_select())
         .limit(limit)
         .into_boxed();
@@ -309,4 +328,38 @@ pub fn referencing_attachment(
         .optional()?
         .map(MessageRecord::try_from)
         .transpose()
+}
+
+/// Expiration deadlines due by `until` that were not announced yet, earliest first.
+pub fn expiring(
+    conn: &mut DbConnection,
+    until: Timestamp,
+    limit: i64,
+) -> Result<Vec<MessageRecord>, StoreError> {
+    messages::table
+        .filter(messages::visible_until.le(until.as_micros()))
+        .filter(messages::expiry_announced_at.is_null())
+        .order(messages::visible_until.asc())
+        .limit(limit)
+        .select(MessageRow::as_select())
+        .load(conn)?
+        .into_iter()
+        .map(MessageRecord::try_from)
+        .collect()
+}
+
+/// Marks an expiry announced; only the first caller (of any node) gets `true`.
+pub fn mark_expiry_announced(
+    conn: &mut DbConnection,
+    id: MessageId,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    let changed = diesel::update(
+        messages::table
+            .find(id.to_string())
+            .filter(messages::expiry_announced_at.is_null()),
+    )
+    .set(messages::expiry_announced_at.eq(now.as_micros()))
+    .execute(conn)?;
+    Ok(changed == 1)
 }

@@ -130,6 +130,27 @@ diesel::table! {
         edited_at -> Nullable<BigInt>,
         deleted_at -> Nullable<BigInt>,
         deleted_by -> Nullable<Text>,
+        visible_until -> Nullable<BigInt>,
+        burn_after_read_seconds -> Nullable<BigInt>,
+        expiry_announced_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    message_reads (message_id, user_id) {
+        message_id -> Text,
+        user_id -> Text,
+        first_read_at -> Nullable<BigInt>,
+        visible_until -> Nullable<BigInt>,
+        announced_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    policies (scope) {
+        scope -> Text,
+        policy -> Text,
+        updated_at -> BigInt,
     }
 }
 
@@ -184,4 +205,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     message_versions,
     reactions,
     room_events,
+    message_reads,
+    policies,
 );

@@ -29,13 +29,14 @@ pub async fn publish(state: &MessagingState, published: Vec<Published>) {
     }
     let keyring = Arc::clone(&state.keyring);
     let events = published.clone();
+    let now = state.auth.clock.now();
     let rendered = state
         .auth
         .db
         .run(move |conn| {
             events
                 .iter()
-                .map(|event| render::render_one(conn, &keyring, event.room_id, event.seq))
+                .map(|event| render::render_one(conn, &keyring, event.room_id, event.seq, now))
                 .collect::<Result<Vec<_>, _>>()
         })
         .await;

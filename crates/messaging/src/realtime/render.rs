@@ -3,8 +3,8 @@
 
 use super::hub::Delivery;
 use crate::error::MessagingError;
-use crate::messages::render_all;
-use conclave_core::{MessageId, RoomId};
+use crate::messages::{RenderMode, render_all};
+use conclave_core::{MessageId, RoomId, Timestamp, UserId};
 use conclave_crypto::Keyring;
 use conclave_store::room_events::{self, RoomEventRecord};
 use conclave_store::{DbConnection, messages as message_store, rooms as room_store};
@@ -16,10 +16,13 @@ pub fn render_one(
     keyring: &Keyring,
     room_id: RoomId,
     seq: i64,
+    now: Timestamp,
 ) -> Result<Option<Delivery>, MessagingError> {
     let records = room_events::after(conn, room_id, seq - 1, 1)?;
     match records.into_iter().next() {
-        Some(record) if record.seq == seq => Ok(Some(render(conn, keyring, room_id, &record)?)),
+        Some(record) if record.seq == seq => {
+            Ok(Some(render(conn, keyring, room_id, &record, None, now)?))
+        }
         _ => Ok(None),
     }
 }
@@ -31,10 +34,12 @@ pub fn render_after(
     room_id: RoomId,
     after_seq: i64,
     limit: i64,
+    viewer: UserId,
+    now: Timestamp,
 ) -> Result<Vec<Delivery>, MessagingError> {
     room_events::after(conn, room_id, after_seq, limit)?
         .iter()
-        .map(|record| render(conn, keyring, room_id, record))
+        .map(|record| render(conn, keyring, room_id, record, Some(viewer), now))
         .collect()
 }
 
@@ -43,6 +48,8 @@ fn render(
     keyring: &Keyring,
     room_id: RoomId,
     record: &RoomEventRecord,
+    viewer: Option<UserId>,
+    now: Timestamp,
 ) -> Result<Delivery, MessagingError> {
     let mut data: Value = serde_json::from_str(&record.payload).unwrap_or_else(|_| json!({}));
     if let Some(message_id) = record
@@ -51,8 +58,19 @@ fn render(
         .and_then(|id| id.parse::<MessageId>().ok())
         && let Some(message) = message_store::find(conn, message_id)?
     {
-        let view = render_all(conn, keyring, std::slice::from_ref(&message))?.remove(0);
-        data["message"] = serde_json::to_value(view).unwrap_or(Value::Null);
+        // Past its deadline (for this viewer): the event says so and shows nothing of it.
+        data["message"] = match render_all(
+            conn,
+            keyring,
+            std::slice::from_ref(&message),
+            RenderMode::Event(viewer),
+            now,
+        )?
+        .pop()
+        {
+            Some(view) => serde_json::to_value(view).unwrap_or(Value::Null),
+            None => json!({"id": message.id, "seq": message.seq, "expired": true}),
+        };
     }
     if record.kind == "room.updated"
         && let Some(room) = room_store::find(conn, room_id)?

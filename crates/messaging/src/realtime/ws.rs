@@ -396,7 +396,11 @@ impl Connection {
         let mut position = after.max(0);
         let mut first = true;
         loop {
-            let (user_id, keyring) = (self.user_id, Arc::clone(&self.state.keyring));
+            let (user_id, keyring, now) = (
+                self.user_id,
+                Arc::clone(&self.state.keyring),
+                self.state.auth.clock.now(),
+            );
             let page = self
                 .state
                 .auth
@@ -408,7 +412,7 @@ impl Connection {
                     let from = position.min(last);
                     Ok::<_, MessagingError>((
                         from,
-                        render_after(conn, &keyring, room_id, from, REPLAY_PAGE)?,
+                        render_after(conn, &keyring, room_id, from, REPLAY_PAGE, user_id, now)?,
                     ))
                 })
                 .await;

@@ -1,0 +1,251 @@
+//! The timer worker: announces `message.expired` to connected members within a second of
+//! a message's deadline (its expiration, or a recipient's burn-on-read deadline).
+//!
+//! It keeps the nearest deadlines in an in-memory heap, refilled from the indexed
+//! deadline columns (`messages.visible_until`, `message_reads.visible_until`) every
+//! [`REFILL`], so it rebuilds itself after a restart and never holds more than a window of
+//! deadlines. Each deadline is announced by a conditional update that only one caller can
+//! win, so several workers (nodes) never announce one twice. The worker only announces:
+//! every read path already hides a message past its deadline, whatever the worker's lag,
+//! and the content stays for the retention sweeper (retain_until).
+
+use crate::error::MessagingError;
+use crate::realtime::{self, Published};
+use crate::settings::MessagingState;
+use conclave_core::{MessageId, RoomId, Timestamp, UserId};
+use conclave_store::{
+    DbConnection, message_reads, messages as message_store, room_events, rooms as room_store,
+    write_transaction,
+};
+use serde_json::json;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::time::Duration;
+
+/// How often the heap is refilled from the database, and how far ahead it looks.
+pub const REFILL: Duration = Duration::from_millis(250);
+/// Deadlines loaded per refill and kind.
+const WINDOW: i64 = 5_000;
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Deadline {
+    /// The message's expiration: gone for everyone.
+    Expired { message_id: String },
+    /// One recipient's burn-on-read deadline.
+    Burned { message_id: String, user_id: String },
+}
+
+/// Runs until the process stops.
+pub async fn run(state: MessagingState) {
+    let mut heap: BinaryHeap<Reverse<(i64, Deadline)>> = BinaryHeap::new();
+    let mut refill = tokio::time::interval(REFILL);
+    refill.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        refill.tick().await;
+        let horizon = state.auth.clock.now().plus(REFILL * 2);
+        match state.auth.db.run(move |conn| due(conn, horizon)).await {
+            Ok(loaded) => {
+                heap.clear();
+                heap.extend(loaded.into_iter().map(Reverse));
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "timer worker could not load deadlines; retrying");
+                continue;
+            }
+        }
+        // Sleep until each deadline in the window in turn, then announce it.
+        while let Some(Reverse((at, _))) = heap.peek() {
+            let now = state.auth.clock.now();
+            let wait = now.until(Timestamp::from_micros(*at));
+            if wait > REFILL {
+                break;
+            }
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+            let Some(Reverse((_, deadline))) = heap.pop() else {
+                break;
+            };
+            let now = state.auth.clock.now();
+            match state
+                .auth
+                .db
+                .run(move |conn| announce(conn, &deadline, now))
+                .await
+            {
+                Ok(published) => realtime::publish(&state, published).await,
+                Err(err) => {
+                    tracing::warn!(error = %err, "timer worker could not announce a deadline; it will retry")
+                }
+            }
+        }
+    }
+}
+
+/// Announces every deadline due by `now` (one worker step without the waiting);
+/// returns the events to publish.
+pub fn announce_due(
+    conn: &mut DbConnection,
+    now: Timestamp,
+) -> Result<Vec<Published>, MessagingError> {
+    let mut published = Vec::new();
+    for (_, deadline) in due(conn, now)? {
+        published.extend(announce(conn, &deadline, now)?);
+    }
+    Ok(published)
+}
+
+/// Deadlines not announced yet, due by `horizon`, earliest first.
+fn due(
+    conn: &mut DbConnection,
+    horizon: Timestamp,
+) -> Result<Vec<(i64, Deadline)>, MessagingError> {
+    let mut due: Vec<(i64, Deadline)> = message_store::expiring(conn, horizon, WINDOW)?
+        .into_iter()
+        .filter_map(|m| {
+            m.visible_until.map(|at| {
+                (
+                    at.as_micros(),
+                    Deadline::Expired {
+                        message_id: m.id.to_string(),
+                    },
+                )
+            })
+        })
+        .collect();
+    due.extend(
+        message_reads::due(conn, horizon, WINDOW)?
+            .into_iter()
+            .filter_map(|r| {
+                r.visible_until.map(|at| {
+                    (
+                        at,
+                        Deadline::Burned {
+                            message_id: r.message_id,
+                            user_id: r.user_id,
+                        },
+                    )
+                })
+            }),
+    );
+    due.sort();
+    Ok(due)
+}
+
+/// Announces one deadline, once across all workers; returns the events to publish.
+fn announce(
+    conn: &mut DbConnection,
+    deadline: &Deadline,
+    now: Timestamp,
+) -> Result<Vec<Published>, MessagingError> {
+    write_transaction(conn, |conn| {
+        let mut published = Vec::new();
+        match deadline {
+            Deadline::Expired { message_id } => {
+                let id: MessageId = message_id.parse().map_err(|_| MessagingError::NotFound)?;
+                let Some(message) = message_store::find(conn, id)? else {
+                    return Ok(published);
+                };
+                if message_store::mark_expiry_announced(conn, id, now)? {
+                    published.push(event(
+                        conn,
+                        message.room_id,
+                        id,
+                        json!({"seq": message.seq, "user_id": null}),
+                        now,
+                    )?);
+                }
+            }
+            Deadline::Burned {
+                message_id,
+                user_id,
+            } => {
+                let id: MessageId = message_id.parse().map_err(|_| MessagingError::NotFound)?;
+                let Some(message) = message_store::find(conn, id)? else {
+                    return Ok(published);
+                };
+                if message_reads::mark_announced(conn, message_id, user_id, now)? {
+                    published.push(event(
+                        conn,
+                        message.room_id,
+                        id,
+                        json!({"seq": message.seq, "user_id": user_id}),
+                        now,
+                    )?);
+                    // Gone for the sender too once every recipient's deadline has passed.
+                    let reads = message_reads::for_message(conn, id)?;
+                    if reads.iter().all(|r| r.announced_at.is_some()) {
+                        published.push(event(
+                            conn,
+                            message.room_id,
+                            id,
+                            json!({"seq": message.seq, "user_id": message.sender_id}),
+                            now,
+                        )?);
+                    }
+                }
+            }
+        }
+        Ok(published)
+    })
+}
+
+/// `message.expired`: for everyone (`user_id` null) or for one member.
+fn event(
+    conn: &mut DbConnection,
+    room_id: RoomId,
+    message_id: MessageId,
+    payload: serde_json::Value,
+    now: Timestamp,
+) -> Result<Published, MessagingError> {
+    let record = room_events::append(
+        conn,
+        room_id,
+        "message.expired",
+        Some(message_id),
+        None,
+        &payload.to_string(),
+        now,
+    )?;
+    let recipients: Vec<UserId> = room_store::members(conn, room_id)?
+        .into_iter()
+        .map(|m| m.user_id)
+        .collect();
+    Ok(Published {
+        room_id,
+        seq: record.seq,
+        recipients,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_order_by_time_first() {
+        let mut heap = BinaryHeap::new();
+        heap.push(Reverse((
+            30,
+            Deadline::Expired {
+                message_id: "a".into(),
+            },
+        )));
+        heap.push(Reverse((
+            10,
+            Deadline::Burned {
+                message_id: "b".into(),
+                user_id: "u".into(),
+            },
+        )));
+        heap.push(Reverse((
+            20,
+            Deadline::Expired {
+                message_id: "c".into(),
+            },
+        )));
+        let order: Vec<i64> =
+            std::iter::from_fn(|| heap.pop().map(|Reverse((at, _))| at)).collect();
+        assert_eq!(order, [10, 20, 30]);
+    }
+}

@@ -1,0 +1,170 @@
+//! Conclave's policy service: the org-wide messaging policy and per-room overrides,
+//! stored by scope and audited with their before and after values, and the effective
+//! policy for a user in a room (resolved by `conclave_core::policy::resolve`).
+//! Security groups, their overrides and information barriers join here next.
+//!
+//! Invariant: a policy change applies to what happens after it; nothing already sent is
+//! rewritten.
+
+pub mod http;
+
+use conclave_api::ApiError;
+use conclave_core::policy::{Policy, PolicyError, PolicyOverrides, resolve};
+use conclave_core::{
+    AuditContext, AuditOutcome, ErrorCode, NewAuditEvent, RoomId, Timestamp, UserId,
+};
+use conclave_store::{DbConnection, StoreError, policies, write_transaction};
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyServiceError {
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("stored policy {scope} is unreadable: {cause}")]
+    Corrupt { scope: String, cause: String },
+}
+
+impl From<PolicyServiceError> for ApiError {
+    fn from(err: PolicyServiceError) -> Self {
+        match err {
+            PolicyServiceError::Policy(PolicyError::Invalid(message)) => {
+                ApiError::new(ErrorCode::InvalidInput, message)
+            }
+            PolicyServiceError::Policy(PolicyError::Violation(message)) => {
+                ApiError::new(ErrorCode::PolicyViolation, message)
+            }
+            PolicyServiceError::Store(StoreError::Unavailable(_)) => {
+                ApiError::unavailable("the database is unavailable; retry shortly")
+            }
+            other => ApiError::internal(&other),
+        }
+    }
+}
+
+const ORG_SCOPE: &str = "org";
+
+fn room_scope(room_id: RoomId) -> String {
+    format!("room:{room_id}")
+}
+
+fn load<T: serde::de::DeserializeOwned + Default>(
+    conn: &mut DbConnection,
+    scope: &str,
+) -> Result<T, PolicyServiceError> {
+    match policies::get(conn, scope)? {
+        Some(json) => serde_json::from_str(&json).map_err(|err| PolicyServiceError::Corrupt {
+            scope: scope.to_owned(),
+            cause: err.to_string(),
+        }),
+        None => Ok(T::default()),
+    }
+}
+
+/// The org-wide policy (the built-in default until an admin sets one).
+pub fn org_policy(conn: &mut DbConnection) -> Result<Policy, PolicyServiceError> {
+    load(conn, ORG_SCOPE)
+}
+
+/// A room's overrides (none until set).
+pub fn room_overrides(
+    conn: &mut DbConnection,
+    room_id: RoomId,
+) -> Result<PolicyOverrides, PolicyServiceError> {
+    load(conn, &room_scope(room_id))
+}
+
+/// The policy that governs `user` in `room` (or outside any room).
+pub fn effective(
+    conn: &mut DbConnection,
+    _user: UserId,
+    room: Option<RoomId>,
+) -> Result<Policy, PolicyServiceError> {
+    let org = org_policy(conn)?;
+    // Until security groups land, every user is in the default group, which sets nothing.
+    let group = PolicyOverrides::default();
+    let room = match room {
+        Some(room_id) => room_overrides(conn, room_id)?,
+        None => PolicyOverrides::default(),
+    };
+    Ok(resolve(&org, &group, &room))
+}
+
+fn audit_change<T: serde::Serialize>(
+    conn: &mut DbConnection,
+    context: &AuditContext,
+    now: Timestamp,
+    action: &'static str,
+    target: (&'static str, String),
+    before: &T,
+    after: &T,
+) -> Result<(), StoreError> {
+    let event = NewAuditEvent {
+        action,
+        target_kind: Some(target.0),
+        target_id: Some(target.1),
+        outcome: AuditOutcome::Success,
+        details: json!({ "before": before, "after": after }).to_string(),
+    };
+    conclave_store::audit::append(conn, context, &event, now).map(drop)
+}
+
+/// Replaces the org-wide policy; audited with before and after.
+pub fn set_org_policy(
+    conn: &mut DbConnection,
+    context: &AuditContext,
+    now: Timestamp,
+    policy: Policy,
+) -> Result<Policy, PolicyServiceError> {
+    policy.validate()?;
+    write_transaction(conn, |conn| {
+        let before = org_policy(conn)?;
+        policies::put(
+            conn,
+            ORG_SCOPE,
+            &serde_json::to_string(&policy).expect("a policy serializes"),
+            now,
+        )?;
+        audit_change(
+            conn,
+            context,
+            now,
+            "policy.org_change",
+            ("policy", ORG_SCOPE.to_owned()),
+            &before,
+            &policy,
+        )?;
+        Ok(policy)
+    })
+}
+
+/// Replaces a room's overrides; audited with before and after. The caller checks who may.
+pub fn set_room_overrides(
+    conn: &mut DbConnection,
+    context: &AuditContext,
+    now: Timestamp,
+    room_id: RoomId,
+    overrides: PolicyOverrides,
+) -> Result<PolicyOverrides, PolicyServiceError> {
+    write_transaction(conn, |conn| {
+        let scope = room_scope(room_id);
+        let before: PolicyOverrides = load(conn, &scope)?;
+        policies::put(
+            conn,
+            &scope,
+            &serde_json::to_string(&overrides).expect("overrides serialize"),
+            now,
+        )?;
+        audit_change(
+            conn,
+            context,
+            now,
+            "policy.room_change",
+            ("room", room_id.to_string()),
+            &before,
+            &overrides,
+        )?;
+        Ok(overrides)
+    })
+}
