@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `conclave` binary, started as a process on a free loopback
 //! port, against SQLite and a throwaway PostgreSQL, driven over HTTP and its command line.
 
+mod ephemeral;
 mod harness;
 mod messaging;
 
@@ -544,6 +545,11 @@ fn openapi_lists_every_endpoint_and_the_reference_works_offline() {
         ("/api/v1/rooms/{room_id}/read", "post"),
         ("/api/v1/rooms/{room_id}/attachments", "post"),
         ("/api/v1/rooms/{room_id}/attachments/{attachment_id}", "get"),
+        ("/api/v1/rooms/{room_id}/policy", "get"),
+        ("/api/v1/rooms/{room_id}/policy", "put"),
+        ("/api/v1/admin/policy", "get"),
+        ("/api/v1/admin/policy", "put"),
+        ("/api/v1/me/policy", "get"),
     ] {
         assert!(
             paths.get(path).and_then(|p| p.get(method)).is_some(),
