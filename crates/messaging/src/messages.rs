@@ -180,6 +180,7 @@ pub fn send(
                 ));
             }
         }
+        crate::rooms::require_writable(conn, room_id)?;
         let policy = conclave_policy::effective(conn, sender, Some(room_id))?;
         let expires_in = policy.expiration_for(input.expires_in)?;
         let burn_after_read = policy.burn_on_read_for(input.burn_after_read)?;
@@ -319,6 +320,7 @@ pub fn edit(
 ) -> Result<(MessageView, Vec<Published>), MessagingError> {
     write_transaction(conn, |conn| {
         locked_membership(conn, room_id, editor)?;
+        crate::rooms::require_writable(conn, room_id)?;
         let message = live_message(conn, room_id, message_id, editor, now)?;
         if message.sender_id != editor {
             return Err(MessagingError::Forbidden(
@@ -389,6 +391,7 @@ pub fn react(
 ) -> Result<Vec<Published>, MessagingError> {
     write_transaction(conn, |conn| {
         locked_membership(conn, room_id, actor)?;
+        crate::rooms::require_writable(conn, room_id)?;
         let message = live_message(conn, room_id, message_id, actor, now)?;
         if !message_store::set_reaction(conn, message_id, actor, emoji.as_str(), present, now)? {
             return Ok(Vec::new());

@@ -31,6 +31,38 @@ pub fn membership(
     room_store::member(conn, room_id, user_id)?.ok_or(MessagingError::NotFound)
 }
 
+/// Why these users may not talk, if an information barrier separates any two of them.
+pub fn barrier(
+    conn: &mut DbConnection,
+    users: &[UserId],
+) -> Result<Option<String>, MessagingError> {
+    let org = conclave_policy::org_policy(conn)?;
+    Ok(conclave_policy::groups::barrier_among(conn, &org, users)?)
+}
+
+/// Why a conversation is read-only, if a barrier now separates its members (as Slack and
+/// Teams do when a new barrier splits an existing conversation).
+pub fn read_only_reason(
+    conn: &mut DbConnection,
+    room_id: RoomId,
+) -> Result<Option<String>, MessagingError> {
+    let members: Vec<UserId> = room_store::members(conn, room_id)?
+        .into_iter()
+        .map(|m| m.user_id)
+        .collect();
+    barrier(conn, &members)
+}
+
+/// Refuses a write to a conversation that a barrier has made read-only.
+pub fn require_writable(conn: &mut DbConnection, room_id: RoomId) -> Result<(), MessagingError> {
+    match read_only_reason(conn, room_id)? {
+        Some(reason) => Err(MessagingError::PolicyViolation(format!(
+            "this conversation is read-only: {reason}"
+        ))),
+        None => Ok(()),
+    }
+}
+
 fn require_active_user(
     conn: &mut DbConnection,
     user_id: UserId,
@@ -155,6 +187,10 @@ pub fn create_room(
         for member in &members {
             require_active_user(conn, *member, "member_ids")?;
         }
+        let everyone: Vec<UserId> = members.iter().copied().chain([creator]).collect();
+        if let Some(reason) = barrier(conn, &everyone)? {
+            return Err(MessagingError::PolicyViolation(reason));
+        }
         room_store::insert(
             conn,
             &NewRoom {
@@ -212,6 +248,9 @@ pub fn open_direct(
     let room_id = RoomId::new();
     let created = write_transaction(conn, |conn| {
         require_active_user(conn, other, "user_id")?;
+        if let Some(reason) = barrier(conn, &[me, other])? {
+            return Err(MessagingError::PolicyViolation(reason));
+        }
         room_store::insert(
             conn,
             &NewRoom {
@@ -306,6 +345,14 @@ pub fn add_member(
             return Err(MessagingError::PolicyViolation(format!(
                 "the room is full: a room holds at most {max_members} members"
             )));
+        }
+        let mut everyone: Vec<UserId> = room_store::members(conn, room_id)?
+            .into_iter()
+            .map(|m| m.user_id)
+            .collect();
+        everyone.push(user_id);
+        if let Some(reason) = barrier(conn, &everyone)? {
+            return Err(MessagingError::PolicyViolation(reason));
         }
         room_store::touch(conn, room_id, now)?;
         Ok(vec![join(conn, room_id, user_id, role, actor, now)?])
@@ -482,6 +529,7 @@ fn room_view(
         last_read_seq: member.last_read_seq,
         unread_count: (room.last_message_seq - member.last_read_seq).max(0),
         member_count,
+        read_only_reason: read_only_reason(conn, room.id)?,
     })
 }
 

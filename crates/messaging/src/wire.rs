@@ -23,6 +23,8 @@ pub struct RoomView {
     /// Messages after the caller's read marker.
     pub unread_count: i64,
     pub member_count: i64,
+    /// Set when an information barrier now separates the members: nobody may write.
+    pub read_only_reason: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, ToSchema)]

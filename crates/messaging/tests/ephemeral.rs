@@ -207,3 +207,67 @@ backend_tests! {
         assert!(conclave_policy::set_org_policy(&mut conn, &AuditContext::system("test"), t0(), incoherent).is_err());
     }
 }
+
+mod barriers {
+    use super::*;
+    use conclave_policy::groups;
+    use std::collections::BTreeSet;
+
+    /// Trading and Research separated by a barrier that Trading names.
+    fn split(conn: &mut DbConnection, trader: UserId, analyst: UserId) {
+        let ctx = AuditContext::system("test");
+        let trading = groups::create(conn, &ctx, t0(), "Trading", 10).unwrap();
+        let research = groups::create(conn, &ctx, t0(), "Research", 20).unwrap();
+        groups::add_member(conn, &ctx, t0(), &trading.id, trader, "manual").unwrap();
+        groups::add_member(conn, &ctx, t0(), &research.id, analyst, "manual").unwrap();
+        let barred = PolicyOverrides {
+            barriers: BTreeSet::from([research.id]),
+            ..Default::default()
+        };
+        groups::set_overrides(conn, &ctx, t0(), &trading.id, barred).unwrap();
+    }
+
+    backend_tests! {
+        fn a_barrier_refuses_new_conversations_and_members(db) {
+            let mut conn = db.conn().unwrap();
+            let (trader, analyst, clerk) = (user(&mut conn, "trader"), user(&mut conn, "analyst"), user(&mut conn, "clerk"));
+            split(&mut conn, trader, analyst);
+            match rooms::open_direct(&mut conn, t0(), trader, analyst) {
+                Err(MessagingError::PolicyViolation(reason)) => assert!(reason.contains("information barrier"), "{reason}"),
+                other => panic!("{:?}", other.map(|r| r.0.room.id)),
+            }
+            assert!(matches!(
+                rooms::create_room(&mut conn, t0(), clerk, RoomName::parse("Mixed").unwrap(), Topic::parse("").unwrap(), vec![trader, analyst], 500),
+                Err(MessagingError::PolicyViolation(_))
+            ));
+            let (room, _) = rooms::create_room(&mut conn, t0(), clerk, RoomName::parse("Desk").unwrap(), Topic::parse("").unwrap(), vec![trader], 500).unwrap();
+            assert!(matches!(
+                rooms::add_member(&mut conn, t0(), clerk, room.room.id, analyst, conclave_core::MemberRole::Member, 500),
+                Err(MessagingError::PolicyViolation(_))
+            ));
+            assert!(rooms::open_direct(&mut conn, t0(), clerk, analyst).is_ok(), "unbarred pairs still talk");
+        }
+
+        fn a_new_barrier_makes_an_existing_conversation_read_only(db) {
+            let keyring = Keyring::generate().unwrap();
+            let mut conn = db.conn().unwrap();
+            let (trader, analyst) = (user(&mut conn, "trader"), user(&mut conn, "analyst"));
+            let (dm, _) = rooms::open_direct(&mut conn, t0(), trader, analyst).unwrap();
+            let dm = dm.room.id;
+            let before = messages::send(&mut conn, &keyring, t0(), trader, dm, message("before the wall", "k1", None, None)).unwrap().message.id;
+            split(&mut conn, trader, analyst);
+            for sender in [trader, analyst] {
+                match messages::send(&mut conn, &keyring, t0(), sender, dm, message("after", &format!("k-{sender}"), None, None)) {
+                    Err(MessagingError::PolicyViolation(reason)) => assert!(reason.contains("read-only"), "{reason}"),
+                    other => panic!("{:?}", other.map(|s| s.message.id)),
+                }
+            }
+            assert!(matches!(messages::edit(&mut conn, &keyring, t0(), trader, dm, before, MessageText::parse("x", 10).unwrap()), Err(MessagingError::PolicyViolation(_))));
+            assert!(matches!(messages::react(&mut conn, t0(), analyst, dm, before, conclave_core::Emoji::parse("x").unwrap(), true), Err(MessagingError::PolicyViolation(_))));
+            // Both sides still read the history, and see why they cannot write.
+            assert_eq!(messages::list(&mut conn, &keyring, t0(), analyst, dm, Page::After(0), 10).unwrap().len(), 1);
+            let view = rooms::list_mine(&mut conn, trader).unwrap();
+            assert!(view[0].read_only_reason.as_deref().is_some_and(|r| r.contains("Trading")));
+        }
+    }
+}

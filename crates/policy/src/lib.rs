@@ -1,11 +1,12 @@
 //! Conclave's policy service: the org-wide messaging policy and per-room overrides,
 //! stored by scope and audited with their before and after values, and the effective
 //! policy for a user in a room (resolved by `conclave_core::policy::resolve`).
-//! Security groups, their overrides and information barriers join here next.
+//! Security groups, their overrides and information barriers are in [`groups`].
 //!
 //! Invariant: a policy change applies to what happens after it; nothing already sent is
 //! rewritten.
 
+pub mod groups;
 pub mod http;
 
 use conclave_api::ApiError;
@@ -24,6 +25,10 @@ pub enum PolicyServiceError {
     Store(#[from] StoreError),
     #[error("stored policy {scope} is unreadable: {cause}")]
     Corrupt { scope: String, cause: String },
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    Conflict(String),
 }
 
 impl From<PolicyServiceError> for ApiError {
@@ -49,7 +54,7 @@ fn room_scope(room_id: RoomId) -> String {
     format!("room:{room_id}")
 }
 
-fn load<T: serde::de::DeserializeOwned + Default>(
+pub(crate) fn load<T: serde::de::DeserializeOwned + Default>(
     conn: &mut DbConnection,
     scope: &str,
 ) -> Result<T, PolicyServiceError> {
@@ -78,12 +83,11 @@ pub fn room_overrides(
 /// The policy that governs `user` in `room` (or outside any room).
 pub fn effective(
     conn: &mut DbConnection,
-    _user: UserId,
+    user: UserId,
     room: Option<RoomId>,
 ) -> Result<Policy, PolicyServiceError> {
     let org = org_policy(conn)?;
-    // Until security groups land, every user is in the default group, which sets nothing.
-    let group = PolicyOverrides::default();
+    let group = groups::overrides_for(conn, user)?;
     let room = match room {
         Some(room_id) => room_overrides(conn, room_id)?,
         None => PolicyOverrides::default(),
@@ -91,7 +95,7 @@ pub fn effective(
     Ok(resolve(&org, &group, &room))
 }
 
-fn audit_change<T: serde::Serialize>(
+pub(crate) fn audit_change<T: serde::Serialize>(
     conn: &mut DbConnection,
     context: &AuditContext,
     now: Timestamp,

@@ -20,6 +20,7 @@ pub mod room_events;
 pub mod room_keys;
 pub mod rooms;
 pub mod schema;
+pub mod security_groups;
 pub mod sessions;
 pub mod users;
 

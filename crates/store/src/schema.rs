@@ -185,6 +185,27 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    security_groups (id) {
+        id -> Text,
+        name -> Text,
+        precedence -> BigInt,
+        is_default -> Bool,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    security_group_members (group_id, user_id) {
+        group_id -> Text,
+        user_id -> Text,
+        source -> Text,
+        added_at -> BigInt,
+    }
+}
+
+diesel::joinable!(security_group_members -> security_groups (group_id));
 diesel::joinable!(user_roles -> users (user_id));
 diesel::joinable!(room_members -> rooms (room_id));
 diesel::joinable!(room_members -> users (user_id));
@@ -207,4 +228,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     room_events,
     message_reads,
     policies,
+    security_groups,
+    security_group_members,
 );

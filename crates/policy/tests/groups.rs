@@ -1,0 +1,127 @@
+//! Security groups on both backends: precedence, the default group, deletion rules,
+//! group policy in the effective policy, barriers, and the audit trail.
+
+use conclave_core::{
+    AuditContext, DisplayName, Policy, PolicyOverrides, RoleSet, TimerSeconds, Timestamp, UserId,
+    Username,
+};
+use conclave_policy::groups;
+use conclave_policy::{PolicyServiceError, effective};
+use conclave_store::users::{AuthSource, NewUser};
+use conclave_store::{DbConnection, users};
+use conclave_testkit::backend_tests;
+use std::collections::BTreeSet;
+
+fn t0() -> Timestamp {
+    Timestamp::from_micros(1_800_000_000_000_000)
+}
+
+fn ctx() -> AuditContext {
+    AuditContext::system("test")
+}
+
+fn user(conn: &mut DbConnection, name: &str) -> UserId {
+    let id = UserId::new();
+    users::insert(
+        conn,
+        &NewUser {
+            id,
+            username: &Username::parse(name).unwrap(),
+            display_name: &DisplayName::parse(name).unwrap(),
+            email: None,
+            auth_source: AuthSource::Local,
+            password_hash: None,
+            must_change_password: false,
+            roles: &RoleSet::new([]),
+            now: t0(),
+        },
+    )
+    .unwrap();
+    id
+}
+
+fn max_ttl(seconds: u64) -> PolicyOverrides {
+    PolicyOverrides {
+        expiration_max: Some(TimerSeconds::new(seconds).unwrap()),
+        ..Default::default()
+    }
+}
+
+backend_tests! {
+    fn the_lowest_precedence_governs_and_the_default_catches_the_rest(db) {
+        let mut conn = db.conn().unwrap();
+        let (ann, ben) = (user(&mut conn, "ann"), user(&mut conn, "ben"));
+        let legal = groups::create(&mut conn, &ctx(), t0(), "Legal", 10).unwrap();
+        let staff = groups::create(&mut conn, &ctx(), t0(), "Staff", 100).unwrap();
+        groups::set_overrides(&mut conn, &ctx(), t0(), &legal.id, max_ttl(600)).unwrap();
+        groups::set_overrides(&mut conn, &ctx(), t0(), &staff.id, max_ttl(3_600)).unwrap();
+        // Ben is in no group: the default group (no overrides) governs him.
+        assert_eq!(effective(&mut conn, ben, None).unwrap().expiration_max, None);
+        groups::add_member(&mut conn, &ctx(), t0(), &staff.id, ann, "manual").unwrap();
+        assert_eq!(effective(&mut conn, ann, None).unwrap().expiration_max, Some(TimerSeconds::new(3_600).unwrap()));
+        groups::add_member(&mut conn, &ctx(), t0(), &legal.id, ann, "manual").unwrap();
+        assert_eq!(effective(&mut conn, ann, None).unwrap().expiration_max, Some(TimerSeconds::new(600).unwrap()), "precedence 10 beats 100");
+        groups::update(&mut conn, &ctx(), t0(), &staff.id, None, Some(1)).unwrap();
+        assert_eq!(effective(&mut conn, ann, None).unwrap().expiration_max, Some(TimerSeconds::new(3_600).unwrap()), "now Staff comes first");
+        let listed: Vec<String> = groups::list(&mut conn).unwrap().into_iter().map(|g| g.name).collect();
+        assert_eq!(listed, ["Staff", "Legal", "Default"]);
+    }
+
+    fn groups_are_deleted_only_when_empty_and_never_the_default(db) {
+        let mut conn = db.conn().unwrap();
+        let ann = user(&mut conn, "ann");
+        let temp = groups::create(&mut conn, &ctx(), t0(), "Temp", 5).unwrap();
+        assert!(matches!(groups::create(&mut conn, &ctx(), t0(), "Temp", 6), Err(PolicyServiceError::Conflict(_))));
+        groups::add_member(&mut conn, &ctx(), t0(), &temp.id, ann, "manual").unwrap();
+        assert!(matches!(groups::delete(&mut conn, &ctx(), t0(), &temp.id), Err(PolicyServiceError::Conflict(_))));
+        groups::remove_member(&mut conn, &ctx(), t0(), &temp.id, ann).unwrap();
+        groups::delete(&mut conn, &ctx(), t0(), &temp.id).unwrap();
+        assert!(matches!(groups::detail(&mut conn, &temp.id), Err(PolicyServiceError::NotFound)));
+        let default = groups::default_group_id();
+        assert!(matches!(groups::delete(&mut conn, &ctx(), t0(), default), Err(PolicyServiceError::Conflict(_))));
+        assert!(groups::add_member(&mut conn, &ctx(), t0(), default, ann, "manual").is_err());
+        assert!(groups::update(&mut conn, &ctx(), t0(), default, None, Some(1)).is_err());
+        assert!(groups::create(&mut conn, &ctx(), t0(), "", 1).is_err());
+        assert!(groups::create(&mut conn, &ctx(), t0(), "X", -1).is_err());
+    }
+
+    fn barriers_are_symmetric_and_name_the_groups(db) {
+        let mut conn = db.conn().unwrap();
+        let (trader, analyst, clerk) = (user(&mut conn, "trader"), user(&mut conn, "analyst"), user(&mut conn, "clerk"));
+        let trading = groups::create(&mut conn, &ctx(), t0(), "Trading", 10).unwrap();
+        let research = groups::create(&mut conn, &ctx(), t0(), "Research", 20).unwrap();
+        groups::add_member(&mut conn, &ctx(), t0(), &trading.id, trader, "manual").unwrap();
+        groups::add_member(&mut conn, &ctx(), t0(), &research.id, analyst, "manual").unwrap();
+        let org = Policy::default();
+        assert_eq!(groups::barrier_among(&mut conn, &org, &[trader, analyst]).unwrap(), None);
+        // Only Trading names Research; the barrier holds both ways.
+        let barred = PolicyOverrides { barriers: BTreeSet::from([research.id.clone()]), ..Default::default() };
+        groups::set_overrides(&mut conn, &ctx(), t0(), &trading.id, barred).unwrap();
+        let reason = groups::barrier_among(&mut conn, &org, &[analyst, trader]).unwrap().unwrap();
+        assert!(reason.contains("Trading") && reason.contains("Research"), "{reason}");
+        assert_eq!(groups::barrier_among(&mut conn, &org, &[trader, clerk]).unwrap(), None);
+        assert!(groups::barrier_among(&mut conn, &org, &[clerk, trader, analyst]).unwrap().is_some());
+        // Unknown or self-referencing barriers are refused.
+        let unknown = PolicyOverrides { barriers: BTreeSet::from(["no-such-group".to_owned()]), ..Default::default() };
+        assert!(groups::set_overrides(&mut conn, &ctx(), t0(), &trading.id, unknown).is_err());
+        let itself = PolicyOverrides { barriers: BTreeSet::from([trading.id.clone()]), ..Default::default() };
+        assert!(groups::set_overrides(&mut conn, &ctx(), t0(), &trading.id, itself).is_err());
+    }
+
+    fn group_changes_are_audited_with_before_and_after(db) {
+        let mut conn = db.conn().unwrap();
+        let ann = user(&mut conn, "ann");
+        let group = groups::create(&mut conn, &ctx(), t0(), "Ops", 10).unwrap();
+        groups::set_overrides(&mut conn, &ctx(), t0(), &group.id, max_ttl(600)).unwrap();
+        groups::add_member(&mut conn, &ctx(), t0(), &group.id, ann, "manual").unwrap();
+        let events = conclave_store::audit::list_after(&mut conn, 0, 100).unwrap();
+        let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
+        assert_eq!(actions, ["security_group.create", "security_group.policy_change", "security_group.member_add"]);
+        let change: serde_json::Value = serde_json::from_str(&events[1].details).unwrap();
+        assert_eq!(change["before"]["expiration_max"], serde_json::Value::Null);
+        assert_eq!(change["after"]["expiration_max"], 600);
+        let added: serde_json::Value = serde_json::from_str(&events[2].details).unwrap();
+        assert_eq!(added["before"]["governing_group"], groups::default_group_id());
+        assert_eq!(added["after"]["governing_group"], group.id.as_str());
+    }
+}

@@ -1,0 +1,189 @@
+//! Security groups and their members.
+
+use crate::DbConnection;
+use crate::error::StoreError;
+use crate::schema::{security_group_members, security_groups};
+use conclave_core::{Timestamp, UserId};
+use diesel::prelude::*;
+
+/// The default group's fixed id (created by the migration).
+pub const DEFAULT_GROUP_ID: &str = "00000000-0000-7000-8000-000000000000";
+
+#[derive(Clone, Debug, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = security_groups)]
+pub struct GroupRecord {
+    pub id: String,
+    pub name: String,
+    pub precedence: i64,
+    pub is_default: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+pub fn insert(
+    conn: &mut DbConnection,
+    id: &str,
+    name: &str,
+    precedence: i64,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    diesel::insert_into(security_groups::table)
+        .values((
+            security_groups::id.eq(id),
+            security_groups::name.eq(name),
+            security_groups::precedence.eq(precedence),
+            security_groups::is_default.eq(false),
+            security_groups::created_at.eq(now.as_micros()),
+            security_groups::updated_at.eq(now.as_micros()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn find(conn: &mut DbConnection, id: &str) -> Result<Option<GroupRecord>, StoreError> {
+    Ok(security_groups::table
+        .find(id)
+        .select(GroupRecord::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+pub fn list(conn: &mut DbConnection) -> Result<Vec<GroupRecord>, StoreError> {
+    Ok(security_groups::table
+        .order((
+            security_groups::precedence.asc(),
+            security_groups::created_at.asc(),
+        ))
+        .select(GroupRecord::as_select())
+        .load(conn)?)
+}
+
+pub fn update(
+    conn: &mut DbConnection,
+    id: &str,
+    name: Option<&str>,
+    precedence: Option<i64>,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    if let Some(name) = name {
+        diesel::update(security_groups::table.find(id))
+            .set(security_groups::name.eq(name))
+            .execute(conn)?;
+    }
+    if let Some(precedence) = precedence {
+        diesel::update(security_groups::table.find(id))
+            .set(security_groups::precedence.eq(precedence))
+            .execute(conn)?;
+    }
+    diesel::update(security_groups::table.find(id))
+        .set(security_groups::updated_at.eq(now.as_micros()))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn delete(conn: &mut DbConnection, id: &str) -> Result<(), StoreError> {
+    diesel::delete(security_groups::table.find(id)).execute(conn)?;
+    Ok(())
+}
+
+pub fn member_count(conn: &mut DbConnection, id: &str) -> Result<i64, StoreError> {
+    Ok(security_group_members::table
+        .filter(security_group_members::group_id.eq(id))
+        .count()
+        .get_result(conn)?)
+}
+
+pub fn members(conn: &mut DbConnection, id: &str) -> Result<Vec<String>, StoreError> {
+    Ok(security_group_members::table
+        .filter(security_group_members::group_id.eq(id))
+        .order(security_group_members::added_at.asc())
+        .select(security_group_members::user_id)
+        .load(conn)?)
+}
+
+/// Adds a member; returns whether they were not one already.
+pub fn add_member(
+    conn: &mut DbConnection,
+    id: &str,
+    user: UserId,
+    source: &str,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    let present = security_group_members::table
+        .find((id.to_owned(), user.to_string()))
+        .count()
+        .get_result::<i64>(conn)?
+        > 0;
+    if present {
+        return Ok(false);
+    }
+    diesel::insert_into(security_group_members::table)
+        .values((
+            security_group_members::group_id.eq(id),
+            security_group_members::user_id.eq(user.to_string()),
+            security_group_members::source.eq(source),
+            security_group_members::added_at.eq(now.as_micros()),
+        ))
+        .execute(conn)?;
+    Ok(true)
+}
+
+pub fn remove_member(conn: &mut DbConnection, id: &str, user: UserId) -> Result<bool, StoreError> {
+    Ok(
+        diesel::delete(security_group_members::table.find((id.to_owned(), user.to_string())))
+            .execute(conn)?
+            == 1,
+    )
+}
+
+/// The group governing `user`: of the groups they are in, the lowest precedence (then the
+/// earliest created); the default group when they are in none.
+pub fn governing(conn: &mut DbConnection, user: UserId) -> Result<GroupRecord, StoreError> {
+    let mine: Option<GroupRecord> = security_groups::table
+        .inner_join(security_group_members::table)
+        .filter(security_group_members::user_id.eq(user.to_string()))
+        .order((
+            security_groups::precedence.asc(),
+            security_groups::created_at.asc(),
+        ))
+        .select(GroupRecord::as_select())
+        .first(conn)
+        .optional()?;
+    match mine {
+        Some(group) => Ok(group),
+        None => find(conn, DEFAULT_GROUP_ID)?
+            .ok_or_else(|| StoreError::Corrupt("the default security group is missing".into())),
+    }
+}
+
+/// The governing group of each of `users` (see [`governing`]), in two queries.
+pub fn governing_for(
+    conn: &mut DbConnection,
+    users: &[UserId],
+) -> Result<std::collections::HashMap<UserId, GroupRecord>, StoreError> {
+    let ids: Vec<String> = users.iter().map(ToString::to_string).collect();
+    let rows: Vec<(String, GroupRecord)> = security_groups::table
+        .inner_join(security_group_members::table)
+        .filter(security_group_members::user_id.eq_any(&ids))
+        .select((security_group_members::user_id, GroupRecord::as_select()))
+        .load(conn)?;
+    let default = find(conn, DEFAULT_GROUP_ID)?
+        .ok_or_else(|| StoreError::Corrupt("the default security group is missing".into()))?;
+    let mut governing: std::collections::HashMap<UserId, GroupRecord> =
+        users.iter().map(|user| (*user, default.clone())).collect();
+    let mut chosen: std::collections::HashSet<UserId> = std::collections::HashSet::new();
+    for (user, group) in rows {
+        let Ok(user) = user.parse::<UserId>() else {
+            continue;
+        };
+        let better = !chosen.contains(&user)
+            || governing.get(&user).is_some_and(|current| {
+                (group.precedence, group.created_at) < (current.precedence, current.created_at)
+            });
+        if better {
+            governing.insert(user, group);
+            chosen.insert(user);
+        }
+    }
+    Ok(governing)
+}

@@ -1,0 +1,2 @@
+DROP TABLE security_group_members;
+DROP TABLE security_groups;
