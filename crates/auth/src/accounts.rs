@@ -344,7 +344,11 @@ pub fn change_own_password(
         context.client_addr.as_deref(),
     );
     let counted = write_transaction(&mut *db.conn()?, |conn| {
-        throttle::begin_attempt(conn, settings, now, &subjects)
+        let account_limit = settings
+            .limits_for(conn, principal.user.id)?
+            .lockout_threshold
+            .unwrap_or(u32::MAX);
+        throttle::begin_attempt(conn, settings, now, &subjects, account_limit)
     })?;
     if !password::verify(current_password, &stored) {
         write_transaction(&mut *db.conn()?, |conn| {

@@ -21,7 +21,7 @@ pub mod wire;
 pub use error::AuthError;
 pub use extract::{AdminUser, Auditor, AuthUser, ComplianceOfficer, SessionUser};
 pub use sessions::Principal;
-pub use settings::{AuthSettings, AuthState, Revocations, Revoked};
+pub use settings::{AccountLimits, AccountPolicy, AuthSettings, AuthState, Revocations, Revoked};
 
 use conclave_core::{AuditContext, AuditOutcome, NewAuditEvent, Timestamp};
 use conclave_store::{DbConnection, StoreError};

@@ -58,16 +58,23 @@ pub fn login_local(
     // (1) Throttle, count, read.
     let mut conn = db.conn()?;
     let begun = write_transaction(&mut conn, |conn| {
-        let counted = match throttle::begin_attempt(conn, settings, now, &subjects) {
+        let user = match &username {
+            Some(name) => user_store::find_by_username(conn, name)?,
+            None => None,
+        };
+        let account_limit = match &user {
+            Some(user) => settings
+                .limits_for(conn, user.id)?
+                .lockout_threshold
+                .unwrap_or(u32::MAX),
+            None => u32::MAX,
+        };
+        let counted = match throttle::begin_attempt(conn, settings, now, &subjects, account_limit) {
             Ok(counted) => counted,
             Err(refusal) => {
                 audit_refusal(conn, &context, now, &subjects, "throttled")?;
                 return Ok(Err(refusal));
             }
-        };
-        let user = match &username {
-            Some(name) => user_store::find_by_username(conn, name)?,
-            None => None,
         };
         Ok::<_, AuthError>(Ok((counted, user)))
     })?;
@@ -111,10 +118,12 @@ pub fn login_local(
                 return Ok(Err(AuthError::AccountDisabled));
             }
             throttle::succeeded(conn, &subjects, counted)?;
+            let limits = settings.limits_for(conn, current.id)?;
             let session = sessions::create(
                 conn,
                 &current,
                 &settings.sessions,
+                &limits,
                 now,
                 attempt.client_addr,
                 attempt.user_agent,

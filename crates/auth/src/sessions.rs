@@ -42,18 +42,29 @@ pub struct NewSessionGrant {
 }
 
 /// Creates a session for `user`. The caller owns the transaction and the audit event.
+/// The account's limits shorten the configured lifetime and idle timeout, never lengthen.
 pub(crate) fn create(
     conn: &mut DbConnection,
     user: &UserRecord,
     policy: &SessionPolicy,
+    limits: &crate::AccountLimits,
     now: Timestamp,
     client_addr: Option<&str>,
     user_agent: Option<&str>,
 ) -> Result<NewSessionGrant, AuthError> {
     let token = SessionToken::generate()?;
+    let lifetime = limits
+        .session_lifetime
+        .map_or(policy.absolute_lifetime, |l| {
+            l.min(policy.absolute_lifetime)
+        });
+    let idle_timeout_seconds = limits
+        .idle_timeout
+        .filter(|idle| *idle < policy.idle_timeout)
+        .map(|idle| i64::try_from(idle.as_secs()).unwrap_or(i64::MAX));
     let grant = NewSessionGrant {
         session_id: SessionId::new(),
-        expires_at: now.plus(policy.absolute_lifetime),
+        expires_at: now.plus(lifetime),
         token,
     };
     session_store::insert(
@@ -67,6 +78,7 @@ pub(crate) fn create(
             client_addr,
             // Bounded: the header is client-controlled.
             user_agent: user_agent.map(|ua| truncate(ua, 256)),
+            idle_timeout_seconds,
         },
     )?;
     Ok(grant)
@@ -121,6 +133,15 @@ pub fn still_valid(
 }
 
 fn is_live(session: &SessionRecord, policy: &SessionPolicy, now: Timestamp) -> bool {
+    // The idle timeout the account's policy set at login, if shorter than the configured.
+    let policy = SessionPolicy {
+        idle_timeout: session
+            .idle_timeout_seconds
+            .map_or(policy.idle_timeout, |seconds| {
+                std::time::Duration::from_secs(seconds.max(0) as u64)
+            }),
+        ..*policy
+    };
     session.revoked_at.is_none()
         && now < session.expires_at
         && policy.is_alive(session.created_at, session.last_seen_at, now)

@@ -1,8 +1,9 @@
 //! The identity service's settings and the shared state its handlers receive.
 
 use conclave_core::{Clock, LoginThrottle, SessionId, SessionPolicy, UserId};
-use conclave_store::Db;
+use conclave_store::{Db, DbConnection, StoreError};
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Clone, Debug)]
 pub struct AuthSettings {
@@ -11,6 +12,36 @@ pub struct AuthSettings {
     /// Mark the session cookie `Secure` (when served over TLS, directly or behind an
     /// ingress that terminates it).
     pub secure_cookies: bool,
+    /// Per-account limits from the messaging policy (the governing security group's),
+    /// applied on top of the configured ones; `None` in tests of this crate alone.
+    pub account_policy: Option<Arc<dyn AccountPolicy>>,
+}
+
+/// Limits an account's policy may set; each can only shorten the configured one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AccountLimits {
+    pub session_lifetime: Option<Duration>,
+    pub idle_timeout: Option<Duration>,
+    pub lockout_threshold: Option<u32>,
+}
+
+/// Where per-account limits come from. Implemented by the policy service (which depends
+/// on this crate, so it is handed in rather than called).
+pub trait AccountPolicy: Send + Sync + std::fmt::Debug {
+    fn limits(&self, conn: &mut DbConnection, user: UserId) -> Result<AccountLimits, StoreError>;
+}
+
+impl AuthSettings {
+    pub fn limits_for(
+        &self,
+        conn: &mut DbConnection,
+        user: UserId,
+    ) -> Result<AccountLimits, StoreError> {
+        match &self.account_policy {
+            Some(policy) => policy.limits(conn, user),
+            None => Ok(AccountLimits::default()),
+        }
+    }
 }
 
 /// What handlers and extractors need: the database, the clock and the settings.

@@ -34,8 +34,11 @@ impl Subjects {
         self.account.trim_start_matches("account:")
     }
 
-    fn limits<'a>(&'a self, throttle: &LoginThrottle) -> Vec<(&'a str, u32)> {
-        let mut limits = vec![(self.account.as_str(), throttle.max_failures_per_account)];
+    fn limits<'a>(&'a self, throttle: &LoginThrottle, account_limit: u32) -> Vec<(&'a str, u32)> {
+        let mut limits = vec![(
+            self.account.as_str(),
+            throttle.max_failures_per_account.min(account_limit),
+        )];
         if let Some(address) = &self.address {
             limits.push((address.as_str(), throttle.max_failures_per_address));
         }
@@ -50,15 +53,17 @@ pub struct CountedAttempt {
 }
 
 /// Inside a write transaction: refuses with [`AuthError::Throttled`] when a subject is
-/// over its limit, otherwise counts the attempt.
+/// over its limit, otherwise counts the attempt. `account_limit` is the account's own
+/// lockout threshold from its policy (`u32::MAX` when none); the lower one applies.
 pub fn begin_attempt(
     conn: &mut DbConnection,
     settings: &AuthSettings,
     now: Timestamp,
     subjects: &Subjects,
+    account_limit: u32,
 ) -> Result<CountedAttempt, AuthError> {
     let throttle = &settings.throttle;
-    let limits = subjects.limits(throttle);
+    let limits = subjects.limits(throttle, account_limit);
     let names: Vec<&str> = limits.iter().map(|(subject, _)| *subject).collect();
     login_failures::lock_subjects(conn, &names)?;
     let since = now.minus(throttle.window);

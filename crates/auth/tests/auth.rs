@@ -27,6 +27,7 @@ fn settings() -> AuthSettings {
             window: Duration::from_secs(600),
         },
         secure_cookies: false,
+        account_policy: None,
     }
 }
 

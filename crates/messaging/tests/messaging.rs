@@ -92,6 +92,7 @@ fn state(db: &Db, keyring: Keyring, dir: &std::path::Path) -> MessagingState {
                     window: std::time::Duration::from_secs(60),
                 },
                 secure_cookies: true,
+                account_policy: None,
             },
             revocations: conclave_auth::Revocations::default(),
         },

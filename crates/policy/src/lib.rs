@@ -172,3 +172,30 @@ pub fn set_room_overrides(
         Ok(overrides)
     })
 }
+
+/// Session lifetime, idle timeout and lockout threshold from the policy governing an
+/// account (its security group's over the org default), for the identity service.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AccountLimitsFromPolicy;
+
+impl conclave_auth::AccountPolicy for AccountLimitsFromPolicy {
+    fn limits(
+        &self,
+        conn: &mut DbConnection,
+        user: UserId,
+    ) -> Result<conclave_auth::AccountLimits, StoreError> {
+        let policy = effective(conn, user, None).map_err(|err| match err {
+            PolicyServiceError::Store(store) => store,
+            other => StoreError::Corrupt(other.to_string()),
+        })?;
+        Ok(conclave_auth::AccountLimits {
+            session_lifetime: Some(std::time::Duration::from_secs(
+                u64::from(policy.session_lifetime_minutes) * 60,
+            )),
+            idle_timeout: Some(std::time::Duration::from_secs(
+                u64::from(policy.session_idle_minutes) * 60,
+            )),
+            lockout_threshold: Some(policy.lockout_threshold),
+        })
+    }
+}

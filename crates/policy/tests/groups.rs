@@ -125,3 +125,72 @@ backend_tests! {
         assert_eq!(added["after"]["governing_group"], group.id.as_str());
     }
 }
+
+mod account_limits {
+    use super::*;
+    use conclave_auth::login::{self, LoginAttempt};
+    use conclave_auth::{AuthError, AuthSettings, accounts, sessions};
+    use conclave_core::{LoginThrottle, NewPassword, SessionPolicy};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    fn settings() -> AuthSettings {
+        AuthSettings {
+            sessions: SessionPolicy {
+                absolute_lifetime: Duration::from_secs(12 * 3600),
+                idle_timeout: Duration::from_secs(3600),
+            },
+            throttle: LoginThrottle {
+                max_failures_per_account: 5,
+                max_failures_per_address: 100,
+                window: Duration::from_secs(900),
+            },
+            secure_cookies: true,
+            account_policy: Some(Arc::new(conclave_policy::AccountLimitsFromPolicy)),
+        }
+    }
+
+    fn attempt<'a>(password: &'a str) -> LoginAttempt<'a> {
+        LoginAttempt {
+            username: "guard",
+            password,
+            client_addr: Some("10.0.0.9"),
+            user_agent: None,
+            api_path: None,
+        }
+    }
+
+    backend_tests! {
+        fn the_governing_group_shortens_sessions_and_lockouts(db) {
+            let mut conn = db.conn().unwrap();
+            let password = "a sufficiently long password";
+            let created = accounts::create_local_account(&mut conn, &ctx(), t0(), accounts::NewLocalAccount {
+                username: Username::parse("guard").unwrap(),
+                display_name: DisplayName::parse("Guard").unwrap(),
+                email: None,
+                roles: RoleSet::new([]),
+                password: Some(NewPassword::parse(password).unwrap()),
+            }).unwrap();
+            let strict = groups::create(&mut conn, &ctx(), t0(), "Strict", 1).unwrap();
+            let limits = PolicyOverrides { session_idle_minutes: Some(1), lockout_threshold: Some(2), ..Default::default() };
+            groups::set_overrides(&mut conn, &ctx(), t0(), &strict.id, limits).unwrap();
+            groups::add_member(&mut conn, &ctx(), t0(), &strict.id, created.user.id, "manual").unwrap();
+            drop(conn);
+
+            let s = settings();
+            let ok = login::login_local(db, &s, t0(), &attempt(password)).unwrap();
+            let mut conn = db.conn().unwrap();
+            let at = |seconds: u64| t0().plus(Duration::from_secs(seconds));
+            sessions::authenticate(&mut conn, &ok.session.token, &s.sessions, at(59)).unwrap();
+            assert!(matches!(
+                sessions::authenticate(&mut conn, &ok.session.token, &s.sessions, at(59 + 61)),
+                Err(AuthError::Unauthenticated)
+            ), "the group's 1-minute idle timeout, not the configured hour");
+            drop(conn);
+            for _ in 0..2 {
+                assert!(matches!(login::login_local(db, &s, at(200), &attempt("wrong")), Err(AuthError::InvalidCredentials)));
+            }
+            assert!(matches!(login::login_local(db, &s, at(200), &attempt(password)), Err(AuthError::Throttled { .. })), "locked out after the group's 2, not the configured 5");
+        }
+    }
+}

@@ -47,6 +47,7 @@ impl AppState {
                 sessions: settings.session_policy(),
                 throttle: settings.login_throttle(),
                 secure_cookies: settings.sessions.secure_cookies,
+                account_policy: Some(Arc::new(conclave_policy::AccountLimitsFromPolicy)),
             },
             revocations: Revocations::default(),
         };

@@ -35,6 +35,7 @@ diesel::table! {
         revoked_reason -> Nullable<Text>,
         client_addr -> Nullable<Text>,
         user_agent -> Nullable<Text>,
+        idle_timeout_seconds -> Nullable<BigInt>,
     }
 }
 

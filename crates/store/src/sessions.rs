@@ -17,6 +17,8 @@ pub struct SessionRecord {
     pub revoked_at: Option<Timestamp>,
     pub client_addr: Option<String>,
     pub user_agent: Option<String>,
+    /// The idle timeout set at login by the governing policy, if any.
+    pub idle_timeout_seconds: Option<i64>,
 }
 
 #[derive(Queryable, Selectable)]
@@ -30,6 +32,7 @@ struct SessionRow {
     revoked_at: Option<i64>,
     client_addr: Option<String>,
     user_agent: Option<String>,
+    idle_timeout_seconds: Option<i64>,
 }
 
 impl TryFrom<SessionRow> for SessionRecord {
@@ -45,6 +48,7 @@ impl TryFrom<SessionRow> for SessionRecord {
             revoked_at: row.revoked_at.map(Timestamp::from_micros),
             client_addr: row.client_addr,
             user_agent: row.user_agent,
+            idle_timeout_seconds: row.idle_timeout_seconds,
         })
     }
 }
@@ -57,6 +61,7 @@ pub struct NewSession<'a> {
     pub expires_at: Timestamp,
     pub client_addr: Option<&'a str>,
     pub user_agent: Option<&'a str>,
+    pub idle_timeout_seconds: Option<i64>,
 }
 
 pub fn insert(conn: &mut DbConnection, new: &NewSession<'_>) -> Result<(), StoreError> {
@@ -70,6 +75,7 @@ pub fn insert(conn: &mut DbConnection, new: &NewSession<'_>) -> Result<(), Store
             sessions::expires_at.eq(new.expires_at.as_micros()),
             sessions::client_addr.eq(new.client_addr),
             sessions::user_agent.eq(new.user_agent),
+            sessions::idle_timeout_seconds.eq(new.idle_timeout_seconds),
         ))
         .execute(conn)?;
     Ok(())

@@ -259,7 +259,7 @@ backend_tests! {
         for (sid, tok) in [(id, &token), (SessionId::new(), &other)] {
             sessions::insert(&mut conn, &sessions::NewSession {
                 id: sid, user_id: user, token_hash: tok.hash(), now: now(), expires_at: later,
-                client_addr: Some("127.0.0.1"), user_agent: Some("test"),
+                client_addr: Some("127.0.0.1"), user_agent: Some("test"), idle_timeout_seconds: None,
             }).unwrap();
         }
         let found = sessions::find_by_token_hash(&mut conn, &token.hash()).unwrap().unwrap();
