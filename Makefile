@@ -1,7 +1,7 @@
 # Conclave: the two commands a newcomer needs are `make run` and `make test`.
 CARGO ?= cargo
 
-.PHONY: run test lint fmt docs migrate clean
+.PHONY: run test bench lint fmt docs migrate clean
 
 ## Serve on http://127.0.0.1:8080 with SQLite under ./data; prints how to log in.
 run:
@@ -16,6 +16,11 @@ migrate:
 test:
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) run -q -p conclave-testkit --bin with-postgres -- $(CARGO) test --workspace --no-fail-fast
+
+## Benchmarks (release build): the timer worker under one million pending timers, on
+## SQLite and on a throwaway PostgreSQL. Prints a table; asserts nothing about time.
+bench:
+	$(CARGO) run -q --release -p conclave-testkit --bin with-postgres -- $(CARGO) bench -p conclave-messaging --bench timers
 
 ## Formatting and clippy with warnings as errors.
 lint:
