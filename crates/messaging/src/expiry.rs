@@ -25,7 +25,9 @@ use std::time::Duration;
 /// How often the heap is refilled from the database, and how far ahead it looks.
 pub const REFILL: Duration = Duration::from_millis(250);
 /// Deadlines loaded per refill and kind.
-const WINDOW: i64 = 5_000;
+const WINDOW: i64 = 20_000;
+/// Deadlines announced per transaction.
+const BATCH: usize = 500;
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Deadline {
@@ -53,31 +55,42 @@ pub async fn run(state: MessagingState) {
                 continue;
             }
         }
-        // Sleep until each deadline in the window in turn, then announce it.
-        while let Some(Reverse((at, _))) = heap.peek() {
+        // Announce whatever is due in one transaction, then sleep until the next deadline
+        // in the window (or the next refill).
+        loop {
             let now = state.auth.clock.now();
-            let wait = now.until(Timestamp::from_micros(*at));
+            let mut batch = Vec::new();
+            while batch.len() < BATCH
+                && heap
+                    .peek()
+                    .is_some_and(|Reverse((at, _))| *at <= now.as_micros())
+            {
+                if let Some(Reverse((_, deadline))) = heap.pop() {
+                    batch.push(deadline);
+                }
+            }
+            if !batch.is_empty() {
+                match state
+                    .auth
+                    .db
+                    .run(move |conn| announce_batch(conn, &batch, now))
+                    .await
+                {
+                    Ok(published) => realtime::publish(&state, published).await,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "timer worker could not announce deadlines; it will retry")
+                    }
+                }
+                continue;
+            }
+            let Some(Reverse((next, _))) = heap.peek() else {
+                break;
+            };
+            let wait = now.until(Timestamp::from_micros(*next));
             if wait > REFILL {
                 break;
             }
-            if !wait.is_zero() {
-                tokio::time::sleep(wait).await;
-            }
-            let Some(Reverse((_, deadline))) = heap.pop() else {
-                break;
-            };
-            let now = state.auth.clock.now();
-            match state
-                .auth
-                .db
-                .run(move |conn| announce(conn, &deadline, now))
-                .await
-            {
-                Ok(published) => realtime::publish(&state, published).await,
-                Err(err) => {
-                    tracing::warn!(error = %err, "timer worker could not announce a deadline; it will retry")
-                }
-            }
+            tokio::time::sleep(wait).await;
         }
     }
 }
@@ -88,11 +101,26 @@ pub fn announce_due(
     conn: &mut DbConnection,
     now: Timestamp,
 ) -> Result<Vec<Published>, MessagingError> {
-    let mut published = Vec::new();
-    for (_, deadline) in due(conn, now)? {
-        published.extend(announce(conn, &deadline, now)?);
-    }
-    Ok(published)
+    let deadlines: Vec<Deadline> = due(conn, now)?
+        .into_iter()
+        .map(|(_, deadline)| deadline)
+        .collect();
+    announce_batch(conn, &deadlines, now)
+}
+
+/// Announces deadlines in one transaction (each at most once across all workers).
+fn announce_batch(
+    conn: &mut DbConnection,
+    deadlines: &[Deadline],
+    now: Timestamp,
+) -> Result<Vec<Published>, MessagingError> {
+    write_transaction(conn, |conn| {
+        let mut published = Vec::new();
+        for deadline in deadlines {
+            published.extend(announce(conn, deadline, now)?);
+        }
+        Ok(published)
+    })
 }
 
 /// Deadlines not announced yet, due by `horizon`, earliest first.
@@ -132,13 +160,14 @@ fn due(
     Ok(due)
 }
 
-/// Announces one deadline, once across all workers; returns the events to publish.
+/// Announces one deadline, once across all workers, inside the caller's transaction;
+/// returns the events to publish.
 fn announce(
     conn: &mut DbConnection,
     deadline: &Deadline,
     now: Timestamp,
 ) -> Result<Vec<Published>, MessagingError> {
-    write_transaction(conn, |conn| {
+    {
         let mut published = Vec::new();
         match deadline {
             Deadline::Expired { message_id } => {
@@ -187,7 +216,7 @@ fn announce(
             }
         }
         Ok(published)
-    })
+    }
 }
 
 /// `message.expired`: for everyone (`user_id` null) or for one member.
