@@ -115,6 +115,11 @@ fn pending_timers_survive_a_restart_and_policy_is_enforced() {
     // A message with a 3-second timer; the server stops before its deadline.
     let sent = send_with_timer(&server, &token, &room, "r1", 3);
     let id = sent["id"].as_str().unwrap().to_owned();
+    let before_stop: Value = server
+        .get(&format!("/api/v1/rooms/{room}"), Some(&token))
+        .json()
+        .unwrap();
+    let last_event_before_stop = before_stop["room"]["last_event_seq"].as_i64().unwrap();
     let status = server.terminate();
     assert!(status.success());
 
@@ -125,9 +130,135 @@ fn pending_timers_survive_a_restart_and_policy_is_enforced() {
     // The rebuilt worker announces it, after the replay of what came before.
     let expired = ws.next_of("message.expired");
     assert_eq!(expired["data"]["message"]["id"], id.as_str());
+    assert!(
+        expired["seq"].as_i64().unwrap() > last_event_before_stop,
+        "announced by the restarted server's worker"
+    );
     expect_error(
         server.get(&format!("/api/v1/rooms/{room}/messages/{id}"), Some(&token)),
         404,
         "not_found",
+    );
+}
+
+#[test]
+fn security_group_endpoints_answer_bad_input_properly() {
+    let server = Server::start(TestBackend::Sqlite);
+    let admin = server.admin_token();
+    let created = server.send(
+        "POST",
+        "/api/v1/admin/security-groups",
+        Some(&admin),
+        Some(json!({"name": "Trading", "precedence": 10})),
+    );
+    assert_eq!(created.status(), 201);
+    let group: Value = created.json().unwrap();
+    let id = group["id"].as_str().unwrap().to_owned();
+    expect_error(
+        server.send(
+            "POST",
+            "/api/v1/admin/security-groups",
+            Some(&admin),
+            Some(json!({"name": "Trading", "precedence": 5})),
+        ),
+        409,
+        "conflict",
+    );
+    expect_error(
+        server.send(
+            "POST",
+            "/api/v1/admin/security-groups",
+            Some(&admin),
+            Some(json!({"name": "", "precedence": 5})),
+        ),
+        422,
+        "invalid_input",
+    );
+    expect_error(
+        server.get("/api/v1/admin/security-groups/no-such-group", Some(&admin)),
+        404,
+        "not_found",
+    );
+    expect_error(
+        server.send(
+            "DELETE",
+            "/api/v1/admin/security-groups/no-such-group",
+            Some(&admin),
+            None,
+        ),
+        404,
+        "not_found",
+    );
+    // A member keeps a group from being deleted.
+    let officer: Value = server
+        .send("POST", "/api/v1/admin/users", Some(&admin), Some(json!({"username": "officer", "display_name": "Officer", "roles": ["compliance_officer"]})))
+        .json()
+        .unwrap();
+    let officer_id = officer["user"]["id"].as_str().unwrap().to_owned();
+    let added = server.send(
+        "PUT",
+        &format!("/api/v1/admin/security-groups/{id}/members/{officer_id}"),
+        Some(&admin),
+        None,
+    );
+    assert_eq!(added.status(), 204);
+    expect_error(
+        server.send(
+            "DELETE",
+            &format!("/api/v1/admin/security-groups/{id}"),
+            Some(&admin),
+            None,
+        ),
+        409,
+        "conflict",
+    );
+    expect_error(
+        server.send(
+            "PUT",
+            "/api/v1/admin/security-groups/no-such-group/policy",
+            Some(&admin),
+            Some(json!({})),
+        ),
+        404,
+        "not_found",
+    );
+    expect_error(
+        server.send(
+            "PUT",
+            &format!("/api/v1/admin/security-groups/{id}/policy"),
+            Some(&admin),
+            Some(json!({"barriers": ["no-such-group"]})),
+        ),
+        422,
+        "invalid_input",
+    );
+    // Separation of duties: a compliance officer cannot touch security groups.
+    let (officer_token, _) =
+        server.login("officer", officer["one_time_password"].as_str().unwrap());
+    let own = "an officer's own passphrase";
+    server.send(
+        "POST",
+        "/api/v1/me/password",
+        Some(&officer_token),
+        Some(json!({"current_password": officer["one_time_password"], "new_password": own})),
+    );
+    expect_error(
+        server.get("/api/v1/admin/security-groups", Some(&officer_token)),
+        403,
+        "forbidden",
+    );
+    expect_error(
+        server.send(
+            "DELETE",
+            &format!("/api/v1/admin/security-groups/{id}/members/{officer_id}"),
+            Some(&officer_token),
+            None,
+        ),
+        403,
+        "forbidden",
+    );
+    assert!(
+        !server.stderr().contains("\"status\":500"),
+        "no 500 in the run"
     );
 }

@@ -124,6 +124,7 @@ where
         .run(move |conn| {
             write_transaction(conn, |conn| {
                 locked_membership(conn, room_id, uploader)?;
+                crate::rooms::require_writable(conn, room_id)?;
                 // File sharing, type and size by policy, before a byte is stored.
                 let policy = conclave_policy::effective(conn, uploader, Some(room_id))?;
                 policy.check_file(&content_type, declared)?;
@@ -224,31 +225,35 @@ pub async fn download(
         .auth
         .db
         .run(move |conn| {
-            membership(conn, room_id, viewer)?;
-            let record = attachment_store::find(conn, &attachment_id.to_string())?
-                .filter(|a| a.room_id == room_id.to_string())
-                .ok_or(MessagingError::NotFound)?;
-            // Visible with its message: once that is deleted, so is the file for users.
-            // Before it is sent, only the uploader sees it.
-            let visible = match message_store::referencing_attachment(conn, attachment_id)? {
-                Some(message) => {
-                    message.deleted_at.is_none()
-                        && crate::messages::visible_to(conn, &message, viewer, now)?
+            // A write: downloading is reading the message, which starts a burn-on-read timer.
+            write_transaction(conn, |conn| {
+                membership(conn, room_id, viewer)?;
+                let record = attachment_store::find(conn, &attachment_id.to_string())?
+                    .filter(|a| a.room_id == room_id.to_string())
+                    .ok_or(MessagingError::NotFound)?;
+                if !conclave_policy::effective(conn, viewer, Some(room_id))?.file_download_enabled {
+                    return Err(MessagingError::PolicyViolation(
+                        "file downloads are off (the policy's file_download_enabled)".into(),
+                    ));
                 }
-                None => record.uploader_id == viewer.to_string(),
-            };
-            if !visible {
-                return Err(MessagingError::NotFound);
-            }
-            if !conclave_policy::effective(conn, viewer, Some(room_id))?.file_download_enabled {
-                return Err(MessagingError::PolicyViolation(
-                    "file downloads are off (the policy's file_download_enabled)".into(),
-                ));
-            }
-            let key = KeyCache::default()
-                .get(conn, &keyring, room_id, record.epoch)?
-                .clone();
-            Ok::<_, MessagingError>((record, key))
+                // Visible with its message, as a read of it: once the message is past the
+                // viewer's deadline or deleted, so is the file. Before it is sent, only the
+                // uploader sees it.
+                let visible = match message_store::referencing_attachment(conn, attachment_id)? {
+                    Some(message) => {
+                        message.deleted_at.is_none()
+                            && crate::messages::read_by(conn, &message, viewer, now)?
+                    }
+                    None => record.uploader_id == viewer.to_string(),
+                };
+                if !visible {
+                    return Err(MessagingError::NotFound);
+                }
+                let key = KeyCache::default()
+                    .get(conn, &keyring, room_id, record.epoch)?
+                    .clone();
+                Ok::<_, MessagingError>((record, key))
+            })
         })
         .await?;
     let path = state.settings.attachments_dir.join(&record.storage_path);

@@ -175,6 +175,8 @@ fn announce(
                 let Some(message) = message_store::find(conn, id)? else {
                     return Ok(published);
                 };
+                // Room first, then the message: the order every other writer takes them in.
+                room_store::lock(conn, message.room_id)?;
                 if message_store::mark_expiry_announced(conn, id, now)? {
                     published.push(event(
                         conn,
@@ -193,7 +195,11 @@ fn announce(
                 let Some(message) = message_store::find(conn, id)? else {
                     return Ok(published);
                 };
-                if message_reads::mark_announced(conn, message_id, user_id, now)? {
+                room_store::lock(conn, message.room_id)?;
+                // A burn deadline capped by the message's own expiry: the expiry announces it
+                // for everyone; one event is enough.
+                let expired_too = message.visible_until.is_some_and(|until| until <= now);
+                if message_reads::mark_announced(conn, message_id, user_id, now)? && !expired_too {
                     published.push(event(
                         conn,
                         message.room_id,

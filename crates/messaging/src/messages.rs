@@ -53,14 +53,15 @@ impl RenderMode {
     }
 }
 
-/// Whether `viewer` may see `message` at `now` (without starting any timer).
-pub fn visible_to(
+/// Whether `viewer` may see `message` at `now`, as a read: it starts the viewer's
+/// burn-on-read timer (opening a message's attachment is reading the message).
+pub fn read_by(
     conn: &mut DbConnection,
     message: &MessageRecord,
     viewer: UserId,
     now: Timestamp,
 ) -> Result<bool, MessagingError> {
-    Ok(visible_until_for(conn, message, Some(viewer), now, false)?.is_some())
+    Ok(visible_until_for(conn, message, Some(viewer), now, true)?.is_some())
 }
 
 /// Whether (and until when) a viewer may see a message at `now`. Expired and burned
@@ -96,9 +97,13 @@ fn visible_until_for(
         let deadline = message
             .visible_until
             .map_or(deadline, |until| until.min(deadline));
-        message_reads::start(conn, message.id, viewer, now, deadline)?;
-        read.first_read_at = Some(now.as_micros());
-        read.visible_until = Some(deadline.as_micros());
+        if message_reads::start(conn, message.id, viewer, now, deadline)? {
+            read.first_read_at = Some(now.as_micros());
+            read.visible_until = Some(deadline.as_micros());
+        } else if let Some(stored) = message_reads::find(conn, message.id, viewer)? {
+            // A concurrent read started it first: its deadline is the one.
+            read = stored;
+        }
     }
     if !read.visible_at(now) {
         return Ok(None);
@@ -586,7 +591,9 @@ pub fn render_all(
                 conn, keyring, &mut cache, record, &version,
             )?)
         };
-        let attachment = match (record.attachment_id, deleted) {
+        // Burn-on-read attachments are withheld from events like the text: only a read
+        // (which starts the timer) shows them.
+        let attachment = match (record.attachment_id, deleted || withheld) {
             (Some(id), false) => {
                 attachments::find(conn, &id.to_string())?.map(|a| AttachmentView {
                     id,

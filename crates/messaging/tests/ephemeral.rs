@@ -189,6 +189,12 @@ backend_tests! {
             other => panic!("{:?}", other.map(|r| r.0.room.id)),
         }
         assert!(matches!(rooms::add_member(&mut conn, t0(), alice, room, carol, conclave_core::MemberRole::Member, 500), Err(MessagingError::PolicyViolation(_))));
+        // Files: a room's override turns sharing off, and a send with an attachment is refused.
+        let no_files = PolicyOverrides { files_enabled: Some(false), ..Default::default() };
+        rooms::set_policy(&mut conn, &AuditContext::system("test"), t0(), alice, room, no_files).unwrap();
+        let policy = rooms::policy(&mut conn, alice, room).unwrap();
+        assert!(!policy.effective.files_enabled);
+        assert!(matches!(policy.effective.check_file("text/plain", 1), Err(conclave_core::PolicyError::Violation(m)) if m.contains("files_enabled")));
         let _ = keyring;
     }
 

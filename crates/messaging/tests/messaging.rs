@@ -396,6 +396,31 @@ backend_tests! {
         assert_eq!(renamed.room.topic.as_deref(), Some("new"));
     }
 
+    fn a_burn_on_read_attachment_is_read_by_downloading_it(db) {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state(db, Keyring::generate().unwrap(), dir.path());
+        let (alice, bob, room_id) = {
+            let mut conn = db.conn().unwrap();
+            let (alice, bob) = (user(&mut conn, "alice"), user(&mut conn, "bob"));
+            (alice, bob, room(&mut conn, alice, &[bob]))
+        };
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let body = futures_util::stream::iter(vec![Ok::<_, std::io::Error>(actix_web::web::Bytes::from_static(b"secret file"))]);
+            let upload = Upload { room_id, uploader: alice, name: "s.txt".into(), content_type: "text/plain".into(), declared_len: None };
+            let view = attachments::upload(&state, t0(), upload, body).await.unwrap();
+            let burning = NewMessageInput { attachment_id: Some(view.id), burn_after_read: Some(std::time::Duration::from_secs(60)), ..input("see file", "b") };
+            let sent = messages::send(&mut db.conn().unwrap(), &state.keyring, t0(), alice, room_id, burning).unwrap();
+            // Events leave the file out as they leave the text out.
+            let live = conclave_messaging::realtime::render::render_one(&mut db.conn().unwrap(), &state.keyring, room_id, sent.published[0].seq, t0()).unwrap().unwrap();
+            assert!(!live.json.contains("s.txt"), "{}", live.json);
+            // Downloading is reading: it starts Bob's timer (the test clock stands at t0).
+            attachments::download(&state, bob, room_id, view.id).await.unwrap();
+            let later = t0().plus(std::time::Duration::from_secs(61));
+            assert!(matches!(messages::get(&mut db.conn().unwrap(), &state.keyring, later, bob, room_id, sent.message.id), Err(MessagingError::NotFound)));
+        });
+    }
+
     fn attachments_round_trip_encrypted_with_their_checksum(db) {
         let dir = tempfile::tempdir().unwrap();
         let state = state(db, Keyring::generate().unwrap(), dir.path());

@@ -12,7 +12,7 @@ use conclave_core::{AuditContext, Timestamp, UserId};
 use conclave_store::security_groups::{self as group_store, DEFAULT_GROUP_ID, GroupRecord};
 use conclave_store::{DbConnection, StoreError, policies, users, write_transaction};
 use serde::Serialize;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct GroupView {
@@ -306,33 +306,49 @@ pub fn overrides_for(
 }
 
 /// Why these users may not talk to each other, if an information barrier separates any
-/// two of them. Barriers are symmetric: either group naming the other is enough.
+/// two of them. A barrier binds every group a user belongs to (the default group for a
+/// user in none), not only the one that governs their other settings: otherwise joining a
+/// higher-precedence group would step around it. Barriers are symmetric: either group
+/// naming the other is enough.
 pub fn barrier_among(
     conn: &mut DbConnection,
     org: &Policy,
     members: &[UserId],
 ) -> Result<Option<String>, PolicyServiceError> {
-    let governing = group_store::governing_for(conn, members)?;
-    let mut groups: Vec<GroupRecord> = governing.into_values().collect();
-    groups.sort_by(|a, b| a.id.cmp(&b.id));
-    groups.dedup_by(|a, b| a.id == b.id);
-    if groups.len() < 2 {
+    let memberships = group_store::memberships_of(conn, members)?;
+    let default = group(conn, DEFAULT_GROUP_ID)?;
+    let mut users_in: std::collections::BTreeMap<String, (GroupRecord, BTreeSet<UserId>)> =
+        std::collections::BTreeMap::new();
+    for user in members {
+        let groups = memberships
+            .get(user)
+            .cloned()
+            .unwrap_or_else(|| vec![default.clone()]);
+        for group in groups {
+            users_in
+                .entry(group.id.clone())
+                .or_insert_with(|| (group, BTreeSet::new()))
+                .1
+                .insert(*user);
+        }
+    }
+    if users_in.len() < 2 {
         return Ok(None);
     }
-    let mut barriers: HashMap<String, BTreeSet<String>> = HashMap::new();
-    for group in &groups {
-        let overrides: PolicyOverrides = load(conn, &scope(&group.id))?;
-        barriers.insert(
-            group.id.clone(),
-            resolve(org, &overrides, &PolicyOverrides::default()).barriers,
-        );
-    }
-    for a in &groups {
-        for b in &groups {
-            if a.id < b.id && (barriers[&a.id].contains(&b.id) || barriers[&b.id].contains(&a.id)) {
+    for (id, (barring, barring_users)) in &users_in {
+        let overrides: PolicyOverrides = load(conn, &scope(id))?;
+        for barred_id in resolve(org, &overrides, &PolicyOverrides::default()).barriers {
+            let Some((barred, barred_users)) = users_in.get(&barred_id) else {
+                continue;
+            };
+            // Two different people, one on each side (someone in both is not a pair).
+            let separated = barring_users
+                .iter()
+                .any(|u| barred_users.iter().any(|v| u != v));
+            if separated {
                 return Ok(Some(format!(
                     "an information barrier separates the security groups {} and {}",
-                    a.name, b.name
+                    barring.name, barred.name
                 )));
             }
         }

@@ -43,6 +43,12 @@ impl From<PolicyServiceError> for ApiError {
             PolicyServiceError::Store(StoreError::Unavailable(_)) => {
                 ApiError::unavailable("the database is unavailable; retry shortly")
             }
+            PolicyServiceError::NotFound => ApiError::not_found(),
+            PolicyServiceError::Conflict(message) => ApiError::new(ErrorCode::Conflict, message),
+            PolicyServiceError::Store(StoreError::Conflict(_)) => ApiError::new(
+                ErrorCode::Conflict,
+                "the change conflicts with existing data",
+            ),
             other => ApiError::internal(&other),
         }
     }
@@ -123,6 +129,13 @@ pub fn set_org_policy(
 ) -> Result<Policy, PolicyServiceError> {
     policy.validate()?;
     write_transaction(conn, |conn| {
+        for barrier in &policy.barriers {
+            if conclave_store::security_groups::find(conn, barrier)?.is_none() {
+                return Err(PolicyServiceError::Policy(PolicyError::Invalid(format!(
+                    "barriers: no security group {barrier}"
+                ))));
+            }
+        }
         let before = org_policy(conn)?;
         policies::put(
             conn,
@@ -151,6 +164,11 @@ pub fn set_room_overrides(
     room_id: RoomId,
     overrides: PolicyOverrides,
 ) -> Result<PolicyOverrides, PolicyServiceError> {
+    if !overrides.barriers.is_empty() {
+        return Err(PolicyServiceError::Policy(PolicyError::Invalid(
+            "barriers: information barriers are set between security groups, not on rooms".into(),
+        )));
+    }
     write_transaction(conn, |conn| {
         let scope = room_scope(room_id);
         let before: PolicyOverrides = load(conn, &scope)?;

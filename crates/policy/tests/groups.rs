@@ -79,10 +79,17 @@ backend_tests! {
         assert!(matches!(groups::detail(&mut conn, &temp.id), Err(PolicyServiceError::NotFound)));
         let default = groups::default_group_id();
         assert!(matches!(groups::delete(&mut conn, &ctx(), t0(), default), Err(PolicyServiceError::Conflict(_))));
-        assert!(groups::add_member(&mut conn, &ctx(), t0(), default, ann, "manual").is_err());
-        assert!(groups::update(&mut conn, &ctx(), t0(), default, None, Some(1)).is_err());
-        assert!(groups::create(&mut conn, &ctx(), t0(), "", 1).is_err());
-        assert!(groups::create(&mut conn, &ctx(), t0(), "X", -1).is_err());
+        let invalid = |result: Result<(), PolicyServiceError>| matches!(result, Err(PolicyServiceError::Policy(conclave_core::PolicyError::Invalid(_))));
+        assert!(invalid(groups::add_member(&mut conn, &ctx(), t0(), default, ann, "manual")));
+        assert!(invalid(groups::update(&mut conn, &ctx(), t0(), default, None, Some(1)).map(drop)));
+        assert!(invalid(groups::create(&mut conn, &ctx(), t0(), "", 1).map(drop)));
+        assert!(invalid(groups::create(&mut conn, &ctx(), t0(), "X", -1).map(drop)));
+        assert!(matches!(groups::remove_member(&mut conn, &ctx(), t0(), default, ann), Err(PolicyServiceError::NotFound)));
+        // Rooms cannot carry barriers; the org policy's must name real groups.
+        let room_barrier = PolicyOverrides { barriers: BTreeSet::from([default.to_owned()]), ..Default::default() };
+        assert!(conclave_policy::set_room_overrides(&mut conn, &ctx(), t0(), conclave_core::RoomId::new(), room_barrier).is_err());
+        let org_barrier = Policy { barriers: BTreeSet::from(["nope".to_owned()]), ..Policy::default() };
+        assert!(conclave_policy::set_org_policy(&mut conn, &ctx(), t0(), org_barrier).is_err());
     }
 
     fn barriers_are_symmetric_and_name_the_groups(db) {
@@ -101,6 +108,11 @@ backend_tests! {
         assert!(reason.contains("Trading") && reason.contains("Research"), "{reason}");
         assert_eq!(groups::barrier_among(&mut conn, &org, &[trader, clerk]).unwrap(), None);
         assert!(groups::barrier_among(&mut conn, &org, &[clerk, trader, analyst]).unwrap().is_some());
+        // Joining a higher-precedence group does not step around a barrier.
+        let all_hands = groups::create(&mut conn, &ctx(), t0(), "All-hands", 1).unwrap();
+        groups::add_member(&mut conn, &ctx(), t0(), &all_hands.id, analyst, "manual").unwrap();
+        groups::add_member(&mut conn, &ctx(), t0(), &all_hands.id, trader, "manual").unwrap();
+        assert!(groups::barrier_among(&mut conn, &org, &[trader, analyst]).unwrap().is_some());
         // Unknown or self-referencing barriers are refused.
         let unknown = PolicyOverrides { barriers: BTreeSet::from(["no-such-group".to_owned()]), ..Default::default() };
         assert!(groups::set_overrides(&mut conn, &ctx(), t0(), &trading.id, unknown).is_err());

@@ -156,34 +156,23 @@ pub fn governing(conn: &mut DbConnection, user: UserId) -> Result<GroupRecord, S
     }
 }
 
-/// The governing group of each of `users` (see [`governing`]), in two queries.
-pub fn governing_for(
+/// Every group each of `users` belongs to (users in none are absent from the map).
+pub fn memberships_of(
     conn: &mut DbConnection,
     users: &[UserId],
-) -> Result<std::collections::HashMap<UserId, GroupRecord>, StoreError> {
+) -> Result<std::collections::HashMap<UserId, Vec<GroupRecord>>, StoreError> {
     let ids: Vec<String> = users.iter().map(ToString::to_string).collect();
     let rows: Vec<(String, GroupRecord)> = security_groups::table
         .inner_join(security_group_members::table)
         .filter(security_group_members::user_id.eq_any(&ids))
         .select((security_group_members::user_id, GroupRecord::as_select()))
         .load(conn)?;
-    let default = find(conn, DEFAULT_GROUP_ID)?
-        .ok_or_else(|| StoreError::Corrupt("the default security group is missing".into()))?;
-    let mut governing: std::collections::HashMap<UserId, GroupRecord> =
-        users.iter().map(|user| (*user, default.clone())).collect();
-    let mut chosen: std::collections::HashSet<UserId> = std::collections::HashSet::new();
+    let mut memberships: std::collections::HashMap<UserId, Vec<GroupRecord>> =
+        std::collections::HashMap::new();
     for (user, group) in rows {
-        let Ok(user) = user.parse::<UserId>() else {
-            continue;
-        };
-        let better = !chosen.contains(&user)
-            || governing.get(&user).is_some_and(|current| {
-                (group.precedence, group.created_at) < (current.precedence, current.created_at)
-            });
-        if better {
-            governing.insert(user, group);
-            chosen.insert(user);
+        if let Ok(user) = user.parse::<UserId>() {
+            memberships.entry(user).or_default().push(group);
         }
     }
-    Ok(governing)
+    Ok(memberships)
 }
