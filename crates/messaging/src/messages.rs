@@ -278,11 +278,38 @@ pub fn list(
     page: Page,
     limit: u32,
 ) -> Result<Vec<MessageView>, MessagingError> {
+    let limit = limit.clamp(1, 200) as usize;
     write_transaction(conn, |conn| {
         membership(conn, room_id, viewer)?;
-        let records =
-            message_store::list(conn, room_id, page, i64::from(limit.clamp(1, 200)), now)?;
-        render_all(conn, keyring, &records, RenderMode::Reader(viewer), now)
+        // Messages burned for this viewer are dropped after the query, so keep fetching
+        // until the page is full or the history ends: a short page always means the end.
+        let mut views: Vec<MessageView> = Vec::with_capacity(limit);
+        let mut cursor = page;
+        loop {
+            let records = message_store::list(conn, room_id, cursor, limit as i64, now)?;
+            let exhausted = records.len() < limit;
+            cursor = match (cursor, records.first(), records.last()) {
+                (Page::Before(_), Some(oldest), _) => Page::Before(Some(oldest.seq)),
+                (Page::After(_), _, Some(newest)) => Page::After(newest.seq),
+                _ => cursor,
+            };
+            let mut rendered =
+                render_all(conn, keyring, &records, RenderMode::Reader(viewer), now)?;
+            let wanted = limit - views.len();
+            match cursor {
+                // Paging backwards: these are older than what we have; keep the newest.
+                Page::Before(_) => {
+                    let skip = rendered.len().saturating_sub(wanted);
+                    rendered.drain(..skip);
+                    rendered.extend(views);
+                    views = rendered;
+                }
+                Page::After(_) => views.extend(rendered.into_iter().take(wanted)),
+            }
+            if views.len() >= limit || exhausted {
+                return Ok(views);
+            }
+        }
     })
 }
 

@@ -380,6 +380,7 @@ pub fn remove_member(
             )));
         }
         room_store::remove_member(conn, room_id, user_id)?;
+        conclave_store::message_reads::burn_unread_on_leaving(conn, room_id, user_id, now)?;
         Ok(vec![event(
             conn,
             room_id,
@@ -454,6 +455,7 @@ pub fn leave(
             ));
         }
         room_store::remove_member(conn, room_id, actor)?;
+        conclave_store::message_reads::burn_unread_on_leaving(conn, room_id, actor, now)?;
         Ok(vec![event(
             conn,
             room_id,

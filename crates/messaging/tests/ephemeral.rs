@@ -149,6 +149,35 @@ backend_tests! {
         assert!(announce_due(&mut conn, at(700)).unwrap().is_empty(), "never twice");
     }
 
+    fn pages_stay_full_when_burned_messages_drop_out(db) {
+        let keyring = Keyring::generate().unwrap();
+        let mut conn = db.conn().unwrap();
+        let (alice, bob) = (user(&mut conn, "alice"), user(&mut conn, "bob"));
+        let (room, _) = rooms::create_room(&mut conn, t0(), alice, RoomName::parse("R").unwrap(), Topic::parse("").unwrap(), vec![bob], 500).unwrap();
+        let room = room.room.id;
+        for (i, burn) in [None, None, Some(60), Some(60), Some(60)].into_iter().enumerate() {
+            let sent = messages::send(&mut conn, &keyring, t0(), alice, room, message("m", &format!("k{i}"), None, burn)).unwrap().message;
+            messages::get(&mut conn, &keyring, t0(), bob, room, sent.id).unwrap();
+        }
+        let later = at(61);
+        let newest = messages::list(&mut conn, &keyring, later, bob, room, Page::Before(None), 2).unwrap();
+        assert_eq!(newest.iter().map(|m| m.seq).collect::<Vec<_>>(), [1, 2], "filled past the three burned ones");
+        let oldest = messages::list(&mut conn, &keyring, later, bob, room, Page::After(0), 3).unwrap();
+        assert_eq!(oldest.iter().map(|m| m.seq).collect::<Vec<_>>(), [1, 2]);
+    }
+
+    fn leaving_burns_what_was_left_unread(db) {
+        let keyring = Keyring::generate().unwrap();
+        let mut conn = db.conn().unwrap();
+        let (alice, bob) = (user(&mut conn, "alice"), user(&mut conn, "bob"));
+        let (room, _) = rooms::create_room(&mut conn, t0(), alice, RoomName::parse("R").unwrap(), Topic::parse("").unwrap(), vec![bob], 500).unwrap();
+        let room = room.room.id;
+        let id = messages::send(&mut conn, &keyring, t0(), alice, room, message("unread", "k", None, Some(60))).unwrap().message.id;
+        assert!(messages::get(&mut conn, &keyring, at(10), alice, room, id).is_ok());
+        rooms::leave(&mut conn, at(20), bob, room).unwrap();
+        assert!(matches!(messages::get(&mut conn, &keyring, at(20), alice, room, id), Err(MessagingError::NotFound)), "its only recipient is gone: so is the sender's copy");
+    }
+
     fn a_read_receipt_starts_the_burn(db) {
         let keyring = Keyring::generate().unwrap();
         let mut conn = db.conn().unwrap();
