@@ -6,19 +6,6 @@ use crate::harness::{ADMIN_PASSWORD, Server, expect_error};
 use conclave_testkit::TestBackend;
 use serde_json::{Value, json};
 
-fn room(server: &Server, token: &str) -> String {
-    let created: Value = server
-        .send(
-            "POST",
-            "/api/v1/rooms",
-            Some(token),
-            Some(json!({"name": "Ephemeral"})),
-        )
-        .json()
-        .unwrap();
-    created["room"]["id"].as_str().unwrap().to_owned()
-}
-
 fn send_with_timer(server: &Server, token: &str, room: &str, key: &str, seconds: u64) -> Value {
     let response = server.send(
         "POST",
@@ -35,7 +22,7 @@ crate::on_both_backends_in!(ephemeral_tests: a_two_second_timer_expires_in_real_
 fn a_two_second_timer_expires_in_real_time(backend: TestBackend) {
     let server = Server::start(backend);
     let admin = server.admin_token();
-    let room = room(&server, &admin);
+    let room = server.create_room(&admin, json!({"name": "Ephemeral"}));
     let mut ws = server.websocket(&admin);
     ws.next_of("ready");
 
@@ -87,7 +74,7 @@ fn pending_timers_survive_a_restart_and_policy_is_enforced() {
         Some(policy.clone()),
     );
     assert_eq!(put.status(), 200);
-    let room = room(&server, &token);
+    let room = server.create_room(&token, json!({"name": "Ephemeral"}));
     let too_long = server.send(
         "POST",
         &format!("/api/v1/rooms/{room}/messages"),

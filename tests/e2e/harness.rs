@@ -232,6 +232,14 @@ impl Server {
             .unwrap()
     }
 
+    /// Creates a room (`body` as for `POST /api/v1/rooms`) and returns its id.
+    pub fn create_room(&self, token: &str, body: Value) -> String {
+        let response = self.send("POST", "/api/v1/rooms", Some(token), Some(body));
+        assert_eq!(response.status(), 201, "room creation failed");
+        let created: Value = response.json().unwrap();
+        created["room"]["id"].as_str().unwrap().to_owned()
+    }
+
     /// Logs in and returns the token, panicking on failure.
     pub fn login(&self, username: &str, password: &str) -> (String, Value) {
         let response = self.send(

@@ -52,16 +52,7 @@ fn two_clients_talk_in_real_time_and_resume_without_loss(backend: TestBackend) {
     let server = Server::start(backend);
     let admin = server.admin_token();
     let (bob, bob_id) = employee(&server, &admin, "bob");
-    let created: Value = server
-        .send(
-            "POST",
-            "/api/v1/rooms",
-            Some(&admin),
-            Some(json!({"name": "Ops", "member_ids": [bob_id]})),
-        )
-        .json()
-        .unwrap();
-    let room = created["room"]["id"].as_str().unwrap().to_owned();
+    let room = server.create_room(&admin, json!({"name": "Ops", "member_ids": [bob_id]}));
 
     let mut alice_ws = server.websocket(&admin);
     let mut bob_ws = server.websocket(&bob);
@@ -176,25 +167,10 @@ fn two_clients_talk_in_real_time_and_resume_without_loss(backend: TestBackend) {
     );
     // Another user's room stays silent for Bob.
     let (carol, _) = employee(&server, &admin, "carol");
-    let private: Value = server
-        .send(
-            "POST",
-            "/api/v1/rooms",
-            Some(&carol),
-            Some(json!({"name": "Private"})),
-        )
-        .json()
-        .unwrap();
-    send(
-        &server,
-        &carol,
-        private["room"]["id"].as_str().unwrap(),
-        "secret",
-        "c1",
-    );
+    let private_id = server.create_room(&carol, json!({"name": "Private"}));
+    send(&server, &carol, &private_id, "secret", "c1");
     bob_ws.expect_silence(Duration::from_millis(500));
     // Asking for that existing room answers exactly as for one that does not exist.
-    let private_id = private["room"]["id"].as_str().unwrap().to_owned();
     bob_ws.send(json!({"type": "resume", "rooms": {private_id: 0}}));
     let foreign = bob_ws.next();
     assert_eq!(
@@ -224,26 +200,8 @@ fn attachments_and_bad_input_over_http() {
     );
     let admin = server.admin_token();
     let (eve, _) = employee(&server, &admin, "eve");
-    let room: Value = server
-        .send(
-            "POST",
-            "/api/v1/rooms",
-            Some(&admin),
-            Some(json!({"name": "Files"})),
-        )
-        .json()
-        .unwrap();
-    let room = room["room"]["id"].as_str().unwrap().to_owned();
-    let other: Value = server
-        .send(
-            "POST",
-            "/api/v1/rooms",
-            Some(&admin),
-            Some(json!({"name": "Other"})),
-        )
-        .json()
-        .unwrap();
-    let other = other["room"]["id"].as_str().unwrap().to_owned();
+    let room = server.create_room(&admin, json!({"name": "Files"}));
+    let other = server.create_room(&admin, json!({"name": "Other"}));
 
     // Larger than one chunk, checked by SHA-256 both ways.
     let data: Vec<u8> = (0..200_000u32).map(|i| (i * 31 % 251) as u8).collect();
@@ -407,16 +365,7 @@ fn master_key_rotation_and_refusal_to_start_with_a_wrong_key() {
     let server = Server::start_at(dir.path(), None, &[]).unwrap();
     let (token, _) = server.login("admin", &server.first_admin_password());
     server.send("POST", "/api/v1/me/password", Some(&token), Some(json!({"current_password": server.first_admin_password(), "new_password": ADMIN_PASSWORD})));
-    let room: Value = server
-        .send(
-            "POST",
-            "/api/v1/rooms",
-            Some(&token),
-            Some(json!({"name": "Keys"})),
-        )
-        .json()
-        .unwrap();
-    let room = room["room"]["id"].as_str().unwrap().to_owned();
+    let room = server.create_room(&token, json!({"name": "Keys"}));
     send(&server, &token, &room, "written under the first key", "k1");
     assert!(
         server
@@ -569,16 +518,7 @@ fn an_open_websocket_ends_with_its_session() {
     );
     let admin = server.admin_token();
     let (bob, bob_id) = employee(&server, &admin, "bob");
-    let room: Value = server
-        .send(
-            "POST",
-            "/api/v1/rooms",
-            Some(&admin),
-            Some(json!({"name": "R", "member_ids": [bob_id.clone()]})),
-        )
-        .json()
-        .unwrap();
-    let room = room["room"]["id"].as_str().unwrap().to_owned();
+    let room = server.create_room(&admin, json!({"name": "R", "member_ids": [bob_id.clone()]}));
     let mut bob_ws = server.websocket(&bob);
     bob_ws.next_of("ready");
     let suspended = server.send(

@@ -3,16 +3,15 @@
 //! guarantee, the timer worker's announcements, and policy enforcement.
 
 use conclave_core::{
-    AuditContext, DisplayName, IdempotencyKey, MessageText, Policy, PolicyOverrides, RoleSet,
-    RoomName, TimerSeconds, Timestamp, Topic, UserId, Username,
+    AuditContext, IdempotencyKey, MessageText, Policy, PolicyOverrides, RoomName, TimerSeconds,
+    Timestamp, Topic, UserId,
 };
 use conclave_crypto::Keyring;
 use conclave_messaging::expiry::announce_due;
 use conclave_messaging::messages::{self, NewMessageInput};
 use conclave_messaging::{MessagingError, rooms};
+use conclave_store::DbConnection;
 use conclave_store::messages::Page;
-use conclave_store::users::{AuthSource, NewUser};
-use conclave_store::{DbConnection, users};
 use conclave_testkit::backend_tests;
 use std::time::Duration;
 
@@ -25,23 +24,7 @@ fn at(seconds: u64) -> Timestamp {
 }
 
 fn user(conn: &mut DbConnection, name: &str) -> UserId {
-    let id = UserId::new();
-    users::insert(
-        conn,
-        &NewUser {
-            id,
-            username: &Username::parse(name).unwrap(),
-            display_name: &DisplayName::parse(name).unwrap(),
-            email: None,
-            auth_source: AuthSource::Local,
-            password_hash: None,
-            must_change_password: false,
-            roles: &RoleSet::new([]),
-            now: t0(),
-        },
-    )
-    .unwrap();
-    id
+    conclave_testkit::fixtures::user(conn, name, t0())
 }
 
 fn message(text: &str, key: &str, expires: Option<u64>, burn: Option<u64>) -> NewMessageInput {

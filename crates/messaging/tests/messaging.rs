@@ -4,8 +4,7 @@
 //! readable), edits, deletes, replies, reactions, read markers, room limits, attachments.
 
 use conclave_core::{
-    DisplayName, Emoji, IdempotencyKey, MemberRole, MessageText, RoleSet, RoomName, Timestamp,
-    Topic, UserId, Username,
+    Emoji, IdempotencyKey, MemberRole, MessageText, RoomName, Timestamp, Topic, UserId,
 };
 use conclave_crypto::Keyring;
 use conclave_messaging::attachments::{self, Upload};
@@ -14,8 +13,7 @@ use conclave_messaging::messages::{self, NewMessageInput};
 use conclave_messaging::settings::WebSocketSettings;
 use conclave_messaging::{Hub, MessagingError, MessagingSettings, MessagingState, rooms};
 use conclave_store::messages::Page;
-use conclave_store::users::{AuthSource, NewUser};
-use conclave_store::{Db, DbConnection, users};
+use conclave_store::{Db, DbConnection};
 use conclave_testkit::backend_tests;
 use diesel::prelude::*;
 use std::sync::Arc;
@@ -25,23 +23,7 @@ fn t0() -> Timestamp {
 }
 
 fn user(conn: &mut DbConnection, name: &str) -> UserId {
-    let id = UserId::new();
-    users::insert(
-        conn,
-        &NewUser {
-            id,
-            username: &Username::parse(name).unwrap(),
-            display_name: &DisplayName::parse(name).unwrap(),
-            email: None,
-            auth_source: AuthSource::Local,
-            password_hash: None,
-            must_change_password: false,
-            roles: &RoleSet::new([]),
-            now: t0(),
-        },
-    )
-    .unwrap();
-    id
+    conclave_testkit::fixtures::user(conn, name, t0())
 }
 
 fn room(conn: &mut DbConnection, owner: UserId, members: &[UserId]) -> conclave_core::RoomId {

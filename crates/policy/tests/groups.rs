@@ -7,8 +7,7 @@ use conclave_core::{
 };
 use conclave_policy::groups;
 use conclave_policy::{PolicyServiceError, effective};
-use conclave_store::users::{AuthSource, NewUser};
-use conclave_store::{DbConnection, users};
+use conclave_store::DbConnection;
 use conclave_testkit::backend_tests;
 use std::collections::BTreeSet;
 
@@ -21,23 +20,7 @@ fn ctx() -> AuditContext {
 }
 
 fn user(conn: &mut DbConnection, name: &str) -> UserId {
-    let id = UserId::new();
-    users::insert(
-        conn,
-        &NewUser {
-            id,
-            username: &Username::parse(name).unwrap(),
-            display_name: &DisplayName::parse(name).unwrap(),
-            email: None,
-            auth_source: AuthSource::Local,
-            password_hash: None,
-            must_change_password: false,
-            roles: &RoleSet::new([]),
-            now: t0(),
-        },
-    )
-    .unwrap();
-    id
+    conclave_testkit::fixtures::user(conn, name, t0())
 }
 
 fn max_ttl(seconds: u64) -> PolicyOverrides {

@@ -7,6 +7,7 @@
 //! and dropped when the test's [`TestDb`] is dropped. SQLite tests get a fresh file in a
 //! temporary directory.
 
+pub mod fixtures;
 pub mod postgres_cluster;
 
 use conclave_store::{Db, PoolOptions};
