@@ -550,6 +550,16 @@ fn openapi_lists_every_endpoint_and_the_reference_works_offline() {
         ("/api/v1/admin/policy", "get"),
         ("/api/v1/admin/policy", "put"),
         ("/api/v1/me/policy", "get"),
+        ("/api/v1/audit/events", "get"),
+        ("/api/v1/audit/verification", "get"),
+        ("/api/v1/admin/security-groups", "get"),
+        ("/api/v1/admin/security-groups", "post"),
+        ("/api/v1/admin/security-groups/{group_id}", "delete"),
+        (
+            "/api/v1/admin/security-groups/{group_id}/members/{user_id}",
+            "put",
+        ),
+        ("/api/v1/admin/security-groups/{group_id}/policy", "put"),
     ] {
         assert!(
             paths.get(path).and_then(|p| p.get(method)).is_some(),
@@ -745,4 +755,93 @@ fn migrations_must_be_applied_before_serving_when_not_automatic() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("conclave migrate"));
+}
+
+#[test]
+fn auditors_read_the_log_and_the_command_line_verifies_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_at(dir.path(), None, &[]).unwrap();
+    let (admin, _) = server.login("admin", &server.first_admin_password());
+    server.send("POST", "/api/v1/me/password", Some(&admin), Some(json!({"current_password": server.first_admin_password(), "new_password": ADMIN_PASSWORD})));
+    expect_error(
+        server.get("/api/v1/audit/events", Some(&admin)),
+        403,
+        "forbidden",
+    );
+    let created: Value = server
+        .send(
+            "POST",
+            "/api/v1/admin/users",
+            Some(&admin),
+            Some(json!({"username": "ivy", "display_name": "Ivy", "roles": ["auditor"]})),
+        )
+        .json()
+        .unwrap();
+    let otp = created["one_time_password"].as_str().unwrap();
+    let (ivy, _) = server.login("ivy", otp);
+    server.send(
+        "POST",
+        "/api/v1/me/password",
+        Some(&ivy),
+        Some(json!({"current_password": otp, "new_password": "an auditor's passphrase"})),
+    );
+    let page: Value = server
+        .get(
+            "/api/v1/audit/events?action=user.create&limit=10",
+            Some(&ivy),
+        )
+        .json()
+        .unwrap();
+    let events = page["events"].as_array().unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["details"]["after"]["username"] == "ivy"),
+        "{page}"
+    );
+    expect_error(
+        server.get("/api/v1/audit/events?from=yesterday", Some(&ivy)),
+        422,
+        "invalid_input",
+    );
+    let verification: Value = server
+        .get("/api/v1/audit/verification", Some(&ivy))
+        .json()
+        .unwrap();
+    assert_eq!(verification["intact"], true);
+    drop(server);
+
+    let verify = || {
+        conclave(dir.path())
+            .args(["audit", "verify"])
+            .output()
+            .unwrap()
+    };
+    let intact = verify();
+    assert!(
+        intact.status.success(),
+        "{}",
+        String::from_utf8_lossy(&intact.stdout)
+    );
+    // Edit one row behind the server's back: the command names it and exits 1.
+    let db = conclave_store::Db::open(
+        &format!("sqlite://{}", dir.path().join("conclave.db").display()),
+        Default::default(),
+    )
+    .unwrap();
+    {
+        use conclave_store::schema::audit_events::dsl::*;
+        use diesel::prelude::*;
+        diesel::update(audit_events.find(2))
+            .set(outcome.eq("failure"))
+            .execute(&mut *db.conn().unwrap())
+            .unwrap();
+    }
+    let broken = verify();
+    assert_eq!(broken.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&broken.stdout).contains("sequence number 2"),
+        "{}",
+        String::from_utf8_lossy(&broken.stdout)
+    );
 }

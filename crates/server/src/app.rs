@@ -89,6 +89,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: &AppState) {
         .configure(crate::health::routes)
         .configure(crate::openapi::routes)
         .configure(conclave_auth::http::routes)
+        .configure(conclave_audit::http::routes)
         .configure(conclave_policy::http::routes)
         .configure(conclave_messaging::http::routes);
 }

@@ -39,6 +39,15 @@ pub enum Command {
     /// Master keys: rotate, finish a rotation, status, remove an old key.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the whole hash chain; exits 1 naming the first bad sequence number.
+    Verify,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,7 +1,7 @@
 //! The `conclave` binary: parse the command line, load the configuration, dispatch.
 
 use clap::Parser;
-use conclave_server::cli::{Cli, Command, ConfigCommand, KeysCommand};
+use conclave_server::cli::{AuditCommand, Cli, Command, ConfigCommand, KeysCommand};
 use conclave_server::settings::{Overrides, Settings};
 use conclave_server::{admin, keys, serve, telemetry};
 use std::process::ExitCode;
@@ -40,6 +40,29 @@ fn main() -> ExitCode {
         Command::Admin(command) => {
             telemetry::init(&settings.log);
             report(admin::run(&settings, command))
+        }
+        Command::Audit(AuditCommand::Verify) => {
+            telemetry::init(&settings.log);
+            let verified = conclave_server::app::open_db(&settings)
+                .and_then(|db| conclave_audit::verify(&mut *db.conn()?));
+            match verified {
+                Ok(result) if result.intact => {
+                    println!("audit log intact: {} event(s) verified", result.events);
+                    ExitCode::SUCCESS
+                }
+                Ok(result) => {
+                    println!(
+                        "audit log BROKEN at sequence number {}: {}",
+                        result.first_bad_seq.unwrap_or_default(),
+                        result.reason.unwrap_or_default()
+                    );
+                    ExitCode::from(1)
+                }
+                Err(err) => {
+                    eprintln!("conclave: {err}");
+                    ExitCode::from(1)
+                }
+            }
         }
         Command::Keys(command) => {
             telemetry::init(&settings.log);

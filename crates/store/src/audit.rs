@@ -181,3 +181,44 @@ fn to_hash(seq: i64, bytes: &[u8]) -> Result<ChainHash, StoreError> {
         .try_into()
         .map_err(|_| StoreError::Corrupt(format!("audit event {seq}: hash is not 32 bytes")))
 }
+
+/// Filters for reading the audit log; every one optional.
+#[derive(Clone, Debug, Default)]
+pub struct AuditFilter {
+    pub from: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+    pub actor_id: Option<String>,
+    pub action: Option<String>,
+    pub target_id: Option<String>,
+}
+
+/// Events matching `filter` with a sequence number above `after_seq`, oldest first.
+pub fn query(
+    conn: &mut DbConnection,
+    filter: &AuditFilter,
+    after_seq: i64,
+    limit: i64,
+) -> Result<Vec<AuditRecord>, StoreError> {
+    let mut query = audit_events::table
+        .filter(audit_events::seq.gt(after_seq))
+        .order(audit_events::seq.asc())
+        .limit(limit)
+        .select(AuditRecord::as_select())
+        .into_boxed();
+    if let Some(from) = filter.from {
+        query = query.filter(audit_events::occurred_at.ge(from.as_micros()));
+    }
+    if let Some(until) = filter.until {
+        query = query.filter(audit_events::occurred_at.lt(until.as_micros()));
+    }
+    if let Some(actor) = &filter.actor_id {
+        query = query.filter(audit_events::actor_id.eq(actor.clone()));
+    }
+    if let Some(action) = &filter.action {
+        query = query.filter(audit_events::action.eq(action.clone()));
+    }
+    if let Some(target) = &filter.target_id {
+        query = query.filter(audit_events::target_id.eq(target.clone()));
+    }
+    Ok(query.load(conn)?)
+}

@@ -1,0 +1,116 @@
+//! HTTP routes of the audit service (auditor role).
+
+use crate::{AuditEventView, Verification, query, verify};
+use actix_web::web;
+use conclave_api::{ApiError, ErrorBody};
+use conclave_auth::{Auditor, AuthState};
+use conclave_core::ErrorCode;
+use conclave_store::audit::AuditFilter;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use utoipa::{IntoParams, OpenApi, ToSchema};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/api/v1/audit/events").route(web::get().to(list_events)))
+        .service(web::resource("/api/v1/audit/verification").route(web::get().to(verification)));
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(list_events, verification),
+    components(schemas(AuditEventView, AuditPage, Verification)),
+    tags((name = "audit", description = "The tamper-evident audit log (auditor role)"))
+)]
+pub struct AuditApi;
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// RFC 3339: events at or after.
+    pub from: Option<String>,
+    /// RFC 3339: events before.
+    pub until: Option<String>,
+    pub actor_id: Option<String>,
+    /// For example `auth.login`, `user.suspend`, `policy.org_change`.
+    pub action: Option<String>,
+    pub target_id: Option<String>,
+    /// Cursor: the `next_after` of the previous page.
+    pub after: Option<i64>,
+    /// 1 to 1000, default 100.
+    pub limit: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AuditPage {
+    pub events: Vec<AuditEventView>,
+    /// Pass as `after` for the next page; absent on the last.
+    pub next_after: Option<i64>,
+}
+
+fn instant(
+    field: &'static str,
+    raw: Option<&str>,
+) -> Result<Option<conclave_core::Timestamp>, ApiError> {
+    raw.map(|text| {
+        OffsetDateTime::parse(text, &Rfc3339)
+            .map(|t| {
+                conclave_core::Timestamp::from_micros((t.unix_timestamp_nanos() / 1_000) as i64)
+            })
+            .map_err(|_| {
+                ApiError::new(
+                    ErrorCode::InvalidInput,
+                    format!("{field}: not an RFC 3339 time"),
+                )
+            })
+    })
+    .transpose()
+}
+
+/// Audit events, oldest first, filtered and paged by cursor.
+#[utoipa::path(get, path = "/api/v1/audit/events", tag = "audit", security(("bearer" = [])), params(AuditQuery),
+    responses((status = 200, body = AuditPage), (status = 401, description = "No valid session", body = ErrorBody),
+        (status = 403, description = "Not an auditor", body = ErrorBody), (status = 422, description = "A bad filter", body = ErrorBody)))]
+async fn list_events(
+    state: web::Data<AuthState>,
+    _auditor: Auditor,
+    params: web::Query<AuditQuery>,
+) -> Result<web::Json<AuditPage>, ApiError> {
+    let params = params.into_inner();
+    let filter = AuditFilter {
+        from: instant("from", params.from.as_deref())?,
+        until: instant("until", params.until.as_deref())?,
+        actor_id: params.actor_id,
+        action: params.action,
+        target_id: params.target_id,
+    };
+    let (after, limit) = (
+        params.after.unwrap_or(0),
+        params.limit.unwrap_or(100).clamp(1, 1_000),
+    );
+    let events = state
+        .db
+        .run(move |conn| query(conn, &filter, after, limit).map_err(conclave_auth::AuthError::from))
+        .await?;
+    let next_after = (events.len() == limit as usize)
+        .then(|| events.last().map(|e| e.seq))
+        .flatten();
+    Ok(web::Json(AuditPage { events, next_after }))
+}
+
+/// Checks the whole hash chain now.
+#[utoipa::path(get, path = "/api/v1/audit/verification", tag = "audit", security(("bearer" = [])),
+    responses((status = 200, body = Verification), (status = 401, description = "No valid session", body = ErrorBody),
+        (status = 403, description = "Not an auditor", body = ErrorBody)))]
+async fn verification(
+    state: web::Data<AuthState>,
+    _auditor: Auditor,
+) -> Result<web::Json<Verification>, ApiError> {
+    Ok(web::Json(
+        state
+            .db
+            .run(|conn| verify(conn).map_err(conclave_auth::AuthError::from))
+            .await?,
+    ))
+}
