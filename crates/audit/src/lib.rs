@@ -3,6 +3,7 @@
 //! `conclave-store`, in the transaction of each change; signed checkpoints, exports and
 //! SIEM forwarding complete this service with the audit issue.)
 
+pub mod export;
 pub mod http;
 
 use conclave_core::Timestamp;
