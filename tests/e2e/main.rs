@@ -761,7 +761,12 @@ fn migrations_must_be_applied_before_serving_when_not_automatic() {
 #[test]
 fn auditors_read_the_log_and_the_command_line_verifies_it() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_at(dir.path(), None, &[]).unwrap();
+    let server = Server::start_at(
+        dir.path(),
+        None,
+        &[("CONCLAVE_AUDIT__CHECKPOINT_INTERVAL_SECONDS", "1")],
+    )
+    .unwrap();
     let (admin, _) = server.login("admin", &server.first_admin_password());
     server.send("POST", "/api/v1/me/password", Some(&admin), Some(json!({"current_password": server.first_admin_password(), "new_password": ADMIN_PASSWORD})));
     expect_error(
@@ -844,6 +849,8 @@ fn auditors_read_the_log_and_the_command_line_verifies_it() {
         403,
         "forbidden",
     );
+    // Let the checkpointer sign the final tail before the server stops.
+    std::thread::sleep(std::time::Duration::from_millis(2_500));
     drop(server);
 
     let verify = || {
@@ -858,12 +865,36 @@ fn auditors_read_the_log_and_the_command_line_verifies_it() {
         "{}",
         String::from_utf8_lossy(&intact.stdout)
     );
-    // Edit one row behind the server's back: the command names it and exits 1.
+    assert!(
+        !String::from_utf8_lossy(&intact.stdout).contains(" 0 signed checkpoint"),
+        "the tail was signed"
+    );
     let db = conclave_store::Db::open(
         &format!("sqlite://{}", dir.path().join("conclave.db").display()),
         Default::default(),
     )
     .unwrap();
+    {
+        // Cut off the last event: the chain stays consistent, the signed checkpoint does not.
+        use conclave_store::schema::audit_events::dsl::*;
+        use diesel::prelude::*;
+        let last: i64 = audit_events
+            .select(diesel::dsl::max(seq))
+            .first::<Option<i64>>(&mut *db.conn().unwrap())
+            .unwrap()
+            .unwrap();
+        diesel::delete(audit_events.find(last))
+            .execute(&mut *db.conn().unwrap())
+            .unwrap();
+        let truncated = verify();
+        assert_eq!(truncated.status.code(), Some(1));
+        let text = String::from_utf8_lossy(&truncated.stdout).into_owned();
+        assert!(
+            text.contains(&format!("sequence number {last}")) && text.contains("truncated"),
+            "{text}"
+        );
+    }
+    // Edit one row behind the server's back: the command names it and exits 1.
     {
         use conclave_store::schema::audit_events::dsl::*;
         use diesel::prelude::*;

@@ -182,12 +182,14 @@ async fn list_events(
         (status = 403, description = "Not an auditor", body = ErrorBody)))]
 async fn verification(
     state: web::Data<AuthState>,
+    key: web::Data<conclave_crypto::CheckpointKey>,
     _auditor: Auditor,
 ) -> Result<web::Json<Verification>, ApiError> {
+    let key = key.get_ref().clone();
     Ok(web::Json(
         state
             .db
-            .run(|conn| verify(conn).map_err(conclave_auth::AuthError::from))
+            .run(move |conn| verify(conn, &key).map_err(conclave_auth::AuthError::from))
             .await?,
     ))
 }

@@ -1,12 +1,13 @@
 //! Conclave's audit service: reading the tamper-evident audit log (auditor role) with
-//! filters and cursor paging, and verifying its hash chain. (Appending lives in
-//! `conclave-store`, in the transaction of each change; signed checkpoints, exports and
-//! SIEM forwarding complete this service with the audit issue.)
+//! filters and cursor paging, exporting it ([`export`]), signing checkpoints of its hash
+//! chain, and verifying chain and checkpoints. (Appending lives in `conclave-store`, in the
+//! transaction of each change.)
 
 pub mod export;
 pub mod http;
 
 use conclave_core::Timestamp;
+use conclave_crypto::CheckpointKey;
 use conclave_store::audit::{self, AuditFilter, AuditRecord, ChainStatus};
 use conclave_store::{DbConnection, StoreError};
 use serde::Serialize;
@@ -74,30 +75,112 @@ pub fn query(
     .collect())
 }
 
-/// The result of checking the whole chain.
+/// The result of checking the whole chain and its signed checkpoints.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Verification {
     pub intact: bool,
     /// Events checked (all of them, when intact).
     pub events: u64,
+    /// Signed checkpoints checked.
+    pub checkpoints: u64,
     /// The first sequence number whose row was edited, deleted, inserted or reordered.
     pub first_bad_seq: Option<i64>,
     pub reason: Option<String>,
 }
 
-pub fn verify(conn: &mut DbConnection) -> Result<Verification, StoreError> {
-    Ok(match audit::verify_chain(conn)? {
-        ChainStatus::Intact { events } => Verification {
-            intact: true,
-            events,
-            first_bad_seq: None,
-            reason: None,
-        },
-        ChainStatus::Broken(broken) => Verification {
-            intact: false,
-            events: 0,
-            first_bad_seq: Some(broken.seq),
-            reason: Some(broken.reason.to_owned()),
-        },
+/// Checks the whole chain, then every signed checkpoint: its signature (with `key`), and
+/// that the chain still has the signed hash at the signed position. A log that ends before
+/// a checkpoint was truncated, and the first missing sequence number is named.
+pub fn verify(conn: &mut DbConnection, key: &CheckpointKey) -> Result<Verification, StoreError> {
+    let broken = |seq: i64, reason: &str, checkpoints: u64| Verification {
+        intact: false,
+        events: 0,
+        checkpoints,
+        first_bad_seq: Some(seq),
+        reason: Some(reason.to_owned()),
+    };
+    let events = match audit::verify_chain(conn)? {
+        ChainStatus::Intact { events } => events,
+        ChainStatus::Broken(chain) => return Ok(broken(chain.seq, chain.reason, 0)),
+    };
+    let checkpoints = audit::checkpoints(conn)?;
+    for (checked, checkpoint) in checkpoints.iter().enumerate() {
+        let Ok(signed_hash) = <[u8; 32]>::try_from(checkpoint.hash.as_slice()) else {
+            return Ok(broken(
+                checkpoint.seq,
+                "a checkpoint's hash is not 32 bytes",
+                checked as u64,
+            ));
+        };
+        if checkpoint.key_id != key.key_id()
+            || !key.verify(checkpoint.seq, &signed_hash, &checkpoint.signature)
+        {
+            return Ok(broken(
+                checkpoint.seq,
+                "a checkpoint's signature does not verify (forged, or signed with another key)",
+                checked as u64,
+            ));
+        }
+        match audit::hash_at(conn, checkpoint.seq)? {
+            Some(hash) if hash == checkpoint.hash => {}
+            Some(_) => {
+                return Ok(broken(
+                    checkpoint.seq,
+                    "the chain no longer has the hash a checkpoint signed",
+                    checked as u64,
+                ));
+            }
+            None => {
+                let first_missing = i64::try_from(events).unwrap_or(i64::MAX) + 1;
+                return Ok(broken(
+                    first_missing,
+                    "the log ends before a signed checkpoint: its tail was truncated",
+                    checked as u64,
+                ));
+            }
+        }
+    }
+    Ok(Verification {
+        intact: true,
+        events,
+        checkpoints: checkpoints.len() as u64,
+        first_bad_seq: None,
+        reason: None,
+    })
+}
+
+/// Signs the chain's current tail, if it moved since the last checkpoint; returns the
+/// sequence number signed.
+pub fn checkpoint(
+    conn: &mut DbConnection,
+    key: &CheckpointKey,
+    now: Timestamp,
+) -> Result<Option<i64>, StoreError> {
+    conclave_store::write_transaction(conn, |conn| {
+        let Some((seq, hash)) = audit::tail(conn)? else {
+            return Ok(None);
+        };
+        if audit::checkpoints(conn)?
+            .last()
+            .is_some_and(|last| last.seq >= seq)
+        {
+            return Ok(None);
+        }
+        let Ok(hash_array) = <[u8; 32]>::try_from(hash.as_slice()) else {
+            return Err(StoreError::Corrupt(format!(
+                "audit event {seq}: hash is not 32 bytes"
+            )));
+        };
+        audit::insert_checkpoint(
+            conn,
+            &audit::CheckpointRecord {
+                seq,
+                signature: key.sign(seq, &hash_array).to_vec(),
+                hash,
+                key_id: key.key_id(),
+                signed_at: now.as_micros(),
+            },
+        )?;
+        Ok(Some(seq))
     })
 }

@@ -1,7 +1,8 @@
 //! Reading and verifying the audit log, on both backends.
 
-use conclave_audit::{query, verify};
+use conclave_audit::{checkpoint, query, verify};
 use conclave_core::{AuditContext, AuditOutcome, NewAuditEvent, Timestamp, UserId};
+use conclave_crypto::CheckpointKey;
 use conclave_store::audit::{AuditFilter, append};
 use conclave_testkit::backend_tests;
 use diesel::prelude::*;
@@ -50,12 +51,38 @@ backend_tests! {
         for i in 0..5 {
             append(&mut conn, &AuditContext::system("test"), &event("user.create", &format!("t{i}")), at(i)).unwrap();
         }
-        let intact = verify(&mut conn).unwrap();
+        let key = CheckpointKey::generate().unwrap();
+        let intact = verify(&mut conn, &key).unwrap();
         assert!(intact.intact);
         assert_eq!(intact.events, 5);
         diesel::update(audit_events.find(3)).set(action.eq("user.delete")).execute(&mut *conn).unwrap();
-        let broken = verify(&mut conn).unwrap();
+        let broken = verify(&mut conn, &key).unwrap();
         assert!(!broken.intact);
         assert_eq!(broken.first_bad_seq, Some(3));
+    }
+
+    fn signed_checkpoints_catch_a_truncated_tail(db) {
+        use conclave_store::schema::audit_events::dsl::*;
+        let mut conn = db.conn().unwrap();
+        let key = CheckpointKey::generate().unwrap();
+        assert_eq!(checkpoint(&mut conn, &key, at(0)).unwrap(), None, "nothing to sign yet");
+        for i in 0..6 {
+            append(&mut conn, &AuditContext::system("test"), &event("user.create", &format!("t{i}")), at(i)).unwrap();
+        }
+        assert_eq!(checkpoint(&mut conn, &key, at(10)).unwrap(), Some(6));
+        assert_eq!(checkpoint(&mut conn, &key, at(11)).unwrap(), None, "only when the chain moved");
+        let verified = verify(&mut conn, &key).unwrap();
+        assert!(verified.intact && verified.checkpoints == 1, "{verified:?}");
+        // Cutting off the last two rows leaves a consistent chain, but not the checkpoint.
+        diesel::delete(audit_events.filter(seq.gt(4))).execute(&mut *conn).unwrap();
+        let truncated = verify(&mut conn, &key).unwrap();
+        assert!(!truncated.intact);
+        assert_eq!(truncated.first_bad_seq, Some(5), "{truncated:?}");
+        assert!(truncated.reason.unwrap().contains("truncated"));
+        // A checkpoint verified with another key (or forged) fails too.
+        let other = CheckpointKey::generate().unwrap();
+        let forged = verify(&mut conn, &other).unwrap();
+        assert!(!forged.intact);
+        assert!(forged.reason.unwrap().contains("signature"));
     }
 }

@@ -9,11 +9,13 @@
 
 pub mod attachment_stream;
 pub mod audit_chain;
+pub mod checkpoint;
 pub mod envelope;
 pub mod keyring;
 pub mod token;
 
 pub use audit_chain::{AuditLink, ChainBreak, ChainHash, GENESIS_HASH};
+pub use checkpoint::CheckpointKey;
 pub use envelope::{BodyBinding, DecryptError, SecretKey};
 pub use keyring::{Keyring, KeyringError};
 pub use token::{SessionToken, TokenHash, random_password};

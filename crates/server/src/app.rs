@@ -21,6 +21,7 @@ use std::time::Duration;
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub db: Db,
+    pub audit_key: conclave_crypto::CheckpointKey,
     pub auth: AuthState,
     pub messaging: MessagingState,
     pub max_json_body_bytes: usize,
@@ -39,7 +40,13 @@ pub fn open_db(settings: &Settings) -> Result<Db, StoreError> {
 }
 
 impl AppState {
-    pub fn new(settings: &Settings, db: Db, keyring: Keyring, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        settings: &Settings,
+        db: Db,
+        keyring: Keyring,
+        audit_key: conclave_crypto::CheckpointKey,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         let auth = AuthState {
             db: db.clone(),
             clock,
@@ -71,6 +78,7 @@ impl AppState {
         };
         Self {
             db,
+            audit_key,
             auth,
             messaging,
             max_json_body_bytes: settings.http.max_json_body_bytes,
@@ -86,6 +94,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: &AppState) {
         .app_data(web::Data::new(state.db.clone()))
         .app_data(web::Data::new(state.auth.clone()))
         .app_data(web::Data::new(state.messaging.clone()))
+        .app_data(web::Data::new(state.audit_key.clone()))
         .configure(crate::health::routes)
         .configure(crate::openapi::routes)
         .configure(conclave_auth::http::routes)

@@ -144,3 +144,49 @@ pub fn remove(settings: &Settings, db: &Db, key_id: &str) -> Result<(), KeyError
     println!("removed master key {key_id}");
     Ok(())
 }
+
+/// The audit checkpoint signing key: `audit.signing_key`, else the key file, generated
+/// when `create` (serving) and absent.
+pub fn load_audit_key(
+    settings: &Settings,
+    create: bool,
+) -> Result<conclave_crypto::CheckpointKey, KeyError> {
+    use conclave_crypto::CheckpointKey;
+    if !settings.audit.signing_key.expose().is_empty() {
+        return CheckpointKey::from_base64(settings.audit.signing_key.expose())
+            .map_err(|e| KeyError::Usage(format!("audit.signing_key: {e}")));
+    }
+    let path = settings.audit_key_file();
+    if path.exists() {
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| KeyError::Usage(format!("{}: {e}", path.display())))?;
+        return CheckpointKey::from_base64(&text)
+            .map_err(|e| KeyError::Usage(format!("{}: {e}", path.display())));
+    }
+    if !create {
+        return Err(KeyError::Usage(format!(
+            "no audit signing key: {} is missing and audit.signing_key is not set",
+            path.display()
+        )));
+    }
+    let key = CheckpointKey::generate().map_err(|e| KeyError::Usage(e.to_string()))?;
+    write_secret_file(&path, &key.to_base64())
+        .map_err(|e| KeyError::Usage(format!("{}: {e}", path.display())))?;
+    tracing::warn!(path = %path.display(), key_id = %key.key_id(), "generated the audit checkpoint signing key");
+    Ok(key)
+}
+
+fn write_secret_file(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()
+}

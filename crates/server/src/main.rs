@@ -43,11 +43,21 @@ fn main() -> ExitCode {
         }
         Command::Audit(AuditCommand::Verify) => {
             telemetry::init(&settings.log);
+            let key = match keys::load_audit_key(&settings, false) {
+                Ok(key) => key,
+                Err(err) => {
+                    eprintln!("conclave: {err}");
+                    return ExitCode::from(1);
+                }
+            };
             let verified = conclave_server::app::open_db(&settings)
-                .and_then(|db| conclave_audit::verify(&mut *db.conn()?));
+                .and_then(|db| conclave_audit::verify(&mut *db.conn()?, &key));
             match verified {
                 Ok(result) if result.intact => {
-                    println!("audit log intact: {} event(s) verified", result.events);
+                    println!(
+                        "audit log intact: {} event(s) and {} signed checkpoint(s) verified",
+                        result.events, result.checkpoints
+                    );
                     ExitCode::SUCCESS
                 }
                 Ok(result) => {

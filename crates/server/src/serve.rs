@@ -60,7 +60,19 @@ pub async fn run(settings: Settings) -> Result<(), ServeError> {
             .await
             .map_err(|err| ServeError::Io(std::io::Error::other(err)))??
     };
-    let state = AppState::new(&settings, db.clone(), keys.keyring, clock.clone());
+    let audit_key = {
+        let settings = settings.clone();
+        tokio::task::spawn_blocking(move || crate::keys::load_audit_key(&settings, true))
+            .await
+            .map_err(|err| ServeError::Io(std::io::Error::other(err)))??
+    };
+    let state = AppState::new(
+        &settings,
+        db.clone(),
+        keys.keyring,
+        audit_key,
+        clock.clone(),
+    );
     let now = clock.now();
     let first_admin = db
         .run(move |conn| accounts::ensure_first_admin(conn, now))
@@ -68,6 +80,11 @@ pub async fn run(settings: Settings) -> Result<(), ServeError> {
 
     // The timer worker announces expiries; every read path hides them regardless.
     actix_web::rt::spawn(conclave_messaging::expiry::run(state.messaging.clone()));
+    actix_web::rt::spawn(sign_checkpoints(
+        state.clone(),
+        clock.clone(),
+        Duration::from_secs(settings.audit.checkpoint_interval_seconds),
+    ));
 
     let http = &settings.http;
     let server_state = state.clone();
@@ -131,4 +148,20 @@ fn print_banner(
         }
     }
     println!();
+}
+
+/// Signs a checkpoint of the audit chain every `interval` (when the chain moved).
+async fn sign_checkpoints(state: AppState, clock: Arc<dyn Clock>, interval: Duration) {
+    let mut ticker = tokio::time::interval(interval);
+    loop {
+        ticker.tick().await;
+        let (key, now) = (state.audit_key.clone(), clock.now());
+        if let Err(err) = state
+            .db
+            .run(move |conn| conclave_audit::checkpoint(conn, &key, now))
+            .await
+        {
+            tracing::warn!(error = %err, "could not sign an audit checkpoint; will retry");
+        }
+    }
 }

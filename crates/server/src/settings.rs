@@ -33,6 +33,26 @@ pub struct Settings {
     pub login: LoginSettings,
     pub keys: KeySettings,
     pub messaging: MessagingLimits,
+    pub audit: AuditSettings,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSettings {
+    /// The Ed25519 key (base64 of its 32-byte seed) that signs audit checkpoints; empty
+    /// means the file `{data_dir}/audit-signing.key`, generated on the first start.
+    pub signing_key: Secret,
+    /// Seconds between signed checkpoints of the audit chain.
+    pub checkpoint_interval_seconds: u64,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self {
+            signing_key: Secret::default(),
+            checkpoint_interval_seconds: 60,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -164,6 +184,7 @@ impl Default for Settings {
             login: LoginSettings::default(),
             keys: KeySettings::default(),
             messaging: MessagingLimits::default(),
+            audit: AuditSettings::default(),
         }
     }
 }
@@ -418,7 +439,21 @@ impl Settings {
         {
             return invalid("keys.master_key", &err.to_string());
         }
+        if self.audit.checkpoint_interval_seconds == 0 {
+            return invalid("audit.checkpoint_interval_seconds", "must be at least 1");
+        }
+        if !self.audit.signing_key.expose().is_empty()
+            && let Err(err) =
+                conclave_crypto::CheckpointKey::from_base64(self.audit.signing_key.expose())
+        {
+            return invalid("audit.signing_key", &err);
+        }
         Ok(())
+    }
+
+    /// The audit checkpoint signing key file.
+    pub fn audit_key_file(&self) -> PathBuf {
+        self.data_dir.join("audit-signing.key")
     }
 
     /// The master key file.

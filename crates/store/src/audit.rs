@@ -222,3 +222,58 @@ pub fn query(
     }
     Ok(query.load(conn)?)
 }
+
+/// A signed checkpoint of the chain.
+#[derive(Clone, Debug, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = crate::schema::audit_checkpoints)]
+pub struct CheckpointRecord {
+    pub seq: i64,
+    pub hash: Vec<u8>,
+    pub key_id: String,
+    pub signature: Vec<u8>,
+    pub signed_at: i64,
+}
+
+/// The chain's last event: its sequence number and hash.
+pub fn tail(conn: &mut DbConnection) -> Result<Option<(i64, Vec<u8>)>, StoreError> {
+    Ok(audit_events::table
+        .order(audit_events::seq.desc())
+        .select((audit_events::seq, audit_events::hash))
+        .first(conn)
+        .optional()?)
+}
+
+pub fn insert_checkpoint(
+    conn: &mut DbConnection,
+    record: &CheckpointRecord,
+) -> Result<(), StoreError> {
+    use crate::schema::audit_checkpoints::dsl as c;
+    diesel::insert_into(c::audit_checkpoints)
+        .values((
+            c::seq.eq(record.seq),
+            c::hash.eq(&record.hash),
+            c::key_id.eq(&record.key_id),
+            c::signature.eq(&record.signature),
+            c::signed_at.eq(record.signed_at),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Every checkpoint, in sequence order.
+pub fn checkpoints(conn: &mut DbConnection) -> Result<Vec<CheckpointRecord>, StoreError> {
+    use crate::schema::audit_checkpoints::dsl as c;
+    Ok(c::audit_checkpoints
+        .order(c::seq.asc())
+        .select(CheckpointRecord::as_select())
+        .load(conn)?)
+}
+
+/// The hash stored for one event, if it exists.
+pub fn hash_at(conn: &mut DbConnection, seq: i64) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(audit_events::table
+        .find(seq)
+        .select(audit_events::hash)
+        .first(conn)
+        .optional()?)
+}

@@ -206,6 +206,16 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    audit_checkpoints (seq) {
+        seq -> BigInt,
+        hash -> Binary,
+        key_id -> Text,
+        signature -> Binary,
+        signed_at -> BigInt,
+    }
+}
+
 diesel::joinable!(security_group_members -> security_groups (group_id));
 diesel::joinable!(user_roles -> users (user_id));
 diesel::joinable!(room_members -> rooms (room_id));
@@ -231,4 +241,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     policies,
     security_groups,
     security_group_members,
+    audit_checkpoints,
 );
