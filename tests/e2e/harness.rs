@@ -127,32 +127,57 @@ impl Server {
         &self.database.as_ref().expect("a harness-made database").url
     }
 
-    /// Opens a WebSocket as the holder of `token`, with a read timeout so a missing
-    /// event fails the test instead of hanging it.
+    /// Opens a WebSocket as the holder of `token`.
     pub fn websocket(&self, token: &str) -> Ws {
         self.websocket_resuming(token, &[])
     }
 
     /// Opens a WebSocket that resumes each `(room, last seen event seq)`.
     pub fn websocket_resuming(&self, token: &str, positions: &[(&str, i64)]) -> Ws {
+        let resume: Vec<String> = positions
+            .iter()
+            .map(|(room, seq)| format!("{room}:{seq}"))
+            .collect();
+        let (request, stream) =
+            self.websocket_request(&format!("?resume={}", resume.join(",")), Some(token));
+        let (socket, _) = tungstenite::client(request, stream).expect("WebSocket handshake");
+        Ws { socket }
+    }
+
+    /// The HTTP status of a WebSocket handshake the server refuses (`query` starts with
+    /// `?` or is empty); panics if it is accepted.
+    pub fn refused_websocket(&self, query: &str, token: Option<&str>) -> u16 {
+        let (request, stream) = self.websocket_request(query, token);
+        match tungstenite::client(request, stream) {
+            Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(response))) => {
+                response.status().as_u16()
+            }
+            other => panic!("the handshake was not refused: {:?}", other.map(|_| ())),
+        }
+    }
+
+    /// A handshake request for `/api/v1/ws{query}` and a connected stream with a read
+    /// timeout, so a missing event fails the test instead of hanging it.
+    fn websocket_request(
+        &self,
+        query: &str,
+        token: Option<&str>,
+    ) -> (tungstenite::handshake::client::Request, std::net::TcpStream) {
         use tungstenite::client::IntoClientRequest;
         let address = self.url.trim_start_matches("http://");
         let stream = std::net::TcpStream::connect(address).unwrap();
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
-        let resume: Vec<String> = positions
-            .iter()
-            .map(|(room, seq)| format!("{room}:{seq}"))
-            .collect();
-        let mut request = format!("ws://{address}/api/v1/ws?resume={}", resume.join(","))
+        let mut request = format!("ws://{address}/api/v1/ws{query}")
             .into_client_request()
             .unwrap();
-        request
-            .headers_mut()
-            .insert("authorization", format!("Bearer {token}").parse().unwrap());
-        let (socket, _) = tungstenite::client(request, stream).expect("WebSocket handshake");
-        Ws { socket }
+        if let Some(token) = token {
+            request
+                .headers_mut()
+                .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        }
+        (request, stream)
     }
 
     fn wait_for_banner_end(&self) {

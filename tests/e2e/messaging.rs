@@ -179,17 +179,7 @@ fn two_clients_talk_in_real_time_and_resume_without_loss(backend: TestBackend) {
     );
 
     // A WebSocket without a session is refused.
-    let address = server.url.trim_start_matches("http://");
-    let refused = tungstenite::client(
-        format!("ws://{address}/api/v1/ws").as_str(),
-        std::net::TcpStream::connect(address).unwrap(),
-    );
-    match refused {
-        Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(response))) => {
-            assert_eq!(response.status(), 401)
-        }
-        other => panic!("expected 401, got {:?}", other.map(|_| ())),
-    }
+    assert_eq!(server.refused_websocket("", None), 401);
 }
 
 #[test]
@@ -494,20 +484,10 @@ fn websocket_limits_close_abusive_connections() {
     assert_eq!(close_code(&mut ws), 1008);
 
     // Malformed resume positions are refused before the upgrade.
-    use tungstenite::client::IntoClientRequest;
-    let address = server.url.trim_start_matches("http://");
-    let mut request = format!("ws://{address}/api/v1/ws?resume=garbage")
-        .into_client_request()
-        .unwrap();
-    request
-        .headers_mut()
-        .insert("authorization", format!("Bearer {admin}").parse().unwrap());
-    match tungstenite::client(request, std::net::TcpStream::connect(address).unwrap()) {
-        Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(response))) => {
-            assert_eq!(response.status(), 422)
-        }
-        other => panic!("expected 422, got {:?}", other.map(|_| ())),
-    }
+    assert_eq!(
+        server.refused_websocket("?resume=garbage", Some(&admin)),
+        422
+    );
 }
 
 #[test]

@@ -17,6 +17,27 @@ use conclave_store::users::{self as user_store, AuthSource, NewUser, UserRecord}
 use conclave_store::{Db, DbConnection, StoreError, write_transaction};
 use serde_json::json;
 
+/// Appends an audit event about one account (the target of every action here).
+fn audit_user(
+    conn: &mut DbConnection,
+    context: &AuditContext,
+    now: Timestamp,
+    action: &'static str,
+    user_id: UserId,
+    outcome: AuditOutcome,
+    details: serde_json::Value,
+) -> Result<(), StoreError> {
+    audit(
+        conn,
+        context,
+        now,
+        action,
+        Some(("user", user_id.to_string())),
+        outcome,
+        details,
+    )
+}
+
 /// A local account to create, parsed.
 #[derive(Debug)]
 pub struct NewLocalAccount {
@@ -81,12 +102,12 @@ pub fn create_local_account(
             )));
         }
         inserted?;
-        audit(
+        audit_user(
             conn,
             context,
             now,
             "user.create",
-            Some(("user", id.to_string())),
+            id,
             AuditOutcome::Success,
             json!({
                 "after": {
@@ -160,12 +181,12 @@ pub fn set_roles(
             ));
         }
         user_store::replace_roles(conn, user_id, &roles)?;
-        audit(
+        audit_user(
             conn,
             context,
             now,
             "user.roles_change",
-            Some(("user", user_id.to_string())),
+            user_id,
             AuditOutcome::Success,
             json!({ "before": { "roles": before.roles }, "after": { "roles": roles } }),
         )?;
@@ -199,12 +220,12 @@ pub fn suspend(
         }
         user_store::set_status(conn, user_id, UserStatus::Suspended, now)?;
         let ended = session_store::revoke_all_for_user(conn, user_id, now, "account suspended")?;
-        audit(
+        audit_user(
             conn,
             context,
             now,
             "user.suspend",
-            Some(("user", user_id.to_string())),
+            user_id,
             AuditOutcome::Success,
             json!({
                 "before": { "status": before.status },
@@ -232,12 +253,12 @@ pub fn reactivate(
             )));
         }
         user_store::set_status(conn, user_id, UserStatus::Active, now)?;
-        audit(
+        audit_user(
             conn,
             context,
             now,
             "user.reactivate",
-            Some(("user", user_id.to_string())),
+            user_id,
             AuditOutcome::Success,
             json!({ "before": { "status": before.status }, "after": { "status": UserStatus::Active } }),
         )?;
@@ -255,12 +276,12 @@ pub fn end_sessions(
     write_transaction(conn, |conn| {
         user_store::find_by_id(conn, user_id)?.ok_or(AuthError::NotFound)?;
         let ended = session_store::revoke_all_for_user(conn, user_id, now, "ended by admin")?;
-        audit(
+        audit_user(
             conn,
             context,
             now,
             "user.sessions_end",
-            Some(("user", user_id.to_string())),
+            user_id,
             AuditOutcome::Success,
             json!({ "sessions_ended": ended }),
         )?;
@@ -287,12 +308,12 @@ pub fn reset_password(
         }
         user_store::set_password(conn, user_id, &new_hash, true, now)?;
         let ended = session_store::revoke_all_for_user(conn, user_id, now, "password reset")?;
-        audit(
+        audit_user(
             conn,
             context,
             now,
             "user.password_reset",
-            Some(("user", user_id.to_string())),
+            user_id,
             AuditOutcome::Success,
             json!({ "sessions_ended": ended }),
         )?;
@@ -352,12 +373,12 @@ pub fn change_own_password(
     })?;
     if !password::verify(current_password, &stored) {
         write_transaction(&mut *db.conn()?, |conn| {
-            audit(
+            audit_user(
                 conn,
                 context,
                 now,
                 "user.password_change",
-                Some(("user", principal.user.id.to_string())),
+                principal.user.id,
                 AuditOutcome::Failure,
                 json!({ "reason": "wrong current password" }),
             )
@@ -382,12 +403,12 @@ pub fn change_own_password(
                 ended += 1;
             }
         }
-        audit(
+        audit_user(
             conn,
             context,
             now,
             "user.password_change",
-            Some(("user", principal.user.id.to_string())),
+            principal.user.id,
             AuditOutcome::Success,
             json!({ "other_sessions_ended": ended }),
         )?;

@@ -62,13 +62,13 @@ pub fn login_local(
             Some(name) => user_store::find_by_username(conn, name)?,
             None => None,
         };
-        let account_limit = match &user {
-            Some(user) => settings
-                .limits_for(conn, user.id)?
-                .lockout_threshold
-                .unwrap_or(u32::MAX),
-            None => u32::MAX,
+        // The account's policy limits, looked up once: its lockout threshold now, its
+        // session lifetime and idle timeout when the session is made.
+        let limits = match &user {
+            Some(user) => settings.limits_for(conn, user.id)?,
+            None => crate::AccountLimits::default(),
         };
+        let account_limit = limits.lockout_threshold.unwrap_or(u32::MAX);
         let counted = match throttle::begin_attempt(conn, settings, now, &subjects, account_limit) {
             Ok(counted) => counted,
             Err(refusal) => {
@@ -76,10 +76,10 @@ pub fn login_local(
                 return Ok(Err(refusal));
             }
         };
-        Ok::<_, AuthError>(Ok((counted, user)))
+        Ok::<_, AuthError>(Ok((counted, user, limits)))
     })?;
     drop(conn);
-    let (counted, user) = begun?;
+    let (counted, user, limits) = begun?;
 
     // (2) Verify, holding no connection.
     let verified = match user.as_ref().and_then(|u| u.password_hash.as_deref()) {
@@ -118,7 +118,6 @@ pub fn login_local(
                 return Ok(Err(AuthError::AccountDisabled));
             }
             throttle::succeeded(conn, &subjects, counted)?;
-            let limits = settings.limits_for(conn, current.id)?;
             let session = sessions::create(
                 conn,
                 &current,

@@ -275,7 +275,7 @@ pub async fn download(
         }
         let left = remaining - take as u64;
         let opened = if left == 0 {
-            opener_last(opener, &sealed).map(|p| (p, None))
+            opener.open_last(&sealed).map(|p| (p, None))
         } else {
             opener.open_chunk(&sealed).map(|p| (p, Some(opener)))
         };
@@ -295,13 +295,6 @@ pub async fn download(
         record,
         body: Box::pin(body),
     })
-}
-
-fn opener_last(
-    opener: ChunkOpener,
-    sealed: &[u8],
-) -> Result<Vec<u8>, conclave_crypto::DecryptError> {
-    opener.open_last(sealed)
 }
 
 /// Opens the file and checks its length against the metadata before any byte is sent,

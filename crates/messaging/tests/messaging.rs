@@ -403,6 +403,48 @@ backend_tests! {
         });
     }
 
+    fn the_file_policy_refuses_uploads_and_sends(db) {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state(db, Keyring::generate().unwrap(), dir.path());
+        let (alice, room_id) = {
+            let mut conn = db.conn().unwrap();
+            let alice = user(&mut conn, "alice");
+            (alice, room(&mut conn, alice, &[]))
+        };
+        let set_org = |policy: conclave_core::Policy| {
+            conclave_policy::set_org_policy(&mut db.conn().unwrap(), &conclave_core::AuditContext::system("test"), t0(), policy).unwrap();
+        };
+        let upload = |name: &str, content_type: &str, bytes: usize| {
+            let body = futures_util::stream::iter(vec![Ok::<_, std::io::Error>(actix_web::web::Bytes::from(vec![7u8; bytes]))]);
+            let upload = Upload { room_id, uploader: alice, name: name.into(), content_type: content_type.into(), declared_len: None };
+            attachments::upload(&state, t0(), upload, body)
+        };
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let allowed = upload("ok.png", "image/png", 10).await.unwrap();
+            set_org(conclave_core::Policy {
+                file_max_bytes: 100,
+                file_types_allowed: Some(std::collections::BTreeSet::from(["image/*".to_owned()])),
+                ..conclave_core::Policy::default()
+            });
+            // Too large: refused while streaming (no Content-Length was declared).
+            assert!(matches!(upload("big.png", "image/png", 101).await, Err(MessagingError::TooLarge(_))));
+            match upload("x.pdf", "application/pdf", 10).await {
+                Err(MessagingError::PolicyViolation(m)) => assert!(m.contains("file_types_allowed"), "{m}"),
+                other => panic!("{:?}", other.map(|v| v.id)),
+            }
+            // Sharing turned off: an upload made before cannot be sent any more.
+            set_org(conclave_core::Policy { files_enabled: false, ..conclave_core::Policy::default() });
+            assert!(matches!(upload("y.png", "image/png", 10).await, Err(MessagingError::PolicyViolation(_))));
+            let with_file = NewMessageInput { attachment_id: Some(allowed.id), ..input("here", "f") };
+            match messages::send(&mut db.conn().unwrap(), &state.keyring, t0(), alice, room_id, with_file) {
+                Err(MessagingError::PolicyViolation(m)) => assert!(m.contains("files_enabled"), "{m}"),
+                other => panic!("{:?}", other.map(|s| s.message.id)),
+            }
+            assert_eq!(std::fs::read_dir(dir.path().join(room_id.to_string())).unwrap().count(), 1, "refused uploads left no file");
+        });
+    }
+
     fn attachments_round_trip_encrypted_with_their_checksum(db) {
         let dir = tempfile::tempdir().unwrap();
         let state = state(db, Keyring::generate().unwrap(), dir.path());
