@@ -7,8 +7,6 @@ use conclave_auth::{Auditor, AuthState};
 use conclave_core::ErrorCode;
 use conclave_store::audit::AuditFilter;
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -131,16 +129,12 @@ fn instant(
     raw: Option<&str>,
 ) -> Result<Option<conclave_core::Timestamp>, ApiError> {
     raw.map(|text| {
-        OffsetDateTime::parse(text, &Rfc3339)
-            .map(|t| {
-                conclave_core::Timestamp::from_micros((t.unix_timestamp_nanos() / 1_000) as i64)
-            })
-            .map_err(|_| {
-                ApiError::new(
-                    ErrorCode::InvalidInput,
-                    format!("{field}: not an RFC 3339 time"),
-                )
-            })
+        conclave_core::Timestamp::parse_rfc3339(text).map_err(|_| {
+            ApiError::new(
+                ErrorCode::InvalidInput,
+                format!("{field}: not an RFC 3339 time"),
+            )
+        })
     })
     .transpose()
 }

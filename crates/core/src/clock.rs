@@ -2,7 +2,7 @@
 //! instead of sleeping. Instants are [`Timestamp`]s: microseconds since the Unix epoch, UTC,
 //! which is also how every database column stores them.
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -48,6 +48,22 @@ impl Timestamp {
             .ok()
             .and_then(|t| t.format(&Rfc3339).ok())
             .unwrap_or_else(|| format!("@{}us", self.0))
+    }
+
+    /// Parses an RFC 3339 timestamp (any offset; sub-microsecond digits are dropped).
+    pub fn parse_rfc3339(text: &str) -> Result<Self, String> {
+        let parsed = OffsetDateTime::parse(text, &Rfc3339)
+            .map_err(|_| format!("`{text}` is not an RFC 3339 timestamp"))?;
+        i64::try_from(parsed.unix_timestamp_nanos() / 1_000)
+            .map(Self)
+            .map_err(|_| format!("`{text}` is out of range"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::parse_rfc3339(&text).map_err(serde::de::Error::custom)
     }
 }
 

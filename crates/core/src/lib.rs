@@ -9,8 +9,10 @@ pub mod audit;
 pub mod clock;
 pub mod error_code;
 pub mod ids;
+pub mod legal_hold;
 pub mod messaging;
 pub mod policy;
+pub mod retention;
 pub mod role;
 pub mod session;
 
@@ -21,5 +23,6 @@ pub use error_code::ErrorCode;
 pub use ids::{AttachmentId, MessageId, RoomId, SessionId, UserId};
 pub use messaging::{Emoji, IdempotencyKey, MemberRole, MessageText, RoomKind, RoomName, Topic};
 pub use policy::{Policy, PolicyError, PolicyOverrides, TimerSeconds};
+pub use retention::{RetentionError, RetentionRule};
 pub use role::{Role, RoleSet};
 pub use session::{LoginThrottle, SessionPolicy};

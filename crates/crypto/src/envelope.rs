@@ -169,6 +169,15 @@ fn wrap_aad(master_key_id: &str, room_id: &str, epoch: i64) -> Vec<u8> {
     )
 }
 
+/// How long one data key epoch lasts: one UTC day.
+pub const EPOCH_MICROS: i64 = 86_400 * 1_000_000;
+
+/// The epoch (UTC day number) an instant falls in; a room's messages of one epoch share a
+/// data key, which crypto-shredding destroys once none of them is retained.
+pub fn epoch_of(at: conclave_core::Timestamp) -> i64 {
+    at.as_micros().div_euclid(EPOCH_MICROS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

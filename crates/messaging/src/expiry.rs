@@ -1,8 +1,10 @@
 //! The timer worker: announces `message.expired` to connected members within a second of
-//! a message's deadline (its expiration, or a recipient's burn-on-read deadline).
+//! a message's deadline (its expiration, a recipient's burn-on-read deadline, or a
+//! retention maximum reached while users still see it).
 //!
 //! It keeps the nearest deadlines in an in-memory heap, refilled from the indexed
-//! deadline columns (`messages.visible_until`, `message_reads.visible_until`) every
+//! deadline columns (`messages.visible_until`, `messages.retain_until`,
+//! `message_reads.visible_until`) every
 //! [`REFILL`], so it rebuilds itself after a restart and never holds more than a window of
 //! deadlines. Each deadline is announced by a conditional update that only one caller can
 //! win, so several workers (nodes) never announce one twice. The worker only announces:
@@ -13,6 +15,8 @@ use crate::error::MessagingError;
 use crate::realtime::{self, Published};
 use crate::settings::MessagingState;
 use conclave_core::{MessageId, RoomId, Timestamp, UserId};
+use conclave_store::message_reads::ReadRecord;
+use conclave_store::messages::MessageRecord;
 use conclave_store::{
     DbConnection, message_reads, messages as message_store, room_events, rooms as room_store,
     write_transaction,
@@ -141,6 +145,21 @@ fn due(
             })
         })
         .collect();
+    // A retention maximum reached while users still see the message expires it too.
+    due.extend(
+        message_store::retention_cut(conn, horizon, WINDOW)?
+            .into_iter()
+            .filter_map(|m| {
+                m.retain_until.map(|at| {
+                    (
+                        at.as_micros(),
+                        Deadline::Expired {
+                            message_id: m.id.to_string(),
+                        },
+                    )
+                })
+            }),
+    );
     due.extend(
         message_reads::due(conn, horizon, WINDOW)?
             .into_iter()
@@ -177,7 +196,12 @@ fn announce(
                 };
                 // Room first, then the message: the order every other writer takes them in.
                 room_store::lock(conn, message.room_id)?;
-                if message_store::mark_expiry_announced(conn, id, now)? {
+                // Its own expiration, or a retention maximum cutting it short; a deadline
+                // that merely equals the last burn is announced burn by burn.
+                let reads = message_reads::for_message(conn, id)?;
+                let for_everyone = message.visible_until.is_some_and(|until| until <= now)
+                    || retention_cut(&message, &reads, now);
+                if message_store::mark_expiry_announced(conn, id, now)? && for_everyone {
                     published.push(event(
                         conn,
                         message.room_id,
@@ -198,7 +222,9 @@ fn announce(
                 room_store::lock(conn, message.room_id)?;
                 // A burn deadline capped by the message's own expiry: the expiry announces it
                 // for everyone; one event is enough.
-                let expired_too = message.visible_until.is_some_and(|until| until <= now);
+                let reads = message_reads::for_message(conn, id)?;
+                let expired_too = message.visible_until.is_some_and(|until| until <= now)
+                    || retention_cut(&message, &reads, now);
                 if message_reads::mark_announced(conn, message_id, user_id, now)? && !expired_too {
                     published.push(event(
                         conn,
@@ -223,6 +249,25 @@ fn announce(
         }
         Ok(published)
     }
+}
+
+/// Whether a retention maximum ends `message` for everyone by `now`, before its own
+/// expiration or its last burn-on-read deadline would.
+fn retention_cut(message: &MessageRecord, reads: &[ReadRecord], now: Timestamp) -> bool {
+    let Some(cut) = message.retain_until.filter(|cut| *cut <= now) else {
+        return false;
+    };
+    if message.visible_until.is_some_and(|until| until <= cut) {
+        return false;
+    }
+    let last_burn = reads
+        .iter()
+        .map(|read| read.visible_until)
+        .collect::<Option<Vec<i64>>>()
+        .and_then(|deadlines| deadlines.into_iter().max());
+    let burned_by_then = message.burn_after_read_seconds.is_some()
+        && last_burn.is_some_and(|last| last <= cut.as_micros());
+    !burned_by_then
 }
 
 /// `message.expired`: for everyone (`user_id` null) or for one member.

@@ -10,12 +10,7 @@ use conclave_store::room_keys::{self, RoomKeyRecord};
 use conclave_store::{DbConnection, write_transaction};
 use std::collections::HashMap;
 
-pub const EPOCH_MICROS: i64 = 86_400 * 1_000_000;
-
-/// The epoch (UTC day number) an instant falls in.
-pub fn epoch_of(at: Timestamp) -> i64 {
-    at.as_micros().div_euclid(EPOCH_MICROS)
-}
+pub use conclave_crypto::envelope::{EPOCH_MICROS, epoch_of};
 
 /// The room's data key for `epoch`, creating it if this is the epoch's first use. Call
 /// inside the transaction that uses it, after locking the room (so two writers cannot

@@ -73,7 +73,11 @@ fn visible_until_for(
     now: Timestamp,
     start_burn: bool,
 ) -> Result<Option<Option<Timestamp>>, MessagingError> {
-    if message.visible_until.is_some_and(|until| until <= now) {
+    // A retention maximum ends a live message for users too (a deleted one shows only its
+    // tombstone, which stays until the sweeper destroys the row).
+    let cut_by_retention =
+        message.deleted_at.is_none() && message.retain_until.is_some_and(|until| until <= now);
+    if message.visible_until.is_some_and(|until| until <= now) || cut_by_retention {
         return Ok(None);
     }
     let Some(burn_seconds) = message.burn_after_read_seconds else {
@@ -100,6 +104,8 @@ fn visible_until_for(
         if message_reads::start(conn, message.id, viewer, now, deadline)? {
             read.first_read_at = Some(now.as_micros());
             read.visible_until = Some(deadline.as_micros());
+            // The last recipient's first read fixes when the sender's copy ends too.
+            conclave_policy::retention::refresh(conn, message.id)?;
         } else if let Some(stored) = message_reads::find(conn, message.id, viewer)? {
             // A concurrent read started it first: its deadline is the one.
             read = stored;
@@ -211,6 +217,14 @@ pub fn send(
         }
         let seq = room_store::next_message_seq(conn, room_id)?;
         let message_id = MessageId::new();
+        let visible_until = expires_in.map(|after| now.plus(after));
+        let retain_until = conclave_policy::retention::retain_until_at_send(
+            conn,
+            room_id,
+            sender,
+            now,
+            visible_until,
+        )?;
         let (epoch, ciphertext) = seal_version(
             conn,
             keyring,
@@ -232,8 +246,9 @@ pub fn send(
                 attachment_id: input.attachment_id,
                 idempotency_key: input.idempotency_key.as_str(),
                 now,
-                visible_until: expires_in.map(|after| now.plus(after)),
+                visible_until,
                 burn_after_read_seconds: burn_after_read.map(|after| after.as_secs() as i64),
+                retain_until,
             },
         )?;
         message_store::insert_version(conn, message_id, 1, epoch, &ciphertext, now)?;
@@ -382,7 +397,7 @@ pub fn edit(
 }
 
 /// Deletes a message for users (the sender, or a moderator or owner). The record stays
-/// for the retention policies to handle.
+/// as long as the retention policies keep it (with none, the sweeper destroys it).
 pub fn delete(
     conn: &mut DbConnection,
     now: Timestamp,
@@ -399,6 +414,8 @@ pub fn delete(
             ));
         }
         message_store::mark_deleted(conn, message_id, actor, now)?;
+        // Gone for users now; the compliance copy stays as long as retention says.
+        conclave_policy::retention::refresh(conn, message_id)?;
         Ok(vec![publish(
             conn,
             room_id,

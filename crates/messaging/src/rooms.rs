@@ -379,8 +379,12 @@ pub fn remove_member(
                 target.role.as_str()
             )));
         }
-        room_store::remove_member(conn, room_id, user_id)?;
-        conclave_store::message_reads::burn_unread_on_leaving(conn, room_id, user_id, now)?;
+        room_store::remove_member(conn, room_id, user_id, now)?;
+        for burned in
+            conclave_store::message_reads::burn_unread_on_leaving(conn, room_id, user_id, now)?
+        {
+            conclave_policy::retention::refresh(conn, burned)?;
+        }
         Ok(vec![event(
             conn,
             room_id,
@@ -454,8 +458,12 @@ pub fn leave(
                 "you are the last owner: make someone else owner before leaving".into(),
             ));
         }
-        room_store::remove_member(conn, room_id, actor)?;
-        conclave_store::message_reads::burn_unread_on_leaving(conn, room_id, actor, now)?;
+        room_store::remove_member(conn, room_id, actor, now)?;
+        for burned in
+            conclave_store::message_reads::burn_unread_on_leaving(conn, room_id, actor, now)?
+        {
+            conclave_policy::retention::refresh(conn, burned)?;
+        }
         Ok(vec![event(
             conn,
             room_id,

@@ -3,91 +3,25 @@
 //! rest (no plaintext in rows, moved ciphertext fails, rotation keeps old messages
 //! readable), edits, deletes, replies, reactions, read markers, room limits, attachments.
 
-use conclave_core::{
-    Emoji, IdempotencyKey, MemberRole, MessageText, RoomName, Timestamp, Topic, UserId,
-};
+mod common;
+
+use common::{input, room, state, t0, user};
+use conclave_core::{Emoji, MemberRole, MessageText, RoomName, Timestamp, Topic, UserId};
 use conclave_crypto::Keyring;
 use conclave_messaging::attachments::{self, Upload};
 use conclave_messaging::keys::rewrap_all;
 use conclave_messaging::messages::{self, NewMessageInput};
-use conclave_messaging::settings::WebSocketSettings;
-use conclave_messaging::{Hub, MessagingError, MessagingSettings, MessagingState, rooms};
+use conclave_messaging::{MessagingError, rooms};
 use conclave_store::messages::Page;
-use conclave_store::{Db, DbConnection};
 use conclave_testkit::backend_tests;
 use diesel::prelude::*;
 use std::sync::Arc;
-
-fn t0() -> Timestamp {
-    Timestamp::from_micros(1_800_000_000_000_000)
-}
-
-fn user(conn: &mut DbConnection, name: &str) -> UserId {
-    conclave_testkit::fixtures::user(conn, name, t0())
-}
-
-fn room(conn: &mut DbConnection, owner: UserId, members: &[UserId]) -> conclave_core::RoomId {
-    let (detail, _) = rooms::create_room(
-        conn,
-        t0(),
-        owner,
-        RoomName::parse("Ops").unwrap(),
-        Topic::parse("").unwrap(),
-        members.to_vec(),
-        500,
-    )
-    .unwrap();
-    detail.room.id
-}
-
-fn input(text: &str, key: &str) -> NewMessageInput {
-    NewMessageInput {
-        text: MessageText::parse(text, 16 * 1024).unwrap(),
-        idempotency_key: IdempotencyKey::parse(key).unwrap(),
-        reply_to_id: None,
-        attachment_id: None,
-        expires_in: None,
-        burn_after_read: None,
-    }
-}
 
 fn texts(views: &[conclave_messaging::wire::MessageView]) -> Vec<String> {
     views
         .iter()
         .map(|m| m.text.clone().unwrap_or_default())
         .collect()
-}
-
-fn state(db: &Db, keyring: Keyring, dir: &std::path::Path) -> MessagingState {
-    MessagingState {
-        auth: conclave_auth::AuthState {
-            db: db.clone(),
-            clock: Arc::new(conclave_core::ManualClock::starting_at(t0())),
-            settings: conclave_auth::AuthSettings {
-                sessions: conclave_core::SessionPolicy {
-                    absolute_lifetime: std::time::Duration::from_secs(3600),
-                    idle_timeout: std::time::Duration::from_secs(600),
-                },
-                throttle: conclave_core::LoginThrottle {
-                    max_failures_per_account: 5,
-                    max_failures_per_address: 20,
-                    window: std::time::Duration::from_secs(60),
-                },
-                secure_cookies: true,
-                account_policy: None,
-            },
-            revocations: conclave_auth::Revocations::default(),
-        },
-        keyring: Arc::new(keyring),
-        settings: Arc::new(MessagingSettings {
-            max_room_members: 500,
-            max_message_bytes: 16 * 1024,
-            max_attachment_bytes: 1024 * 1024,
-            attachments_dir: dir.to_path_buf(),
-            websocket: WebSocketSettings::default(),
-        }),
-        hub: Hub::default(),
-    }
 }
 
 backend_tests! {

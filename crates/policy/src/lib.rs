@@ -7,7 +7,10 @@
 //! rewritten.
 
 pub mod groups;
+pub mod holds;
 pub mod http;
+pub mod retention;
+pub mod sweeper;
 
 use conclave_api::ApiError;
 use conclave_core::policy::{Policy, PolicyError, PolicyOverrides, resolve};

@@ -136,25 +136,37 @@ pub fn unstarted_for(
 
 /// A member leaving a conversation can no longer read what was sent to them: their
 /// unread burn-on-read copies burn now (so the sender's copy can end once everyone's has).
+/// Returns the messages whose copy burned.
 pub fn burn_unread_on_leaving(
     conn: &mut DbConnection,
     room_id: conclave_core::RoomId,
     user_id: UserId,
     now: Timestamp,
-) -> Result<usize, StoreError> {
+) -> Result<Vec<MessageId>, StoreError> {
     use crate::schema::messages;
     let in_room = messages::table
         .filter(messages::room_id.eq(room_id.to_string()))
         .select(messages::id);
-    Ok(diesel::update(
+    let ids: Vec<String> = message_reads::table
+        .filter(message_reads::user_id.eq(user_id.to_string()))
+        .filter(message_reads::first_read_at.is_null())
+        .filter(message_reads::message_id.eq_any(in_room))
+        .select(message_reads::message_id)
+        .load(conn)?;
+    diesel::update(
         message_reads::table
             .filter(message_reads::user_id.eq(user_id.to_string()))
-            .filter(message_reads::first_read_at.is_null())
-            .filter(message_reads::message_id.eq_any(in_room)),
+            .filter(message_reads::message_id.eq_any(&ids)),
     )
     .set((
         message_reads::first_read_at.eq(now.as_micros()),
         message_reads::visible_until.eq(now.as_micros()),
     ))
-    .execute(conn)?)
+    .execute(conn)?;
+    ids.iter()
+        .map(|id| {
+            id.parse()
+                .map_err(|_| StoreError::Corrupt(format!("message_reads: bad message id {id}")))
+        })
+        .collect()
 }

@@ -23,6 +23,8 @@ pub struct MessageRecord {
     pub visible_until: Option<Timestamp>,
     /// Its burn-on-read timer, if it has one.
     pub burn_after_read_seconds: Option<i64>,
+    /// When its compliance copy may be destroyed (`None`: keep).
+    pub retain_until: Option<Timestamp>,
 }
 
 #[derive(Queryable, Selectable)]
@@ -40,6 +42,7 @@ struct MessageRow {
     deleted_at: Option<i64>,
     visible_until: Option<i64>,
     burn_after_read_seconds: Option<i64>,
+    retain_until: Option<i64>,
 }
 
 impl TryFrom<MessageRow> for MessageRecord {
@@ -67,6 +70,7 @@ impl TryFrom<MessageRow> for MessageRecord {
             deleted_at: row.deleted_at.map(Timestamp::from_micros),
             visible_until: row.visible_until.map(Timestamp::from_micros),
             burn_after_read_seconds: row.burn_after_read_seconds,
+            retain_until: row.retain_until.map(Timestamp::from_micros),
         })
     }
 }
@@ -93,6 +97,7 @@ pub struct NewMessage<'a> {
     pub now: Timestamp,
     pub visible_until: Option<Timestamp>,
     pub burn_after_read_seconds: Option<i64>,
+    pub retain_until: Option<Timestamp>,
 }
 
 pub fn insert(conn: &mut DbConnection, new: &NewMessage<'_>) -> Result<(), StoreError> {
@@ -109,6 +114,7 @@ pub fn insert(conn: &mut DbConnection, new: &NewMessage<'_>) -> Result<(), Store
             messages::created_at.eq(new.now.as_micros()),
             messages::visible_until.eq(new.visible_until.map(Timestamp::as_micros)),
             messages::burn_after_read_seconds.eq(new.burn_after_read_seconds),
+            messages::retain_until.eq(new.retain_until.map(Timestamp::as_micros)),
         ))
         .execute(conn)?;
     Ok(())
@@ -171,7 +177,7 @@ pub enum Page {
 }
 
 /// A page of messages, returned in ascending sequence order. Deleted messages, and those
-/// past their expiration at `now`, are skipped.
+/// past their expiration or their retention deadline at `now`, are skipped.
 pub fn list(
     conn: &mut DbConnection,
     room_id: RoomId,
@@ -186,6 +192,11 @@ pub fn list(
             messages::visible_until
                 .is_null()
                 .or(messages::visible_until.gt(now.as_micros())),
+        )
+        .filter(
+            messages::retain_until
+                .is_null()
+                .or(messages::retain_until.gt(now.as_micros())),
         )
         .select(MessageRow::as_select())
         .limit(limit)
@@ -362,4 +373,166 @@ pub fn mark_expiry_announced(
     .set(messages::expiry_announced_at.eq(now.as_micros()))
     .execute(conn)?;
     Ok(changed == 1)
+}
+
+/// Sets a message's retention deadline.
+pub fn set_retain_until(
+    conn: &mut DbConnection,
+    id: MessageId,
+    retain_until: Option<Timestamp>,
+) -> Result<(), StoreError> {
+    diesel::update(messages::table.find(id.to_string()))
+        .set(messages::retain_until.eq(retain_until.map(Timestamp::as_micros)))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Retention cuts (a maximum reached while users still see the message) due by `until`
+/// that were not announced yet, earliest first.
+pub fn retention_cut(
+    conn: &mut DbConnection,
+    until: Timestamp,
+    limit: i64,
+) -> Result<Vec<MessageRecord>, StoreError> {
+    messages::table
+        .filter(messages::retain_until.le(until.as_micros()))
+        .filter(messages::expiry_announced_at.is_null())
+        .filter(messages::deleted_at.is_null())
+        .order(messages::retain_until.asc())
+        .limit(limit)
+        .select(MessageRow::as_select())
+        .load(conn)?
+        .into_iter()
+        .map(MessageRecord::try_from)
+        .collect()
+}
+
+/// Messages in id (time) order after `after`, a page at a time (retention recomputation
+/// and previews walk every message this way); optionally one room's only.
+pub fn page_by_id(
+    conn: &mut DbConnection,
+    room_id: Option<RoomId>,
+    after: Option<MessageId>,
+    limit: i64,
+) -> Result<Vec<MessageRecord>, StoreError> {
+    let mut query = messages::table
+        .order(messages::id.asc())
+        .limit(limit)
+        .select(MessageRow::as_select())
+        .into_boxed();
+    if let Some(room_id) = room_id {
+        query = query.filter(messages::room_id.eq(room_id.to_string()));
+    }
+    if let Some(after) = after {
+        query = query.filter(messages::id.gt(after.to_string()));
+    }
+    query
+        .load(conn)?
+        .into_iter()
+        .map(MessageRecord::try_from)
+        .collect()
+}
+
+/// How many messages (optionally one room's) exist.
+pub fn count(conn: &mut DbConnection, room_id: Option<RoomId>) -> Result<i64, StoreError> {
+    let mut query = messages::table.count().into_boxed();
+    if let Some(room_id) = room_id {
+        query = query.filter(messages::room_id.eq(room_id.to_string()));
+    }
+    Ok(query.get_result(conn)?)
+}
+
+/// Messages whose retention deadline is due by `cutoff`, in deadline order after the
+/// `(retain_until, id)` cursor (so held messages are passed over, not revisited, within a
+/// sweep).
+pub fn due_for_destruction(
+    conn: &mut DbConnection,
+    cutoff: Timestamp,
+    after: Option<(Timestamp, MessageId)>,
+    limit: i64,
+) -> Result<Vec<MessageRecord>, StoreError> {
+    let mut query = messages::table
+        .filter(messages::retain_until.le(cutoff.as_micros()))
+        .order((messages::retain_until.asc(), messages::id.asc()))
+        .limit(limit)
+        .select(MessageRow::as_select())
+        .into_boxed();
+    if let Some((at, id)) = after {
+        let (at, id) = (at.as_micros(), id.to_string());
+        query = query.filter(
+            messages::retain_until
+                .gt(at)
+                .or(messages::retain_until.eq(at).and(messages::id.gt(id))),
+        );
+    }
+    query
+        .load(conn)?
+        .into_iter()
+        .map(MessageRecord::try_from)
+        .collect()
+}
+
+/// What destroying messages removed, for the caller to finish (files, keys) and report.
+#[derive(Debug, Default)]
+pub struct Destroyed {
+    pub messages: usize,
+    /// Attachment files to unlink (relative storage paths).
+    pub attachment_paths: Vec<String>,
+    /// `(room id, epoch)` of every data key the destroyed rows used.
+    pub key_epochs: Vec<(String, i64)>,
+}
+
+/// Hard-deletes messages with their versions, reactions, burn-on-read state and
+/// attachments (rows only: the caller queues and unlinks the files). Replies to them
+/// keep existing without the reference.
+pub fn destroy(conn: &mut DbConnection, ids: &[MessageId]) -> Result<Destroyed, StoreError> {
+    use crate::schema::attachments;
+    if ids.is_empty() {
+        return Ok(Destroyed::default());
+    }
+    let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+    let mut key_epochs: Vec<(String, i64)> = message_versions::table
+        .inner_join(messages::table)
+        .filter(messages::id.eq_any(&ids))
+        .select((messages::room_id, message_versions::epoch))
+        .distinct()
+        .load(conn)?;
+    let attached: Vec<(String, String, i64, String)> = attachments::table
+        .inner_join(messages::table.on(messages::attachment_id.eq(attachments::id.nullable())))
+        .filter(messages::id.eq_any(&ids))
+        .select((
+            attachments::id,
+            attachments::room_id,
+            attachments::epoch,
+            attachments::storage_path,
+        ))
+        .load(conn)?;
+    diesel::update(messages::table.filter(messages::reply_to_id.eq_any(&ids)))
+        .set(messages::reply_to_id.eq(None::<String>))
+        .execute(conn)?;
+    diesel::delete(reactions::table.filter(reactions::message_id.eq_any(&ids))).execute(conn)?;
+    diesel::delete(
+        crate::schema::message_reads::table
+            .filter(crate::schema::message_reads::message_id.eq_any(&ids)),
+    )
+    .execute(conn)?;
+    diesel::delete(message_versions::table.filter(message_versions::message_id.eq_any(&ids)))
+        .execute(conn)?;
+    let messages =
+        diesel::delete(messages::table.filter(messages::id.eq_any(&ids))).execute(conn)?;
+    let attachment_ids: Vec<&String> = attached.iter().map(|(id, ..)| id).collect();
+    diesel::delete(attachments::table.filter(attachments::id.eq_any(attachment_ids)))
+        .execute(conn)?;
+    let mut attachment_paths = Vec::with_capacity(attached.len());
+    for (_, room_id, epoch, path) in attached {
+        key_epochs.push((room_id, epoch));
+        attachment_paths.push(path);
+    }
+    key_epochs.sort();
+    key_epochs.dedup();
+    Ok(Destroyed {
+        messages,
+        attachment_paths,
+        key_epochs,
+    })
 }

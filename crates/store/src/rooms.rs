@@ -2,7 +2,7 @@
 
 use crate::DbConnection;
 use crate::error::StoreError;
-use crate::schema::{room_members, rooms};
+use crate::schema::{room_members, room_membership_periods, rooms};
 use conclave_core::{MemberRole, RoomId, RoomKind, Timestamp, UserId};
 use diesel::prelude::*;
 
@@ -204,18 +204,61 @@ pub fn add_member(
             room_members::joined_after_event_seq.eq(joined_after_event_seq),
         ))
         .execute(conn)?;
+    diesel::insert_into(room_membership_periods::table)
+        .values((
+            room_membership_periods::room_id.eq(room_id.to_string()),
+            room_membership_periods::user_id.eq(user_id.to_string()),
+            room_membership_periods::joined_at.eq(now.as_micros()),
+        ))
+        .execute(conn)?;
     Ok(())
 }
 
+/// Removes a member and closes their membership period (kept for holds and exports).
 pub fn remove_member(
     conn: &mut DbConnection,
     room_id: RoomId,
     user_id: UserId,
+    now: Timestamp,
 ) -> Result<bool, StoreError> {
     let removed =
         diesel::delete(room_members::table.find((room_id.to_string(), user_id.to_string())))
             .execute(conn)?;
+    diesel::update(
+        room_membership_periods::table
+            .filter(room_membership_periods::room_id.eq(room_id.to_string()))
+            .filter(room_membership_periods::user_id.eq(user_id.to_string()))
+            .filter(room_membership_periods::left_at.is_null()),
+    )
+    .set(room_membership_periods::left_at.eq(now.as_micros()))
+    .execute(conn)?;
     Ok(removed == 1)
+}
+
+/// A user's membership periods in a room, oldest first: `(joined_at, left_at)`.
+pub fn membership_periods(
+    conn: &mut DbConnection,
+    room_id: RoomId,
+    user_id: UserId,
+) -> Result<Vec<(Timestamp, Option<Timestamp>)>, StoreError> {
+    let rows: Vec<(i64, Option<i64>)> = room_membership_periods::table
+        .filter(room_membership_periods::room_id.eq(room_id.to_string()))
+        .filter(room_membership_periods::user_id.eq(user_id.to_string()))
+        .order(room_membership_periods::joined_at.asc())
+        .select((
+            room_membership_periods::joined_at,
+            room_membership_periods::left_at,
+        ))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(joined, left)| {
+            (
+                Timestamp::from_micros(joined),
+                left.map(Timestamp::from_micros),
+            )
+        })
+        .collect())
 }
 
 pub fn set_member_role(

@@ -134,6 +134,7 @@ diesel::table! {
         visible_until -> Nullable<BigInt>,
         burn_after_read_seconds -> Nullable<BigInt>,
         expiry_announced_at -> Nullable<BigInt>,
+        retain_until -> Nullable<BigInt>,
     }
 }
 
@@ -216,12 +217,103 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    retention_policies (scope) {
+        scope -> Text,
+        min_days -> Nullable<BigInt>,
+        max_days -> Nullable<BigInt>,
+        updated_by -> Text,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    retention_jobs (id) {
+        id -> Text,
+        scope -> Text,
+        status -> Text,
+        after_message_id -> Nullable<Text>,
+        processed -> BigInt,
+        changed -> BigInt,
+        total -> BigInt,
+        created_by -> Text,
+        created_at -> BigInt,
+        finished_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    legal_holds (id) {
+        id -> Text,
+        name -> Text,
+        reason -> Text,
+        starts_at -> Nullable<BigInt>,
+        ends_at -> Nullable<BigInt>,
+        created_by -> Text,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+        released_at -> Nullable<BigInt>,
+        released_by -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    legal_hold_custodians (hold_id, user_id) {
+        hold_id -> Text,
+        user_id -> Text,
+    }
+}
+
+diesel::table! {
+    legal_hold_rooms (hold_id, room_id) {
+        hold_id -> Text,
+        room_id -> Text,
+    }
+}
+
+diesel::table! {
+    room_membership_periods (room_id, user_id, joined_at) {
+        room_id -> Text,
+        user_id -> Text,
+        joined_at -> BigInt,
+        left_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    attachment_file_deletions (storage_path) {
+        storage_path -> Text,
+        queued_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    key_shred_candidates (room_id, epoch) {
+        room_id -> Text,
+        epoch -> BigInt,
+    }
+}
+
+diesel::table! {
+    retention_sweeps (id) {
+        id -> Text,
+        started_at -> BigInt,
+        finished_at -> Nullable<BigInt>,
+        messages_destroyed -> BigInt,
+        attachments_destroyed -> BigInt,
+        keys_shredded -> BigInt,
+        held -> BigInt,
+    }
+}
+
 diesel::joinable!(security_group_members -> security_groups (group_id));
 diesel::joinable!(user_roles -> users (user_id));
 diesel::joinable!(room_members -> rooms (room_id));
 diesel::joinable!(room_members -> users (user_id));
 diesel::joinable!(messages -> rooms (room_id));
 diesel::joinable!(message_versions -> messages (message_id));
+diesel::joinable!(legal_hold_custodians -> legal_holds (hold_id));
+diesel::joinable!(legal_hold_rooms -> legal_holds (hold_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(
     users,
@@ -242,4 +334,13 @@ diesel::allow_tables_to_appear_in_same_query!(
     security_groups,
     security_group_members,
     audit_checkpoints,
+    retention_policies,
+    retention_jobs,
+    legal_holds,
+    legal_hold_custodians,
+    legal_hold_rooms,
+    room_membership_periods,
+    attachment_file_deletions,
+    key_shred_candidates,
+    retention_sweeps,
 );

@@ -52,12 +52,19 @@ fn render(
     now: Timestamp,
 ) -> Result<Delivery, MessagingError> {
     let mut data: Value = serde_json::from_str(&record.payload).unwrap_or_else(|_| json!({}));
-    if let Some(message_id) = record
+    let message_id = record
         .message_id
         .as_deref()
-        .and_then(|id| id.parse::<MessageId>().ok())
-        && let Some(message) = message_store::find(conn, message_id)?
-    {
+        .and_then(|id| id.parse::<MessageId>().ok());
+    let message = match message_id {
+        Some(id) => message_store::find(conn, id)?,
+        None => None,
+    };
+    if let (Some(id), None) = (message_id, &message) {
+        // Destroyed by retention since: the event shows nothing of it.
+        data["message"] = json!({"id": id, "seq": data.get("seq"), "expired": true});
+    }
+    if let Some(message) = message {
         // Past its deadline (for this viewer): the event says so and shows nothing of it.
         data["message"] = match render_all(
             conn,

@@ -1,0 +1,76 @@
+//! Helpers the messaging integration tests share: a fixed clock origin, users, rooms,
+//! message inputs, and the service state with a temporary attachments directory.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use conclave_core::{IdempotencyKey, MessageText, RoomName, Timestamp, Topic, UserId};
+use conclave_crypto::Keyring;
+use conclave_messaging::messages::NewMessageInput;
+use conclave_messaging::settings::WebSocketSettings;
+use conclave_messaging::{Hub, MessagingSettings, MessagingState, rooms};
+use conclave_store::{Db, DbConnection};
+use std::sync::Arc;
+
+pub fn t0() -> Timestamp {
+    Timestamp::from_micros(1_800_000_000_000_000)
+}
+
+pub fn user(conn: &mut DbConnection, name: &str) -> UserId {
+    conclave_testkit::fixtures::user(conn, name, t0())
+}
+
+pub fn room(conn: &mut DbConnection, owner: UserId, members: &[UserId]) -> conclave_core::RoomId {
+    let (detail, _) = rooms::create_room(
+        conn,
+        t0(),
+        owner,
+        RoomName::parse("Ops").unwrap(),
+        Topic::parse("").unwrap(),
+        members.to_vec(),
+        500,
+    )
+    .unwrap();
+    detail.room.id
+}
+
+pub fn input(text: &str, key: &str) -> NewMessageInput {
+    NewMessageInput {
+        text: MessageText::parse(text, 16 * 1024).unwrap(),
+        idempotency_key: IdempotencyKey::parse(key).unwrap(),
+        reply_to_id: None,
+        attachment_id: None,
+        expires_in: None,
+        burn_after_read: None,
+    }
+}
+
+pub fn state(db: &Db, keyring: Keyring, dir: &std::path::Path) -> MessagingState {
+    MessagingState {
+        auth: conclave_auth::AuthState {
+            db: db.clone(),
+            clock: Arc::new(conclave_core::ManualClock::starting_at(t0())),
+            settings: conclave_auth::AuthSettings {
+                sessions: conclave_core::SessionPolicy {
+                    absolute_lifetime: std::time::Duration::from_secs(3600),
+                    idle_timeout: std::time::Duration::from_secs(600),
+                },
+                throttle: conclave_core::LoginThrottle {
+                    max_failures_per_account: 5,
+                    max_failures_per_address: 20,
+                    window: std::time::Duration::from_secs(60),
+                },
+                secure_cookies: true,
+                account_policy: None,
+            },
+            revocations: conclave_auth::Revocations::default(),
+        },
+        keyring: Arc::new(keyring),
+        settings: Arc::new(MessagingSettings {
+            max_room_members: 500,
+            max_message_bytes: 16 * 1024,
+            max_attachment_bytes: 1024 * 1024,
+            attachments_dir: dir.to_path_buf(),
+            websocket: WebSocketSettings::default(),
+        }),
+        hub: Hub::default(),
+    }
+}

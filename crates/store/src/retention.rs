@@ -1,0 +1,391 @@
+//! Retention: policies by scope, the jobs that recompute `retain_until` after a policy
+//! change, the sweeper's runs, the queue of attachment files to unlink, and the data
+//! keys crypto-shredding destroys.
+
+use crate::DbConnection;
+use crate::error::StoreError;
+use crate::schema::{
+    attachment_file_deletions, attachments, key_shred_candidates, message_versions, messages,
+    retention_jobs, retention_policies, retention_sweeps, room_keys,
+};
+use conclave_core::{RoomId, Timestamp, UserId};
+use diesel::prelude::*;
+
+/// A stored retention policy: `scope` is 'org', 'group:<id>' or 'room:<id>'.
+#[derive(Clone, Debug, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = retention_policies)]
+pub struct PolicyRecord {
+    pub scope: String,
+    pub min_days: Option<i64>,
+    pub max_days: Option<i64>,
+    pub updated_by: String,
+    pub updated_at: i64,
+}
+
+pub fn policies(conn: &mut DbConnection) -> Result<Vec<PolicyRecord>, StoreError> {
+    Ok(retention_policies::table
+        .order(retention_policies::scope.asc())
+        .select(PolicyRecord::as_select())
+        .load(conn)?)
+}
+
+pub fn policy(conn: &mut DbConnection, scope: &str) -> Result<Option<PolicyRecord>, StoreError> {
+    Ok(retention_policies::table
+        .find(scope)
+        .select(PolicyRecord::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+pub fn put_policy(
+    conn: &mut DbConnection,
+    scope: &str,
+    min_days: Option<i64>,
+    max_days: Option<i64>,
+    by: UserId,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let updated = diesel::update(retention_policies::table.find(scope))
+        .set((
+            retention_policies::min_days.eq(min_days),
+            retention_policies::max_days.eq(max_days),
+            retention_policies::updated_by.eq(by.to_string()),
+            retention_policies::updated_at.eq(now.as_micros()),
+        ))
+        .execute(conn)?;
+    if updated == 0 {
+        diesel::insert_into(retention_policies::table)
+            .values((
+                retention_policies::scope.eq(scope),
+                retention_policies::min_days.eq(min_days),
+                retention_policies::max_days.eq(max_days),
+                retention_policies::updated_by.eq(by.to_string()),
+                retention_policies::updated_at.eq(now.as_micros()),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Removes a policy; returns whether there was one.
+pub fn delete_policy(conn: &mut DbConnection, scope: &str) -> Result<bool, StoreError> {
+    Ok(diesel::delete(retention_policies::table.find(scope)).execute(conn)? == 1)
+}
+
+/// A recomputation of `retain_until` after a policy change.
+#[derive(Clone, Debug, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = retention_jobs)]
+pub struct JobRecord {
+    pub id: String,
+    /// The policy scope whose change started it; a room's job visits only that room.
+    pub scope: String,
+    pub status: String,
+    pub after_message_id: Option<String>,
+    pub processed: i64,
+    pub changed: i64,
+    pub total: i64,
+    pub created_by: String,
+    pub created_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+pub fn insert_job(
+    conn: &mut DbConnection,
+    id: &str,
+    scope: &str,
+    total: i64,
+    by: UserId,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    diesel::insert_into(retention_jobs::table)
+        .values((
+            retention_jobs::id.eq(id),
+            retention_jobs::scope.eq(scope),
+            retention_jobs::status.eq("pending"),
+            retention_jobs::total.eq(total),
+            retention_jobs::created_by.eq(by.to_string()),
+            retention_jobs::created_at.eq(now.as_micros()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The oldest job not finished yet.
+pub fn next_job(conn: &mut DbConnection) -> Result<Option<JobRecord>, StoreError> {
+    Ok(retention_jobs::table
+        .filter(retention_jobs::status.ne("done"))
+        .order((retention_jobs::created_at.asc(), retention_jobs::id.asc()))
+        .select(JobRecord::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+pub fn jobs(conn: &mut DbConnection, limit: i64) -> Result<Vec<JobRecord>, StoreError> {
+    Ok(retention_jobs::table
+        .order((retention_jobs::created_at.desc(), retention_jobs::id.desc()))
+        .limit(limit)
+        .select(JobRecord::as_select())
+        .load(conn)?)
+}
+
+pub fn job(conn: &mut DbConnection, id: &str) -> Result<Option<JobRecord>, StoreError> {
+    Ok(retention_jobs::table
+        .find(id)
+        .select(JobRecord::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// Records a job's progress: a batch ending at `after_message_id` (`None`: finished).
+pub fn advance_job(
+    conn: &mut DbConnection,
+    id: &str,
+    after_message_id: Option<&str>,
+    processed: i64,
+    changed: i64,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let (status, finished_at) = match after_message_id {
+        Some(_) => ("running", None),
+        None => ("done", Some(now.as_micros())),
+    };
+    diesel::update(retention_jobs::table.find(id))
+        .set((
+            retention_jobs::status.eq(status),
+            retention_jobs::after_message_id.eq(after_message_id),
+            retention_jobs::processed.eq(retention_jobs::processed + processed),
+            retention_jobs::changed.eq(retention_jobs::changed + changed),
+            retention_jobs::finished_at.eq(finished_at),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// One sweeper run: progress while it runs, totals after.
+#[derive(Clone, Debug, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = retention_sweeps)]
+pub struct SweepRecord {
+    pub id: String,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub messages_destroyed: i64,
+    pub attachments_destroyed: i64,
+    pub keys_shredded: i64,
+    pub held: i64,
+}
+
+pub fn insert_sweep(conn: &mut DbConnection, id: &str, now: Timestamp) -> Result<(), StoreError> {
+    diesel::insert_into(retention_sweeps::table)
+        .values((
+            retention_sweeps::id.eq(id),
+            retention_sweeps::started_at.eq(now.as_micros()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Adds one batch's counts to a sweep.
+pub fn add_to_sweep(
+    conn: &mut DbConnection,
+    id: &str,
+    messages: i64,
+    attachments: i64,
+    keys: i64,
+    held: i64,
+) -> Result<(), StoreError> {
+    diesel::update(retention_sweeps::table.find(id))
+        .set((
+            retention_sweeps::messages_destroyed
+                .eq(retention_sweeps::messages_destroyed + messages),
+            retention_sweeps::attachments_destroyed
+                .eq(retention_sweeps::attachments_destroyed + attachments),
+            retention_sweeps::keys_shredded.eq(retention_sweeps::keys_shredded + keys),
+            retention_sweeps::held.eq(retention_sweeps::held + held),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn finish_sweep(conn: &mut DbConnection, id: &str, now: Timestamp) -> Result<(), StoreError> {
+    diesel::update(retention_sweeps::table.find(id))
+        .set(retention_sweeps::finished_at.eq(now.as_micros()))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn sweeps(conn: &mut DbConnection, limit: i64) -> Result<Vec<SweepRecord>, StoreError> {
+    Ok(retention_sweeps::table
+        .order((
+            retention_sweeps::started_at.desc(),
+            retention_sweeps::id.desc(),
+        ))
+        .limit(limit)
+        .select(SweepRecord::as_select())
+        .load(conn)?)
+}
+
+/// Totals over every sweep: (messages, attachments, keys).
+pub fn sweep_totals(conn: &mut DbConnection) -> Result<(i64, i64, i64), StoreError> {
+    let rows: Vec<(i64, i64, i64)> = retention_sweeps::table
+        .select((
+            retention_sweeps::messages_destroyed,
+            retention_sweeps::attachments_destroyed,
+            retention_sweeps::keys_shredded,
+        ))
+        .load(conn)?;
+    Ok(rows.into_iter().fold((0, 0, 0), |(m, a, k), (m2, a2, k2)| {
+        (m + m2, a + a2, k + k2)
+    }))
+}
+
+/// Queues attachment files for unlinking, in the transaction that destroyed their rows.
+pub fn queue_file_deletions(
+    conn: &mut DbConnection,
+    paths: &[String],
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    for path in paths {
+        let queued = attachment_file_deletions::table
+            .find(path)
+            .count()
+            .get_result::<i64>(conn)?;
+        if queued == 0 {
+            diesel::insert_into(attachment_file_deletions::table)
+                .values((
+                    attachment_file_deletions::storage_path.eq(path),
+                    attachment_file_deletions::queued_at.eq(now.as_micros()),
+                ))
+                .execute(conn)?;
+        }
+    }
+    Ok(())
+}
+
+pub fn queued_file_deletions(
+    conn: &mut DbConnection,
+    limit: i64,
+) -> Result<Vec<String>, StoreError> {
+    Ok(attachment_file_deletions::table
+        .order(attachment_file_deletions::queued_at.asc())
+        .limit(limit)
+        .select(attachment_file_deletions::storage_path)
+        .load(conn)?)
+}
+
+/// Forgets a queued file once it is gone from disk.
+pub fn file_deleted(conn: &mut DbConnection, path: &str) -> Result<(), StoreError> {
+    diesel::delete(attachment_file_deletions::table.find(path)).execute(conn)?;
+    Ok(())
+}
+
+/// Uploads no message references that were made before `before` (abandoned uploads).
+pub fn abandoned_uploads(
+    conn: &mut DbConnection,
+    before: Timestamp,
+    limit: i64,
+) -> Result<Vec<(String, String, i64, String)>, StoreError> {
+    let referenced = messages::table
+        .filter(messages::attachment_id.is_not_null())
+        .select(messages::attachment_id.assume_not_null());
+    Ok(attachments::table
+        .filter(attachments::created_at.lt(before.as_micros()))
+        .filter(attachments::id.ne_all(referenced))
+        .order(attachments::created_at.asc())
+        .limit(limit)
+        .select((
+            attachments::id,
+            attachments::room_id,
+            attachments::epoch,
+            attachments::storage_path,
+        ))
+        .load(conn)?)
+}
+
+pub fn delete_attachment_rows(conn: &mut DbConnection, ids: &[String]) -> Result<(), StoreError> {
+    diesel::delete(attachments::table.filter(attachments::id.eq_any(ids))).execute(conn)?;
+    Ok(())
+}
+
+/// Destroys a room's data key for `epoch` if no stored row uses it any more (no message
+/// version, no attachment): crypto-shredding. Returns whether the key was destroyed.
+pub fn shred_key_if_unused(
+    conn: &mut DbConnection,
+    room_id: &str,
+    epoch: i64,
+) -> Result<bool, StoreError> {
+    let versions: i64 = message_versions::table
+        .inner_join(messages::table)
+        .filter(messages::room_id.eq(room_id))
+        .filter(message_versions::epoch.eq(epoch))
+        .count()
+        .get_result(conn)?;
+    let files: i64 = attachments::table
+        .filter(attachments::room_id.eq(room_id))
+        .filter(attachments::epoch.eq(epoch))
+        .count()
+        .get_result(conn)?;
+    if versions > 0 || files > 0 {
+        return Ok(false);
+    }
+    Ok(diesel::delete(room_keys::table.find((room_id.to_owned(), epoch))).execute(conn)? == 1)
+}
+
+/// The rooms' ids and names, for reports keyed by room.
+pub fn room_names(
+    conn: &mut DbConnection,
+    ids: &[RoomId],
+) -> Result<Vec<(String, Option<String>, String)>, StoreError> {
+    use crate::schema::rooms;
+    let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+    Ok(rooms::table
+        .filter(rooms::id.eq_any(ids))
+        .select((rooms::id, rooms::name, rooms::kind))
+        .load(conn)?)
+}
+
+/// Remembers an emptied epoch too recent to shred yet.
+pub fn add_shred_candidate(
+    conn: &mut DbConnection,
+    room_id: &str,
+    epoch: i64,
+) -> Result<(), StoreError> {
+    let known = key_shred_candidates::table
+        .find((room_id.to_owned(), epoch))
+        .count()
+        .get_result::<i64>(conn)?;
+    if known == 0 {
+        diesel::insert_into(key_shred_candidates::table)
+            .values((
+                key_shred_candidates::room_id.eq(room_id),
+                key_shred_candidates::epoch.eq(epoch),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Candidates whose epoch is before `before_epoch`, a page at a time.
+pub fn shred_candidates(
+    conn: &mut DbConnection,
+    before_epoch: i64,
+    limit: i64,
+) -> Result<Vec<(String, i64)>, StoreError> {
+    Ok(key_shred_candidates::table
+        .filter(key_shred_candidates::epoch.lt(before_epoch))
+        .order((
+            key_shred_candidates::epoch.asc(),
+            key_shred_candidates::room_id.asc(),
+        ))
+        .limit(limit)
+        .select((key_shred_candidates::room_id, key_shred_candidates::epoch))
+        .load(conn)?)
+}
+
+pub fn remove_shred_candidate(
+    conn: &mut DbConnection,
+    room_id: &str,
+    epoch: i64,
+) -> Result<(), StoreError> {
+    diesel::delete(key_shred_candidates::table.find((room_id.to_owned(), epoch))).execute(conn)?;
+    Ok(())
+}

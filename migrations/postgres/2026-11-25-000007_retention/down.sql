@@ -1,0 +1,16 @@
+DROP TABLE retention_sweeps;
+DROP TABLE key_shred_candidates;
+DROP TABLE attachment_file_deletions;
+DROP TABLE room_membership_periods;
+DROP TABLE legal_hold_rooms;
+DROP TABLE legal_hold_custodians;
+DROP TABLE legal_holds;
+DROP TABLE retention_jobs;
+DROP TABLE retention_policies;
+DROP INDEX message_reads_visible_until_pending;
+CREATE INDEX message_reads_visible_until ON message_reads (visible_until);
+DROP INDEX messages_retention_cut_pending;
+DROP INDEX messages_visible_until_pending;
+CREATE INDEX messages_visible_until ON messages (visible_until);
+DROP INDEX messages_retain_until;
+ALTER TABLE messages DROP COLUMN retain_until;

@@ -1,0 +1,113 @@
+-- Retention policies, legal holds and the sweeper (DESIGN.md: one row, two deadlines).
+-- Additive only, so a node running the previous version keeps working during a rollout.
+
+-- When the compliance copy may be destroyed; NULL: keep (no deadline is known yet).
+ALTER TABLE messages ADD COLUMN retain_until BIGINT;
+CREATE INDEX messages_retain_until ON messages (retain_until);
+
+-- The timer worker looks for deadlines not announced yet, every 250 ms. Announced ones
+-- stay as long as retention keeps them (years, under a minimum), so its indexes hold
+-- only the pending ones; both backends support partial indexes.
+DROP INDEX messages_visible_until;
+CREATE INDEX messages_visible_until_pending ON messages (visible_until)
+    WHERE expiry_announced_at IS NULL;
+CREATE INDEX messages_retention_cut_pending ON messages (retain_until)
+    WHERE expiry_announced_at IS NULL AND deleted_at IS NULL;
+DROP INDEX message_reads_visible_until;
+CREATE INDEX message_reads_visible_until_pending ON message_reads (visible_until)
+    WHERE announced_at IS NULL;
+
+-- Retention policies by scope: 'org', 'group:<security group id>' or 'room:<room id>'.
+CREATE TABLE retention_policies (
+    scope TEXT PRIMARY KEY,
+    min_days BIGINT,
+    max_days BIGINT,
+    updated_by TEXT NOT NULL REFERENCES users (id),
+    updated_at BIGINT NOT NULL
+);
+
+-- Background recomputations of retain_until after a policy change; resumable from
+-- `after_message_id` (messages are visited in id order, which is time order).
+CREATE TABLE retention_jobs (
+    id TEXT PRIMARY KEY,
+    scope TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'running', 'done')),
+    after_message_id TEXT,
+    processed BIGINT NOT NULL DEFAULT 0,
+    changed BIGINT NOT NULL DEFAULT 0,
+    total BIGINT NOT NULL,
+    created_by TEXT NOT NULL REFERENCES users (id),
+    created_at BIGINT NOT NULL,
+    finished_at BIGINT
+);
+CREATE INDEX retention_jobs_status ON retention_jobs (status);
+
+-- Legal holds: while an active hold covers a message, nothing destroys it, its versions,
+-- reactions, attachment or data key. A hold covers its custodians' messages (sent, and
+-- received while a member of the room) and its rooms' messages, within its date range.
+CREATE TABLE legal_holds (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    starts_at BIGINT,
+    ends_at BIGINT,
+    created_by TEXT NOT NULL REFERENCES users (id),
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    released_at BIGINT,
+    released_by TEXT REFERENCES users (id)
+);
+
+CREATE TABLE legal_hold_custodians (
+    hold_id TEXT NOT NULL REFERENCES legal_holds (id) ON DELETE CASCADE,
+    user_id TEXT NOT NULL REFERENCES users (id),
+    PRIMARY KEY (hold_id, user_id)
+);
+CREATE INDEX legal_hold_custodians_user ON legal_hold_custodians (user_id);
+
+CREATE TABLE legal_hold_rooms (
+    hold_id TEXT NOT NULL REFERENCES legal_holds (id) ON DELETE CASCADE,
+    room_id TEXT NOT NULL REFERENCES rooms (id),
+    PRIMARY KEY (hold_id, room_id)
+);
+CREATE INDEX legal_hold_rooms_room ON legal_hold_rooms (room_id);
+
+-- Who was a member of which room when: legal holds on custodians cover what they
+-- received, and exports name the recipients at the time.
+CREATE TABLE room_membership_periods (
+    room_id TEXT NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,
+    user_id TEXT NOT NULL REFERENCES users (id),
+    joined_at BIGINT NOT NULL,
+    left_at BIGINT,
+    PRIMARY KEY (room_id, user_id, joined_at)
+);
+CREATE INDEX room_membership_periods_user ON room_membership_periods (user_id);
+INSERT INTO room_membership_periods (room_id, user_id, joined_at, left_at)
+SELECT room_id, user_id, joined_at, NULL FROM room_members;
+
+-- Attachment files whose rows the sweeper destroyed, queued in the same transaction and
+-- unlinked after it commits, so a crash between the two never leaves a file behind.
+CREATE TABLE attachment_file_deletions (
+    storage_path TEXT PRIMARY KEY,
+    queued_at BIGINT NOT NULL
+);
+
+-- Data keys of epochs the sweeper emptied while they were still in use (today's and
+-- yesterday's): crypto-shredded by a later sweep once the epoch is over.
+CREATE TABLE key_shred_candidates (
+    room_id TEXT NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,
+    epoch BIGINT NOT NULL,
+    PRIMARY KEY (room_id, epoch)
+);
+
+-- One row per sweeper run that found work: progress while it runs, totals after.
+CREATE TABLE retention_sweeps (
+    id TEXT PRIMARY KEY,
+    started_at BIGINT NOT NULL,
+    finished_at BIGINT,
+    messages_destroyed BIGINT NOT NULL DEFAULT 0,
+    attachments_destroyed BIGINT NOT NULL DEFAULT 0,
+    keys_shredded BIGINT NOT NULL DEFAULT 0,
+    held BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX retention_sweeps_started ON retention_sweeps (started_at);
