@@ -291,6 +291,39 @@ impl Server {
         token
     }
 
+    /// Creates an account with `roles` through the admin API, sets its own password, and
+    /// returns its id and a usable token.
+    pub fn user_with_roles(&self, admin: &str, username: &str, roles: &[&str]) -> (String, String) {
+        let created: Value = self
+            .send(
+                "POST",
+                "/api/v1/admin/users",
+                Some(admin),
+                Some(json!({"username": username, "display_name": username, "roles": roles})),
+            )
+            .json()
+            .unwrap();
+        let one_time = created["one_time_password"].as_str().unwrap();
+        let (token, _) = self.login(username, one_time);
+        let changed = self.send(
+            "POST",
+            "/api/v1/me/password",
+            Some(&token),
+            Some(json!({"current_password": one_time, "new_password": format!("{username}'s own passphrase")})),
+        );
+        assert_eq!(changed.status(), 204);
+        (created["user"]["id"].as_str().unwrap().to_owned(), token)
+    }
+
+    /// A `conclave` command against this server's data directory and database.
+    pub fn command(&self) -> Command {
+        let mut cmd = conclave(&self.data_dir());
+        if let Some(database) = &self.database {
+            cmd.env("CONCLAVE_DATABASE__URL", &database.url);
+        }
+        cmd
+    }
+
     /// Sends SIGTERM and waits for the process to exit.
     pub fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();

@@ -6,6 +6,7 @@
 //! Invariant: a policy change applies to what happens after it; nothing already sent is
 //! rewritten.
 
+pub mod compliance_http;
 pub mod groups;
 pub mod holds;
 pub mod http;

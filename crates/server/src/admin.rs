@@ -76,7 +76,7 @@ pub fn migrate(settings: &Settings) -> Result<(), CommandError> {
     Ok(())
 }
 
-fn cli_context() -> AuditContext {
+pub(crate) fn cli_context() -> AuditContext {
     let operator = std::env::var("SUDO_USER")
         .or_else(|_| std::env::var("USER"))
         .unwrap_or_default();
@@ -87,7 +87,10 @@ fn cli_context() -> AuditContext {
     context
 }
 
-fn user_id(conn: &mut DbConnection, username: &str) -> Result<conclave_core::UserId, CommandError> {
+pub(crate) fn user_id(
+    conn: &mut DbConnection,
+    username: &str,
+) -> Result<conclave_core::UserId, CommandError> {
     let name = Username::parse(username).map_err(|e| CommandError::Usage(e.to_string()))?;
     user_store::find_by_username(conn, &name)?
         .map(|user| user.id)
@@ -98,7 +101,9 @@ fn roles(list: &str) -> Result<RoleSet, CommandError> {
     RoleSet::parse_list(list).map_err(|e| CommandError::Usage(e.to_string()))
 }
 
-pub fn run(settings: &Settings, command: AdminCommand) -> Result<(), CommandError> {
+/// The database, migrated (or checked, when migrations at start are off), for an
+/// operator command.
+pub(crate) fn open_migrated(settings: &Settings) -> Result<Db, CommandError> {
     let db = open(settings)?;
     let mut conn = db.conn()?;
     if settings.database.migrate_on_start {
@@ -108,6 +113,12 @@ pub fn run(settings: &Settings, command: AdminCommand) -> Result<(), CommandErro
             "the database schema is behind; run `conclave migrate` first".into(),
         ));
     }
+    Ok(db)
+}
+
+pub fn run(settings: &Settings, command: AdminCommand) -> Result<(), CommandError> {
+    let db = open_migrated(settings)?;
+    let mut conn = db.conn()?;
     let now = SystemClock.now();
     let context = cli_context();
     match command {

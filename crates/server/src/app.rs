@@ -100,6 +100,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: &AppState) {
         .configure(conclave_auth::http::routes)
         .configure(conclave_audit::http::routes)
         .configure(conclave_policy::http::routes)
+        .configure(conclave_policy::compliance_http::routes)
         .configure(conclave_messaging::http::routes);
 }
 

@@ -42,6 +42,91 @@ pub enum Command {
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Retention policies, their recomputation jobs and the sweeper (compliance officers).
+    #[command(subcommand)]
+    Retention(RetentionCommand),
+    /// Legal holds (compliance officers).
+    #[command(subcommand)]
+    Holds(HoldsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RetentionCommand {
+    /// Print every retention policy.
+    List,
+    /// Report what a policy would destroy now and within 30 days, per room; changes nothing.
+    Preview(RetentionPolicyArgs),
+    /// Save a policy; prints the preview first and saves only with --yes.
+    Set {
+        #[command(flatten)]
+        policy: RetentionPolicyArgs,
+        /// The compliance officer account this change is made as (audited).
+        #[arg(long = "as", value_name = "USERNAME")]
+        officer: String,
+        /// Save after showing the preview.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Remove a scope's policy.
+    Delete {
+        /// `org`, `group:<security group id>` or `room:<room id>`.
+        scope: String,
+        #[arg(long = "as", value_name = "USERNAME")]
+        officer: String,
+    },
+    /// Recomputation jobs and their progress.
+    Jobs,
+    /// Run pending recomputation jobs and one sweep now, and print what it did.
+    Sweep,
+}
+
+#[derive(Debug, Args)]
+pub struct RetentionPolicyArgs {
+    /// `org`, `group:<security group id>` or `room:<room id>`.
+    pub scope: String,
+    /// Keep the compliance copy at least this many days after send.
+    #[arg(long)]
+    pub min_days: Option<u32>,
+    /// Destroy messages this many days after send.
+    #[arg(long)]
+    pub max_days: Option<u32>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HoldsCommand {
+    /// Print legal holds, newest first.
+    List {
+        /// Only holds not released yet.
+        #[arg(long)]
+        active: bool,
+    },
+    /// Place a legal hold on custodians, rooms or both.
+    Place {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        reason: String,
+        /// A custodian's username (repeatable).
+        #[arg(long = "custodian", value_name = "USERNAME")]
+        custodians: Vec<String>,
+        /// A room or direct conversation id (repeatable).
+        #[arg(long = "room", value_name = "ROOM_ID")]
+        rooms: Vec<String>,
+        /// Hold only messages sent at or after this RFC 3339 time.
+        #[arg(long, value_name = "TIME")]
+        from: Option<String>,
+        /// Hold only messages sent at or before this RFC 3339 time.
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        #[arg(long = "as", value_name = "USERNAME")]
+        officer: String,
+    },
+    /// Release a hold: what it alone kept becomes due for the sweeper.
+    Release {
+        hold_id: String,
+        #[arg(long = "as", value_name = "USERNAME")]
+        officer: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -3,7 +3,7 @@
 use clap::Parser;
 use conclave_server::cli::{AuditCommand, Cli, Command, ConfigCommand, KeysCommand};
 use conclave_server::settings::{Overrides, Settings};
-use conclave_server::{admin, keys, serve, telemetry};
+use conclave_server::{admin, compliance, keys, serve, telemetry};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -40,6 +40,14 @@ fn main() -> ExitCode {
         Command::Admin(command) => {
             telemetry::init(&settings.log);
             report(admin::run(&settings, command))
+        }
+        Command::Retention(command) => {
+            telemetry::init(&settings.log);
+            report(compliance::retention(&settings, command))
+        }
+        Command::Holds(command) => {
+            telemetry::init(&settings.log);
+            report(compliance::holds(&settings, command))
         }
         Command::Audit(AuditCommand::Verify) => {
             telemetry::init(&settings.log);

@@ -80,6 +80,13 @@ pub async fn run(settings: Settings) -> Result<(), ServeError> {
 
     // The timer worker announces expiries; every read path hides them regardless.
     actix_web::rt::spawn(conclave_messaging::expiry::run(state.messaging.clone()));
+    if settings.retention.sweeper_enabled {
+        actix_web::rt::spawn(conclave_policy::sweeper::run(
+            db.clone(),
+            clock.clone(),
+            settings.sweep_settings(),
+        ));
+    }
     actix_web::rt::spawn(sign_checkpoints(
         state.clone(),
         clock.clone(),

@@ -34,6 +34,41 @@ pub struct Settings {
     pub keys: KeySettings,
     pub messaging: MessagingLimits,
     pub audit: AuditSettings,
+    pub retention: RetentionSettings,
+}
+
+/// The retention sweeper and the recomputation jobs (the policies themselves are set by
+/// compliance officers through the API or the CLI).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionSettings {
+    /// Run the sweeper and the jobs in this process.
+    pub sweeper_enabled: bool,
+    /// Seconds between sweeps.
+    pub sweep_interval_seconds: u64,
+    /// Messages examined per sweeper transaction.
+    pub batch_size: u32,
+    /// Milliseconds the sweeper waits between batches, leaving the database to live
+    /// traffic.
+    pub batch_pause_millis: u64,
+    /// Seconds past its deadline before a message is destroyed (connected clients are
+    /// told it expired first).
+    pub grace_seconds: u64,
+    /// Hours after which an upload no message uses is removed.
+    pub abandoned_upload_hours: u64,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        Self {
+            sweeper_enabled: true,
+            sweep_interval_seconds: 60,
+            batch_size: 500,
+            batch_pause_millis: 20,
+            grace_seconds: 60,
+            abandoned_upload_hours: 24,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -185,6 +220,7 @@ impl Default for Settings {
             keys: KeySettings::default(),
             messaging: MessagingLimits::default(),
             audit: AuditSettings::default(),
+            retention: RetentionSettings::default(),
         }
     }
 }
@@ -448,6 +484,16 @@ impl Settings {
         {
             return invalid("audit.signing_key", &err);
         }
+        let retention = &self.retention;
+        if retention.sweep_interval_seconds == 0 {
+            return invalid("retention.sweep_interval_seconds", "must be at least 1");
+        }
+        if !(1..=10_000).contains(&retention.batch_size) {
+            return invalid("retention.batch_size", "must be between 1 and 10000");
+        }
+        if retention.abandoned_upload_hours == 0 {
+            return invalid("retention.abandoned_upload_hours", "must be at least 1");
+        }
         Ok(())
     }
 
@@ -462,6 +508,19 @@ impl Settings {
             .file
             .clone()
             .unwrap_or_else(|| self.data_dir.join("master-keys.toml"))
+    }
+
+    /// How the retention sweeper runs.
+    pub fn sweep_settings(&self) -> conclave_policy::sweeper::SweepSettings {
+        let retention = &self.retention;
+        conclave_policy::sweeper::SweepSettings {
+            batch_size: i64::from(retention.batch_size),
+            pause: Duration::from_millis(retention.batch_pause_millis),
+            grace: Duration::from_secs(retention.grace_seconds),
+            abandoned_upload_after: Duration::from_secs(retention.abandoned_upload_hours * 3600),
+            attachments_dir: self.attachments_dir(),
+            interval: Duration::from_secs(retention.sweep_interval_seconds),
+        }
     }
 
     /// Where encrypted attachments are stored.
