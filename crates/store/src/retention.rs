@@ -136,29 +136,45 @@ pub fn job(conn: &mut DbConnection, id: &str) -> Result<Option<JobRecord>, Store
         .optional()?)
 }
 
-/// Records a job's progress: a batch ending at `after_message_id` (`None`: finished).
+/// Records a job's progress: a batch that started at `from_message_id` and ends at
+/// `after_message_id` (`None`: finished). Returns false when another worker advanced the
+/// job from that position first (its counts then stand, not this batch's).
+#[allow(clippy::too_many_arguments)] // one job's position, progress and time
 pub fn advance_job(
     conn: &mut DbConnection,
     id: &str,
+    from_message_id: Option<&str>,
     after_message_id: Option<&str>,
     processed: i64,
     changed: i64,
     now: Timestamp,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let (status, finished_at) = match after_message_id {
         Some(_) => ("running", None),
         None => ("done", Some(now.as_micros())),
     };
-    diesel::update(retention_jobs::table.find(id))
-        .set((
+    let changes = || {
+        (
             retention_jobs::status.eq(status),
-            retention_jobs::after_message_id.eq(after_message_id),
+            retention_jobs::after_message_id.eq(after_message_id.map(str::to_owned)),
             retention_jobs::processed.eq(retention_jobs::processed + processed),
             retention_jobs::changed.eq(retention_jobs::changed + changed),
             retention_jobs::finished_at.eq(finished_at),
-        ))
-        .execute(conn)?;
-    Ok(())
+        )
+    };
+    // One conditional UPDATE: of two workers on the same batch, only one matches.
+    let job = retention_jobs::table
+        .find(id)
+        .filter(retention_jobs::status.ne("done"));
+    let advanced = match from_message_id {
+        Some(from) => diesel::update(job.filter(retention_jobs::after_message_id.eq(from)))
+            .set(changes())
+            .execute(conn)?,
+        None => diesel::update(job.filter(retention_jobs::after_message_id.is_null()))
+            .set(changes())
+            .execute(conn)?,
+    };
+    Ok(advanced == 1)
 }
 
 /// One sweeper run: progress while it runs, totals after.

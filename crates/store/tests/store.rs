@@ -368,4 +368,20 @@ backend_tests! {
         assert_eq!(users::count(&mut conn).unwrap(), 0);
         assert_eq!(audit::verify_chain(&mut conn).unwrap(), ChainStatus::Intact { events: 0 });
     }
+
+    fn a_retention_job_advances_once_per_position(db) {
+        use conclave_store::retention;
+        let mut conn = db.conn().unwrap();
+        let officer = add_user(&mut conn, "officer", &[Role::ComplianceOfficer]);
+        let now = Timestamp::from_micros(1);
+        retention::insert_job(&mut conn, "job", "org", 10, officer, now).unwrap();
+        // Two workers ran the same first batch: only one records it.
+        assert!(retention::advance_job(&mut conn, "job", None, Some("m5"), 5, 1, now).unwrap());
+        assert!(!retention::advance_job(&mut conn, "job", None, Some("m5"), 5, 1, now).unwrap());
+        assert!(retention::advance_job(&mut conn, "job", Some("m5"), None, 5, 0, now).unwrap());
+        assert!(!retention::advance_job(&mut conn, "job", Some("m5"), None, 5, 0, now).unwrap());
+        let job = retention::job(&mut conn, "job").unwrap().unwrap();
+        assert_eq!((job.status.as_str(), job.processed, job.changed), ("done", 10, 1));
+        assert_eq!(retention::next_job(&mut conn).unwrap(), None);
+    }
 }
