@@ -5,6 +5,7 @@
 
 pub mod export;
 pub mod http;
+pub mod syslog;
 
 use conclave_core::Timestamp;
 use conclave_crypto::CheckpointKey;

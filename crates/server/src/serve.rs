@@ -80,6 +80,10 @@ pub async fn run(settings: Settings) -> Result<(), ServeError> {
 
     // The timer worker announces expiries; every read path hides them regardless.
     actix_web::rt::spawn(conclave_messaging::expiry::run(state.messaging.clone()));
+    if let Some(syslog) = settings.syslog_settings() {
+        tracing::info!(address = %syslog.address, transport = ?syslog.transport, "forwarding the audit log to syslog");
+        actix_web::rt::spawn(conclave_audit::syslog::run(db.clone(), syslog));
+    }
     if settings.retention.sweeper_enabled {
         actix_web::rt::spawn(conclave_policy::sweeper::run(
             db.clone(),

@@ -79,6 +79,7 @@ pub struct AuditSettings {
     pub signing_key: Secret,
     /// Seconds between signed checkpoints of the audit chain.
     pub checkpoint_interval_seconds: u64,
+    pub syslog: SyslogConfig,
 }
 
 impl Default for AuditSettings {
@@ -86,6 +87,37 @@ impl Default for AuditSettings {
         Self {
             signing_key: Secret::default(),
             checkpoint_interval_seconds: 60,
+            syslog: SyslogConfig::default(),
+        }
+    }
+}
+
+/// Forwarding every audit event to a SIEM as RFC 5424 syslog.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyslogConfig {
+    pub enabled: bool,
+    /// `host:port` of the collector.
+    pub address: String,
+    /// `udp`, `tcp` or `tls`.
+    pub transport: String,
+    /// PEM file of the CA certificates to trust for `tls` (empty: the system's).
+    pub ca_file: String,
+    /// `auth`, `authpriv` or `local0` to `local7`.
+    pub facility: String,
+    /// The HOSTNAME field (empty: this machine's host name).
+    pub hostname: String,
+}
+
+impl Default for SyslogConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            address: String::new(),
+            transport: "tcp".into(),
+            ca_file: String::new(),
+            facility: "authpriv".into(),
+            hostname: String::new(),
         }
     }
 }
@@ -484,6 +516,24 @@ impl Settings {
         {
             return invalid("audit.signing_key", &err);
         }
+        let syslog = &self.audit.syslog;
+        if let Err(err) = conclave_audit::syslog::Transport::parse(&syslog.transport) {
+            return invalid("audit.syslog.transport", &err);
+        }
+        if let Err(err) = conclave_audit::syslog::facility_code(&syslog.facility) {
+            return invalid("audit.syslog.facility", &err);
+        }
+        if syslog.enabled
+            && syslog
+                .address
+                .rsplit_once(':')
+                .is_none_or(|(_, port)| port.parse::<u16>().is_err())
+        {
+            return invalid(
+                "audit.syslog.address",
+                "must be host:port when syslog is enabled",
+            );
+        }
         let retention = &self.retention;
         if retention.sweep_interval_seconds == 0 {
             return invalid("retention.sweep_interval_seconds", "must be at least 1");
@@ -508,6 +558,30 @@ impl Settings {
             .file
             .clone()
             .unwrap_or_else(|| self.data_dir.join("master-keys.toml"))
+    }
+
+    /// Where and how audit events are forwarded, when enabled (call after `validate`).
+    pub fn syslog_settings(&self) -> Option<conclave_audit::syslog::SyslogSettings> {
+        let config = &self.audit.syslog;
+        if !config.enabled {
+            return None;
+        }
+        let hostname = if config.hostname.is_empty() {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|name| name.trim().to_owned())
+                .unwrap_or_default()
+        } else {
+            config.hostname.clone()
+        };
+        Some(conclave_audit::syslog::SyslogSettings {
+            address: config.address.clone(),
+            transport: conclave_audit::syslog::Transport::parse(&config.transport).ok()?,
+            ca_file: (!config.ca_file.is_empty()).then(|| PathBuf::from(&config.ca_file)),
+            facility: conclave_audit::syslog::facility_code(&config.facility).ok()?,
+            hostname,
+            app_name: "conclave".into(),
+            destination: format!("syslog:{}", config.address),
+        })
     }
 
     /// How the retention sweeper runs.
@@ -668,6 +742,13 @@ mod tests {
         assert!(err.contains("version"), "{err}");
         let err = load_in_jail("[log]\nformat = \"xml\"\n", &[]).unwrap_err();
         assert!(err.contains("format"), "{err}");
+        let err = load_in_jail("[audit.syslog]\ntransport = \"http\"\n", &[]).unwrap_err();
+        assert!(err.contains("audit.syslog.transport"), "{err}");
+        let err =
+            load_in_jail("[audit.syslog]\nenabled = true\naddress = \"siem\"\n", &[]).unwrap_err();
+        assert!(err.contains("audit.syslog.address"), "{err}");
+        let err = load_in_jail("[retention]\nbatch_size = 0\n", &[]).unwrap_err();
+        assert!(err.contains("retention.batch_size"), "{err}");
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 pub mod attachments;
 pub mod audit;
+pub mod audit_forwarding;
 pub mod connection;
 pub mod error;
 pub mod legal_holds;

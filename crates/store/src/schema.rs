@@ -288,6 +288,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    audit_forwarding (destination) {
+        destination -> Text,
+        last_seq -> BigInt,
+    }
+}
+
+diesel::table! {
     key_shred_candidates (room_id, epoch) {
         room_id -> Text,
         epoch -> BigInt,
@@ -342,5 +349,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     room_membership_periods,
     attachment_file_deletions,
     key_shred_candidates,
+    audit_forwarding,
     retention_sweeps,
 );
