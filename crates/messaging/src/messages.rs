@@ -73,11 +73,13 @@ fn visible_until_for(
     now: Timestamp,
     start_burn: bool,
 ) -> Result<Option<Option<Timestamp>>, MessagingError> {
-    // A retention maximum ends a live message for users too (a deleted one shows only its
-    // tombstone, which stays until the sweeper destroys the row).
-    let cut_by_retention =
-        message.deleted_at.is_none() && message.retain_until.is_some_and(|until| until <= now);
-    if message.visible_until.is_some_and(|until| until <= now) || cut_by_retention {
+    // Deleted messages are gone for users at once, exactly as if destroyed (whether the
+    // row stays, for retention or a legal hold, must not show); a retention maximum ends
+    // a live message for users too.
+    if message.deleted_at.is_some()
+        || message.visible_until.is_some_and(|until| until <= now)
+        || message.retain_until.is_some_and(|until| until <= now)
+    {
         return Ok(None);
     }
     let Some(burn_seconds) = message.burn_after_read_seconds else {
@@ -183,8 +185,9 @@ pub fn send(
             });
         }
         if let Some(reply_to) = input.reply_to_id {
-            let target = message_store::find(conn, reply_to)?;
-            if !target.is_some_and(|t| t.room_id == room_id && t.deleted_at.is_none()) {
+            // Only to what the sender can see: a message kept only for compliance (or by
+            // a legal hold) must answer exactly like one that is gone.
+            if live_message(conn, room_id, reply_to, sender, now).is_err() {
                 return Err(MessagingError::invalid(
                     "reply_to_id",
                     "must be a message in this conversation",
@@ -209,9 +212,11 @@ pub fn send(
                 u64::try_from(attachment.size_bytes).unwrap_or(u64::MAX),
             )?;
             if message_store::referencing_attachment(conn, attachment_id)?.is_some() {
+                // The same answer as for an upload that is gone (destroyed with its
+                // message), so nobody learns that a hold keeps one.
                 return Err(MessagingError::invalid(
                     "attachment_id",
-                    "is already attached to a message",
+                    "must be an attachment you uploaded to this conversation",
                 ));
             }
         }
@@ -590,8 +595,8 @@ fn decrypt_version(
     })
 }
 
-/// Renders stored messages for users: current text (none once deleted), attachment
-/// metadata and reactions.
+/// Renders stored messages for users: current text, attachment metadata and reactions
+/// (messages the viewer may no longer see are left out).
 pub fn render_all(
     conn: &mut DbConnection,
     keyring: &Keyring,
@@ -620,9 +625,8 @@ pub fn render_all(
         else {
             continue;
         };
-        let deleted = record.deleted_at.is_some();
         let withheld = !reading && record.burn_after_read_seconds.is_some();
-        let text = if deleted || withheld {
+        let text = if withheld {
             None
         } else {
             let version = message_store::version(conn, record.id, record.current_version)?
@@ -637,7 +641,7 @@ pub fn render_all(
         };
         // Burn-on-read attachments are withheld from events like the text: only a read
         // (which starts the timer) shows them.
-        let attachment = match (record.attachment_id, deleted || withheld) {
+        let attachment = match (record.attachment_id, withheld) {
             (Some(id), false) => {
                 attachments::find(conn, &id.to_string())?.map(|a| AttachmentView {
                     id,
@@ -649,16 +653,12 @@ pub fn render_all(
             }
             _ => None,
         };
-        let reactions = if deleted {
-            Vec::new()
-        } else {
-            reactions
-                .remove(&record.id.to_string())
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(emoji, user_ids)| ReactionView { emoji, user_ids })
-                .collect()
-        };
+        let reactions = reactions
+            .remove(&record.id.to_string())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(emoji, user_ids)| ReactionView { emoji, user_ids })
+            .collect();
         views.push(MessageView {
             id: record.id,
             room_id: record.room_id,
@@ -669,7 +669,6 @@ pub fn render_all(
             attachment,
             created_at: record.created_at,
             edited_at: record.edited_at,
-            deleted,
             visible_until: record.visible_until,
             burn_after_read_seconds: record.burn_after_read_seconds,
             visible_to_me_until,

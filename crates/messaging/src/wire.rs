@@ -71,13 +71,12 @@ pub struct MessageView {
     /// Gap-free per room, starting at 1.
     pub seq: i64,
     pub sender_id: UserId,
-    /// Absent once deleted.
+    /// Absent in events about a burn-on-read message (a read shows it).
     pub text: Option<String>,
     pub reply_to_id: Option<MessageId>,
     pub attachment: Option<AttachmentView>,
     pub created_at: Timestamp,
     pub edited_at: Option<Timestamp>,
-    pub deleted: bool,
     /// When it disappears for everyone (its expiration timer), if it has one.
     pub visible_until: Option<Timestamp>,
     /// Its burn-on-read timer: it disappears for each recipient this long after that

@@ -81,7 +81,14 @@ fn settings(dir: &Path) -> SweepSettings {
 }
 
 fn sweep_at(conn: &mut DbConnection, dir: &Path, at: Timestamp) -> sweeper::SweepReport {
-    sweeper::sweep(conn, &settings(dir), &ManualClock::starting_at(at), || {}).unwrap()
+    sweeper::sweep(
+        conn,
+        &settings(dir),
+        &ManualClock::starting_at(at),
+        &mut Default::default(),
+        || {},
+    )
+    .unwrap()
 }
 
 fn audited(conn: &mut DbConnection, action: &str) -> usize {
@@ -199,8 +206,12 @@ backend_tests! {
         }
         assert!(matches!(messages::history(&mut conn, keyring, doomed), Err(MessagingError::Decrypt(_))));
 
-        // The run is audited and counted.
-        assert_eq!(audited(&mut conn, "retention.sweep"), 1);
+        // The destruction is audited with the message ids, and counted.
+        let filter = audit::AuditFilter { action: Some("retention.destroy".into()), ..Default::default() };
+        let events = audit::query(&mut conn, &filter, 0, 10).unwrap();
+        assert_eq!(events.len(), 1);
+        let details: serde_json::Value = serde_json::from_str(&events[0].details).unwrap();
+        assert_eq!(details["messages"], serde_json::json!([doomed]));
         let status = sweeper::status(&mut conn).unwrap();
         assert_eq!((status.total_messages_destroyed, status.total_attachments_destroyed, status.total_keys_shredded), (1, 1, 1));
         assert_eq!(status.files_queued, 0);
@@ -334,6 +345,128 @@ backend_tests! {
         assert_eq!(retain_until(&mut conn, recent), None, "nothing recomputed");
         assert!(retention::preview(&mut conn, days(20), &RetentionScope::Org, Some(rule(Some(5), Some(1)))).is_err());
         assert!(matches!(retention::preview(&mut conn, days(20), &RetentionScope::Room(RoomId::new()), None), Err(conclave_policy::PolicyServiceError::NotFound)));
+    }
+
+    fn a_group_minimum_covers_what_members_sent_even_after_they_leave_the_group(db) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = db.conn().unwrap();
+        let (officer, bob, carol) = (user(&mut conn, "officer"), user(&mut conn, "bob"), user(&mut conn, "carol"));
+        let room_id = room(&mut conn, bob, &[carol]);
+        let traders = conclave_policy::groups::create(&mut conn, &ctx(), t0(), "Traders", 10).unwrap();
+        conclave_policy::groups::add_member(&mut conn, &ctx(), t0(), &traders.id, bob, "manual").unwrap();
+        set_policy(&mut conn, officer, RetentionScope::Group(traders.id.clone()), rule(Some(2555), None));
+        set_policy(&mut conn, officer, RetentionScope::Org, rule(None, Some(30)));
+        let as_trader = send_at(&mut conn, t0(), bob, room_id, "as-trader");
+        // An admin moves Bob out; what he sent as a trader keeps its seven years.
+        conclave_policy::groups::remove_member(&mut conn, &ctx(), days(1), &traders.id, bob).unwrap();
+        let after_leaving = send_at(&mut conn, days(2), bob, room_id, "after");
+        sweeper::run_jobs(&mut conn, &ManualClock::starting_at(days(3)), || {}).unwrap();
+        assert_eq!(retain_until(&mut conn, as_trader), Some(days(2555)));
+        assert_eq!(retain_until(&mut conn, after_leaving), Some(days(32)));
+        let report = sweep_at(&mut conn, dir.path(), days(40));
+        assert!(exists(&mut conn, as_trader));
+        assert_eq!(report.awaiting_announcement, 1, "the cut message is announced first");
+    }
+
+    fn a_stale_recomputation_never_overwrites_a_concurrent_delete(db) {
+        let mut conn = db.conn().unwrap();
+        let (officer, alice, bob) = (user(&mut conn, "officer"), user(&mut conn, "alice"), user(&mut conn, "bob"));
+        let room_id = room(&mut conn, alice, &[bob]);
+        set_policy(&mut conn, officer, RetentionScope::Room(room_id), rule(None, Some(36_500)));
+        let id = send_at(&mut conn, t0(), alice, room_id, "x");
+        // A job read the message, then the sender deleted it before the job wrote.
+        let stale = message_store::find(&mut conn, id).unwrap().unwrap();
+        retention::delete_policy(&mut conn, &ctx(), t0(), officer, &RetentionScope::Room(room_id)).unwrap();
+        messages::delete(&mut conn, days(1), alice, room_id, id).unwrap();
+        assert_eq!(retain_until(&mut conn, id), Some(days(1)));
+        let mut resolver = retention::RetentionResolver::load(&mut conn).unwrap();
+        assert!(!retention::recompute(&mut conn, &mut resolver, &stale).unwrap(), "re-read, nothing to change");
+        assert_eq!(retain_until(&mut conn, id), Some(days(1)), "the delete's deadline stands");
+    }
+
+    fn a_cut_message_is_destroyed_only_after_clients_were_told(db) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = db.conn().unwrap();
+        let (officer, alice, bob) = (user(&mut conn, "officer"), user(&mut conn, "alice"), user(&mut conn, "bob"));
+        let room_id = room(&mut conn, alice, &[bob]);
+        let id = send_at(&mut conn, t0(), alice, room_id, "live");
+        // A new maximum puts its deadline in the past.
+        set_policy(&mut conn, officer, RetentionScope::Org, rule(None, Some(1)));
+        sweeper::run_jobs(&mut conn, &ManualClock::starting_at(days(5)), || {}).unwrap();
+        let report = sweep_at(&mut conn, dir.path(), days(5));
+        assert_eq!((report.messages_destroyed, report.awaiting_announcement), (0, 1));
+        assert_eq!(announce_due(&mut conn, days(5)).unwrap().len(), 1, "message.expired for everyone");
+        assert_eq!(sweep_at(&mut conn, dir.path(), days(5).plus(Duration::from_secs(30))).messages_destroyed, 0, "within the grace");
+        assert_eq!(sweep_at(&mut conn, dir.path(), days(5).plus(Duration::from_secs(61))).messages_destroyed, 1);
+        assert!(!exists(&mut conn, id));
+    }
+
+    fn held_messages_are_examined_once_per_change_and_record_nothing(db) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = db.conn().unwrap();
+        let (officer, alice, bob) = (user(&mut conn, "officer"), user(&mut conn, "alice"), user(&mut conn, "bob"));
+        let room_id = room(&mut conn, alice, &[bob]);
+        for i in 0..5 {
+            let id = send_at(&mut conn, t0(), alice, room_id, &format!("h{i}"));
+            messages::delete(&mut conn, t0(), alice, room_id, id).unwrap();
+        }
+        holds::place(&mut conn, &ctx(), t0(), officer, &HoldInput {
+            name: "M".into(), reason: "R".into(), custodians: vec![], rooms: vec![room_id], starts_at: None, ends_at: None,
+        }).unwrap();
+        let clock = ManualClock::starting_at(days(2));
+        let mut cursor = sweeper::SweepCursor::default();
+        let first = sweeper::sweep(&mut conn, &settings(dir.path()), &clock, &mut cursor, || {}).unwrap();
+        assert_eq!(first.held, 5);
+        let second = sweeper::sweep(&mut conn, &settings(dir.path()), &clock, &mut cursor, || {}).unwrap();
+        assert_eq!(second.held, 0, "the cursor skips what was held, holds unchanged");
+        assert_eq!(audited(&mut conn, "retention.destroy"), 0, "holding is not destroying");
+        // A change to the holds starts over.
+        let hold = holds::list(&mut conn, true).unwrap().remove(0);
+        holds::release(&mut conn, &ctx(), days(2), officer, &hold.id).unwrap();
+        let third = sweeper::sweep(&mut conn, &settings(dir.path()), &clock, &mut cursor, || {}).unwrap();
+        assert_eq!(third.messages_destroyed, 5);
+    }
+
+    fn users_cannot_tell_a_held_message_from_a_destroyed_one(db) {
+        let keyring = keyring();
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = db.conn().unwrap();
+        let (officer, alice, bob) = (user(&mut conn, "officer"), user(&mut conn, "alice"), user(&mut conn, "bob"));
+        let held_room = room(&mut conn, alice, &[bob]);
+        let other_room = room(&mut conn, alice, &[bob]);
+        holds::place(&mut conn, &ctx(), t0(), officer, &HoldInput {
+            name: "M".into(), reason: "R".into(), custodians: vec![], rooms: vec![held_room], starts_at: None, ends_at: None,
+        }).unwrap();
+        let held = send_at(&mut conn, t0(), alice, held_room, "held");
+        let gone = send_at(&mut conn, t0(), alice, other_room, "gone");
+        messages::delete(&mut conn, t0(), alice, held_room, held).unwrap();
+        messages::delete(&mut conn, t0(), alice, other_room, gone).unwrap();
+        sweep_at(&mut conn, dir.path(), days(2));
+        assert!(exists(&mut conn, held) && !exists(&mut conn, gone));
+        // Fetching, replying and replaying answer the same for both.
+        for (room_id, id) in [(held_room, held), (other_room, gone)] {
+            assert!(matches!(messages::get(&mut conn, keyring, days(2), bob, room_id, id), Err(MessagingError::NotFound)));
+            let reply = NewMessageInput { reply_to_id: Some(id), ..input("re", &format!("re-{id}")) };
+            let Err(refused) = messages::send(&mut conn, keyring, days(2), bob, room_id, reply) else {
+                panic!("a reply to an invisible message was accepted");
+            };
+            assert_eq!(refused.to_string(), "reply_to_id: must be a message in this conversation");
+            let replayed = conclave_messaging::realtime::render::render_one(&mut conn, keyring, room_id, 3, days(2)).unwrap().unwrap();
+            let event: serde_json::Value = serde_json::from_str(&replayed.json).unwrap();
+            assert_eq!(event["data"], serde_json::json!({"message": {"id": id, "expired": true}}), "{event}");
+        }
+    }
+
+    fn a_file_that_cannot_be_unlinked_does_not_block_the_others(db) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = db.conn().unwrap();
+        std::fs::create_dir(dir.path().join("a-directory")).unwrap();
+        std::fs::write(dir.path().join("b-file"), b"x").unwrap();
+        conclave_store::retention::queue_file_deletions(&mut conn, &["a-directory".into(), "b-file".into()], t0()).unwrap();
+        let report = sweep_at(&mut conn, dir.path(), t0());
+        assert_eq!(report.unlink_failures, 1);
+        assert!(!dir.path().join("b-file").exists());
+        assert_eq!(sweeper::status(&mut conn).unwrap().files_queued, 1, "the failing one stays queued");
     }
 
     fn queued_files_are_unlinked_after_a_crash_and_abandoned_uploads_removed(db) {

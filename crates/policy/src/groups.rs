@@ -241,7 +241,7 @@ pub fn remove_member(
     write_transaction(conn, |conn| {
         group(conn, id)?;
         let before = group_store::governing(conn, user)?.id;
-        if !group_store::remove_member(conn, id, user)? {
+        if !group_store::remove_member(conn, id, user, now)? {
             return Err(PolicyServiceError::NotFound);
         }
         let after = group_store::governing(conn, user)?.id;

@@ -177,7 +177,11 @@ pub fn update(
             custodians: &custodians,
             rooms: &rooms,
         };
-        store::update(conn, id, &fields, now)?;
+        if !store::update(conn, id, &fields, now)? {
+            return Err(PolicyServiceError::Conflict(
+                "the hold is released; place a new one".into(),
+            ));
+        }
         let after: HoldView = store::find(conn, id)?
             .ok_or(PolicyServiceError::NotFound)?
             .into();

@@ -99,10 +99,10 @@ pub fn list(conn: &mut DbConnection) -> Result<Vec<RetentionPolicyView>, PolicyS
 }
 
 /// Every stored policy, and how a message's rule is derived from them (with per-batch
-/// caches of each sender's security groups).
+/// caches of each sender's security group history).
 pub struct RetentionResolver {
     rules: HashMap<String, RetentionRule>,
-    groups_of: HashMap<UserId, Vec<String>>,
+    periods_of: HashMap<UserId, Vec<(String, Timestamp, Option<Timestamp>)>>,
 }
 
 impl RetentionResolver {
@@ -119,7 +119,7 @@ impl RetentionResolver {
             .collect();
         Ok(Self {
             rules,
-            groups_of: HashMap::new(),
+            periods_of: HashMap::new(),
         })
     }
 
@@ -132,40 +132,44 @@ impl RetentionResolver {
         self
     }
 
-    /// The combined rule for a message `sender` sent in `room_id`.
+    /// The combined rule for a message `sender` sent in `room_id` at `sent_at`. A group's
+    /// policy applies when the sender was in the group *then*: moving someone out of a
+    /// group later does not shorten what they sent as a member.
     pub fn rule_for(
         &mut self,
         conn: &mut DbConnection,
         room_id: RoomId,
         sender: UserId,
+        sent_at: Timestamp,
     ) -> Result<RetentionRule, PolicyServiceError> {
+        let room_scope = format!("room:{room_id}");
         // Most installations have no group policy: skip the membership lookup then.
         if !self.rules.keys().any(|scope| scope.starts_with("group:")) {
-            let scopes = ["org".to_owned(), format!("room:{room_id}")];
+            let scopes = ["org", room_scope.as_str()];
             return Ok(RetentionRule::combine(
-                scopes.iter().filter_map(|scope| self.rules.get(scope)),
+                scopes.iter().filter_map(|scope| self.rules.get(*scope)),
             ));
         }
-        let groups = match self.groups_of.entry(sender) {
+        let periods = match self.periods_of.entry(sender) {
             std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
-            std::collections::hash_map::Entry::Vacant(entry) => {
-                let mut groups: Vec<String> =
-                    conclave_store::security_groups::memberships_of(conn, &[sender])?
-                        .remove(&sender)
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|group| group.id)
-                        .collect();
-                // Like the messaging policy: a user in no group belongs to the default one.
-                if groups.is_empty() {
-                    groups.push(DEFAULT_GROUP_ID.to_owned());
-                }
-                entry.insert(groups)
-            }
+            std::collections::hash_map::Entry::Vacant(entry) => entry.insert(
+                conclave_store::security_groups::membership_periods_of(conn, sender)?,
+            ),
         };
+        let mut groups: Vec<String> = periods
+            .iter()
+            .filter(|(_, joined, left)| {
+                *joined <= sent_at && left.is_none_or(|left| left > sent_at)
+            })
+            .map(|(group, ..)| format!("group:{group}"))
+            .collect();
+        // Like the messaging policy: a user in no group belongs to the default one.
+        if groups.is_empty() {
+            groups.push(format!("group:{DEFAULT_GROUP_ID}"));
+        }
         let scopes = std::iter::once("org".to_owned())
-            .chain(groups.iter().map(|id| format!("group:{id}")))
-            .chain(std::iter::once(format!("room:{room_id}")));
+            .chain(groups)
+            .chain(std::iter::once(room_scope));
         let applicable: Vec<&RetentionRule> =
             scopes.filter_map(|scope| self.rules.get(&scope)).collect();
         Ok(RetentionRule::combine(applicable))
@@ -177,7 +181,7 @@ impl RetentionResolver {
         conn: &mut DbConnection,
         message: &MessageRecord,
     ) -> Result<Option<Timestamp>, PolicyServiceError> {
-        let rule = self.rule_for(conn, message.room_id, message.sender_id)?;
+        let rule = self.rule_for(conn, message.room_id, message.sender_id, message.created_at)?;
         Ok(rule.retain_until(message.created_at, user_end(conn, message)?))
     }
 }
@@ -215,8 +219,37 @@ pub fn retain_until_at_send(
     sent_at: Timestamp,
     visible_until: Option<Timestamp>,
 ) -> Result<Option<Timestamp>, PolicyServiceError> {
-    let rule = RetentionResolver::load(conn)?.rule_for(conn, room_id, sender)?;
+    let rule = RetentionResolver::load(conn)?.rule_for(conn, room_id, sender, sent_at)?;
     Ok(rule.retain_until(sent_at, visible_until))
+}
+
+/// Recomputes `message`'s deadline and stores it if it moved; returns whether it did.
+/// The store is conditional on what was read (deadline and delete), so a concurrent
+/// delete or burn that moved the deadline meanwhile is never overwritten with a stale
+/// one: the message is read again and recomputed.
+pub fn recompute(
+    conn: &mut DbConnection,
+    resolver: &mut RetentionResolver,
+    message: &MessageRecord,
+) -> Result<bool, PolicyServiceError> {
+    let mut current = message.clone();
+    for _ in 0..5 {
+        let retain_until = resolver.retain_until(conn, &current)?;
+        if retain_until == current.retain_until {
+            return Ok(false);
+        }
+        if message_store::set_retain_until_if(conn, &current, retain_until)? {
+            return Ok(true);
+        }
+        match message_store::find(conn, current.id)? {
+            Some(fresh) => current = fresh,
+            None => return Ok(false),
+        }
+    }
+    Err(PolicyServiceError::Conflict(format!(
+        "message {}: its deadline keeps changing; retry",
+        message.id
+    )))
 }
 
 /// Recomputes one message's deadline after its users' end moved (a delete, a burn).
@@ -403,9 +436,7 @@ pub fn run_job_batch(
         let mut resolver = RetentionResolver::load(conn)?;
         let mut changed = 0;
         for message in &batch {
-            let retain_until = resolver.retain_until(conn, message)?;
-            if retain_until != message.retain_until {
-                message_store::set_retain_until(conn, message.id, retain_until)?;
+            if recompute(conn, &mut resolver, message)? {
                 changed += 1;
             }
         }

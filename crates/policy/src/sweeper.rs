@@ -5,11 +5,17 @@
 //! It works in small batches, each one short write transaction, and pauses between
 //! batches so live traffic keeps the database (on SQLite, its one writer lock). Every
 //! batch re-checks each deadline under the current policies and holds before deleting
-//! (see [`crate::retention`]). Attachment files are queued for unlinking in the batch's
-//! transaction and unlinked after it commits; the queue is drained first on every run, so
-//! a crash at any point leaves neither a row nor a file behind. Data keys of the current
-//! and previous epoch are never destroyed (a send may be using them); emptied ones are
-//! remembered and shredded by a later run.
+//! (see [`crate::retention`]), records what it destroyed in the audit log and the run's
+//! totals in the same transaction, and queues the attachment files, which are unlinked
+//! after it commits; the queue is drained first on every run, so a crash at any point
+//! leaves neither a row nor a file behind, nor a destruction unrecorded. A message users
+//! could still see is destroyed only `grace` after the timer worker announced its end to
+//! connected clients. Data keys of the current and previous epoch are never destroyed (a
+//! send may be using them); emptied ones are remembered and shredded by a later run.
+//!
+//! Held messages stay due; a run remembers where it stopped ([`SweepCursor`]) and the
+//! next one continues from there while holds and policies are unchanged, so a large
+//! held backlog is examined once per change, not on every run.
 
 use crate::PolicyServiceError;
 use crate::holds::ActiveHolds;
@@ -51,18 +57,24 @@ pub struct SweepReport {
     pub held: u64,
     /// Due messages whose deadline the current policies moved later.
     pub rescheduled: u64,
+    /// Due messages users could still see, left until their end is announced.
+    pub awaiting_announcement: u64,
+    /// Attachment files that could not be unlinked (they stay queued).
+    pub unlink_failures: u64,
     pub batches: u64,
 }
 
 impl SweepReport {
-    fn did_something(&self) -> bool {
-        self.messages_destroyed
-            + self.attachments_destroyed
-            + self.keys_shredded
-            + self.held
-            + self.rescheduled
-            > 0
+    fn destroyed_anything(&self) -> bool {
+        self.messages_destroyed + self.attachments_destroyed + self.keys_shredded > 0
     }
+}
+
+/// Where the last run stopped, valid while holds and policies stay as they were.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SweepCursor {
+    fingerprint: String,
+    position: Option<(Timestamp, MessageId)>,
 }
 
 /// The oldest epoch whose key may be destroyed is two before `now`'s.
@@ -87,47 +99,127 @@ fn shred_keys(
     Ok(shredded)
 }
 
-/// One batch: examines up to `batch_size` due messages after `cursor`; returns the
-/// counts and the next cursor (`None`: nothing more is due).
+/// Records a batch's destruction in the audit log and the run's totals, in the batch's
+/// transaction.
+#[allow(clippy::too_many_arguments)] // one batch's outcome, counted
+fn record_batch(
+    conn: &mut DbConnection,
+    sweep_id: &str,
+    started: Timestamp,
+    now: Timestamp,
+    messages: &[MessageId],
+    attachments: u64,
+    keys: u64,
+    held: u64,
+) -> Result<(), PolicyServiceError> {
+    if messages.is_empty() && attachments == 0 && keys == 0 {
+        return Ok(());
+    }
+    store::add_to_sweep(
+        conn,
+        sweep_id,
+        started,
+        messages.len() as i64,
+        attachments as i64,
+        keys as i64,
+        held as i64,
+    )?;
+    let event = NewAuditEvent {
+        action: "retention.destroy",
+        target_kind: Some("retention_sweep"),
+        target_id: Some(sweep_id.to_owned()),
+        outcome: AuditOutcome::Success,
+        details: json!({
+            "messages": messages,
+            "attachments_destroyed": attachments,
+            "keys_shredded": keys,
+        })
+        .to_string(),
+    };
+    conclave_store::audit::append(conn, &AuditContext::system("sweeper"), &event, now)?;
+    Ok(())
+}
+
+/// Where a run is, and how far the next run may skip: past a prefix of messages that
+/// were held (or destroyed), never past one left for later.
+struct Position {
+    next: Option<(Timestamp, MessageId)>,
+    settled: Option<(Timestamp, MessageId)>,
+    unsettled_seen: bool,
+}
+
+impl Position {
+    fn settle(&mut self, message: &message_store::MessageRecord) {
+        if !self.unsettled_seen {
+            self.settled = message.retain_until.map(|at| (at, message.id));
+        }
+    }
+}
+
+/// One batch: examines up to `batch_size` due messages after `position.next`; returns
+/// whether there may be more.
 fn sweep_batch(
     conn: &mut DbConnection,
     settings: &SweepSettings,
     now: Timestamp,
-    cursor: Option<(Timestamp, MessageId)>,
+    run: (&str, Timestamp),
+    position: &mut Position,
     report: &mut SweepReport,
-) -> Result<Option<(Timestamp, MessageId)>, PolicyServiceError> {
+) -> Result<bool, PolicyServiceError> {
+    let cursor = position.next;
     write_transaction(conn, |conn| {
+        // One consistent view of holds and policies for the whole batch on PostgreSQL
+        // (a hold changed mid-batch must not be seen half old, half new).
+        conclave_store::connection::snapshot_isolation(conn)?;
         let cutoff = now.minus(settings.grace);
-        let due = message_store::due_for_destruction(conn, cutoff, cursor, settings.batch_size)?;
+        let due = message_store::due_for_destruction(conn, now, cursor, settings.batch_size)?;
         let Some(last) = due.last() else {
-            return Ok(None);
+            return Ok(false);
         };
-        let next = last.retain_until.map(|at| (at, last.id));
+        position.next = last.retain_until.map(|at| (at, last.id));
         let holds = ActiveHolds::load(conn)?;
         let periods = holds.periods_for(conn, &due)?;
         let mut resolver = RetentionResolver::load(conn)?;
         let mut doomed: Vec<MessageId> = Vec::with_capacity(due.len());
+        let mut held = 0;
         for message in &due {
             if holds.covers(message, &periods) {
-                report.held += 1;
+                held += 1;
+                position.settle(message);
                 continue;
             }
             let deadline = resolver.retain_until(conn, message)?;
-            if deadline.is_some_and(|at| at <= cutoff) {
-                doomed.push(message.id);
-            } else {
-                message_store::set_retain_until(conn, message.id, deadline)?;
+            if deadline.is_none_or(|at| at > now) {
+                crate::retention::recompute(conn, &mut resolver, message)?;
                 report.rescheduled += 1;
+                position.unsettled_seen = true;
+                continue;
             }
+            // Users may still have it on screen: destroy it only `grace` after the timer
+            // worker told them it ended (a deleted one they were told about at once).
+            let told = match (message.deleted_at, message.expiry_announced_at) {
+                (Some(deleted), _) => Some(deleted),
+                (None, announced) => announced,
+            };
+            if told.is_none_or(|at| at > cutoff) || deadline.is_some_and(|at| at > cutoff) {
+                report.awaiting_announcement += 1;
+                position.unsettled_seen = true;
+                continue;
+            }
+            position.settle(message);
+            doomed.push(message.id);
         }
         let destroyed = message_store::destroy(conn, &doomed)?;
         store::queue_file_deletions(conn, &destroyed.attachment_paths, now)?;
         let keys = shred_keys(conn, &destroyed.key_epochs, now)?;
+        let attachments = destroyed.attachment_paths.len() as u64;
+        record_batch(conn, run.0, run.1, now, &doomed, attachments, keys, held)?;
+        report.held += held;
         report.messages_destroyed += destroyed.messages as u64;
-        report.attachments_destroyed += destroyed.attachment_paths.len() as u64;
+        report.attachments_destroyed += attachments;
         report.keys_shredded += keys;
         report.batches += 1;
-        Ok(next.filter(|_| due.len() as i64 == settings.batch_size))
+        Ok(due.len() as i64 == settings.batch_size)
     })
 }
 
@@ -135,6 +227,7 @@ fn sweep_batch(
 fn sweep_abandoned_uploads(
     conn: &mut DbConnection,
     settings: &SweepSettings,
+    run: (&str, Timestamp),
     now: Timestamp,
     report: &mut SweepReport,
 ) -> Result<(), PolicyServiceError> {
@@ -157,8 +250,10 @@ fn sweep_abandoned_uploads(
         key_epochs.dedup();
         store::delete_attachment_rows(conn, &ids)?;
         store::queue_file_deletions(conn, &paths, now)?;
+        let keys = shred_keys(conn, &key_epochs, now)?;
+        record_batch(conn, run.0, run.1, now, &[], ids.len() as u64, keys, 0)?;
         report.attachments_destroyed += ids.len() as u64;
-        report.keys_shredded += shred_keys(conn, &key_epochs, now)?;
+        report.keys_shredded += keys;
         Ok(())
     })
 }
@@ -166,6 +261,7 @@ fn sweep_abandoned_uploads(
 /// Shreds remembered keys whose epoch is now over.
 fn shred_remembered_keys(
     conn: &mut DbConnection,
+    run: (&str, Timestamp),
     now: Timestamp,
     report: &mut SweepReport,
 ) -> Result<(), PolicyServiceError> {
@@ -175,27 +271,32 @@ fn shred_remembered_keys(
             return Ok(());
         }
         write_transaction(conn, |conn| {
+            let mut keys = 0;
             for (room_id, epoch) in &candidates {
-                report.keys_shredded +=
-                    u64::from(store::shred_key_if_unused(conn, room_id, *epoch)?);
+                keys += u64::from(store::shred_key_if_unused(conn, room_id, *epoch)?);
                 store::remove_shred_candidate(conn, room_id, *epoch)?;
             }
+            record_batch(conn, run.0, run.1, now, &[], 0, keys, 0)?;
+            report.keys_shredded += keys;
             Ok::<_, PolicyServiceError>(())
         })?;
     }
 }
 
-/// Unlinks every queued attachment file (a missing file is already gone) and forgets it.
+/// Unlinks every queued attachment file (a missing file is already gone) and forgets
+/// it; a file that cannot be unlinked stays queued and the rest go on. Returns how many
+/// failed.
 pub fn unlink_queued_files(
     conn: &mut DbConnection,
     attachments_dir: &Path,
 ) -> Result<u64, PolicyServiceError> {
-    let mut unlinked = 0;
+    let mut failures = 0;
+    let mut after: Option<String> = None;
     loop {
-        let queued = store::queued_file_deletions(conn, 500)?;
-        if queued.is_empty() {
-            return Ok(unlinked);
-        }
+        let queued = store::queued_file_deletions(conn, after.as_deref(), 500)?;
+        let Some(last) = queued.last().cloned() else {
+            return Ok(failures);
+        };
         for relative in queued {
             // Storage paths are written by the attachment service; refuse anything that
             // could leave the directory all the same.
@@ -206,108 +307,88 @@ pub fn unlink_queued_files(
                     .any(|c| matches!(c, std::path::Component::ParentDir))
             {
                 tracing::error!(path = %relative, "refusing to unlink a queued path outside the attachments directory");
-            } else {
-                match std::fs::remove_file(attachments_dir.join(path)) {
-                    Ok(()) => unlinked += 1,
-                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(err) => {
-                        tracing::warn!(path = %relative, error = %err, "could not unlink an attachment file; it stays queued");
-                        return Ok(unlinked);
-                    }
-                }
+                store::file_deleted(conn, &relative)?;
+                continue;
             }
-            store::file_deleted(conn, &relative)?;
+            match std::fs::remove_file(attachments_dir.join(path)) {
+                Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                    tracing::warn!(path = %relative, error = %err, "could not unlink an attachment file; it stays queued");
+                    failures += 1;
+                }
+                _ => store::file_deleted(conn, &relative)?,
+            }
         }
+        after = Some(last);
     }
 }
 
+/// What decides whether a stopped sweep may continue where it stopped: the holds and
+/// the retention policies, and the recomputation jobs run.
+fn fingerprint(conn: &mut DbConnection) -> Result<String, PolicyServiceError> {
+    let holds: Vec<String> = conclave_store::legal_holds::list(conn, false)?
+        .into_iter()
+        .map(|h| format!("{}@{}", h.hold.id, h.hold.updated_at))
+        .collect();
+    let policies: Vec<String> = store::policies(conn)?
+        .into_iter()
+        .map(|p| format!("{}@{}", p.scope, p.updated_at))
+        .collect();
+    let jobs: Vec<String> = store::jobs(conn, 5)?
+        .into_iter()
+        .map(|j| format!("{}@{}", j.id, j.processed))
+        .collect();
+    Ok(format!("{holds:?}|{policies:?}|{jobs:?}"))
+}
+
 /// One whole sweep, batch after batch until nothing due is left; pauses between batches
-/// with `pause` (the async worker sleeps there; the CLI and tests pass a no-op).
+/// with `pause` (the async worker sleeps there; the CLI and tests pass a no-op). Starts
+/// where `cursor` says when holds and policies are unchanged, and leaves it where this
+/// run stopped.
 pub fn sweep(
     conn: &mut DbConnection,
     settings: &SweepSettings,
     clock: &dyn Clock,
+    cursor: &mut SweepCursor,
     mut pause: impl FnMut(),
 ) -> Result<SweepReport, PolicyServiceError> {
-    unlink_queued_files(conn, &settings.attachments_dir)?;
+    let mut report = SweepReport {
+        unlink_failures: unlink_queued_files(conn, &settings.attachments_dir)?,
+        ..SweepReport::default()
+    };
     let started = clock.now();
     let sweep_id = uuid::Uuid::now_v7().to_string();
-    let mut report = SweepReport::default();
-    let mut cursor = None;
+    let run = (sweep_id.as_str(), started);
+    let fingerprint = fingerprint(conn)?;
+    if cursor.fingerprint != fingerprint {
+        *cursor = SweepCursor {
+            fingerprint,
+            position: None,
+        };
+    }
+    let mut position = Position {
+        next: cursor.position,
+        settled: cursor.position,
+        unsettled_seen: false,
+    };
     loop {
-        let before = report.clone();
-        cursor = sweep_batch(conn, settings, clock.now(), cursor, &mut report)?;
-        record_progress(conn, &sweep_id, started, &before, &report)?;
-        unlink_queued_files(conn, &settings.attachments_dir)?;
-        if cursor.is_none() {
+        let more = sweep_batch(conn, settings, clock.now(), run, &mut position, &mut report)?;
+        report.unlink_failures = unlink_queued_files(conn, &settings.attachments_dir)?;
+        if !more {
             break;
         }
         pause();
     }
-    let before = report.clone();
-    sweep_abandoned_uploads(conn, settings, clock.now(), &mut report)?;
-    shred_remembered_keys(conn, clock.now(), &mut report)?;
-    record_progress(conn, &sweep_id, started, &before, &report)?;
-    unlink_queued_files(conn, &settings.attachments_dir)?;
-    if report.did_something() {
-        finish(conn, &sweep_id, clock.now(), &report)?;
+    cursor.position = position.settled;
+    sweep_abandoned_uploads(conn, settings, run, clock.now(), &mut report)?;
+    shred_remembered_keys(conn, run, clock.now(), &mut report)?;
+    report.unlink_failures = unlink_queued_files(conn, &settings.attachments_dir)?;
+    if report.destroyed_anything() {
+        write_transaction(conn, |conn| {
+            store::finish_sweep(conn, &sweep_id, clock.now())?;
+            Ok::<_, PolicyServiceError>(())
+        })?;
     }
     Ok(report)
-}
-
-/// Adds a batch's counts to the sweep's row (created at its first work).
-fn record_progress(
-    conn: &mut DbConnection,
-    sweep_id: &str,
-    started: Timestamp,
-    before: &SweepReport,
-    after: &SweepReport,
-) -> Result<(), PolicyServiceError> {
-    let delta = |a: u64, b: u64| (a - b) as i64;
-    let counts = (
-        delta(after.messages_destroyed, before.messages_destroyed),
-        delta(after.attachments_destroyed, before.attachments_destroyed),
-        delta(after.keys_shredded, before.keys_shredded),
-        delta(after.held, before.held),
-    );
-    if counts == (0, 0, 0, 0) {
-        return Ok(());
-    }
-    if store::sweeps(conn, 1)?
-        .first()
-        .is_none_or(|s| s.id != sweep_id)
-    {
-        store::insert_sweep(conn, sweep_id, started)?;
-    }
-    store::add_to_sweep(conn, sweep_id, counts.0, counts.1, counts.2, counts.3)?;
-    Ok(())
-}
-
-/// Closes the sweep's row and records the run in the audit log.
-fn finish(
-    conn: &mut DbConnection,
-    sweep_id: &str,
-    now: Timestamp,
-    report: &SweepReport,
-) -> Result<(), PolicyServiceError> {
-    write_transaction(conn, |conn| {
-        if store::sweeps(conn, 1)?
-            .first()
-            .is_none_or(|s| s.id != sweep_id)
-        {
-            store::insert_sweep(conn, sweep_id, now)?;
-        }
-        store::finish_sweep(conn, sweep_id, now)?;
-        let event = NewAuditEvent {
-            action: "retention.sweep",
-            target_kind: Some("retention_sweep"),
-            target_id: Some(sweep_id.to_owned()),
-            outcome: AuditOutcome::Success,
-            details: json!({ "after": report }).to_string(),
-        };
-        conclave_store::audit::append(conn, &AuditContext::system("sweeper"), &event, now)?;
-        Ok(())
-    })
 }
 
 /// The sweeper's status for compliance officers: the latest runs and the totals.
@@ -339,7 +420,7 @@ pub fn status(conn: &mut DbConnection) -> Result<SweeperStatus, PolicyServiceErr
         total_messages_destroyed: messages,
         total_attachments_destroyed: attachments,
         total_keys_shredded: keys,
-        files_queued: store::queued_file_deletions(conn, i64::MAX)?.len() as i64,
+        files_queued: store::queued_file_count(conn)?,
         recent: store::sweeps(conn, 20)?
             .into_iter()
             .map(|s| SweepView {
@@ -375,26 +456,32 @@ pub fn run_jobs(
 pub async fn run(db: Db, clock: Arc<dyn Clock>, settings: SweepSettings) {
     let mut tick = tokio::time::interval(settings.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let cursor = Arc::new(std::sync::Mutex::new(SweepCursor::default()));
     loop {
         tick.tick().await;
-        let (clock, settings) = (clock.clone(), settings.clone());
+        let (clock, settings, cursor) = (clock.clone(), settings.clone(), cursor.clone());
         let pause = settings.pause;
         let outcome = db
             .run(move |conn| {
-                run_jobs(conn, clock.as_ref(), || std::thread::sleep(pause))?;
-                sweep(conn, &settings, clock.as_ref(), || {
+                // A job that keeps failing must not stop destruction on schedule.
+                if let Err(err) = run_jobs(conn, clock.as_ref(), || std::thread::sleep(pause)) {
+                    tracing::warn!(error = %err, "retention recomputation failed; the next run retries");
+                }
+                let mut cursor = cursor.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                sweep(conn, &settings, clock.as_ref(), &mut cursor, || {
                     std::thread::sleep(pause)
                 })
             })
             .await;
         match outcome {
-            Ok(report) if report.did_something() => {
+            Ok(report) if report.destroyed_anything() || report.unlink_failures > 0 => {
                 tracing::info!(
                     messages = report.messages_destroyed,
                     attachments = report.attachments_destroyed,
                     keys = report.keys_shredded,
                     held = report.held,
                     rescheduled = report.rescheduled,
+                    unlink_failures = report.unlink_failures,
                     "retention sweep"
                 );
             }

@@ -33,6 +33,11 @@ fn officer(
     let id = user_id(conn, username)?;
     let user = conclave_store::users::find_by_id(conn, id)?
         .ok_or_else(|| CommandError::Usage(format!("no account named `{username}`")))?;
+    if user.status != conclave_core::UserStatus::Active {
+        return Err(CommandError::Usage(format!(
+            "`{username}` is not an active account"
+        )));
+    }
     if !user.roles.contains(Role::ComplianceOfficer) {
         return Err(CommandError::Usage(format!(
             "`{username}` is not a compliance officer"
@@ -138,8 +143,13 @@ pub fn retention(settings: &Settings, command: RetentionCommand) -> Result<(), C
         RetentionCommand::Jobs => print_json(&retention::jobs(&mut conn)?),
         RetentionCommand::Sweep => {
             let batches = sweeper::run_jobs(&mut conn, &SystemClock, || {})?;
-            let report =
-                sweeper::sweep(&mut conn, &settings.sweep_settings(), &SystemClock, || {})?;
+            let report = sweeper::sweep(
+                &mut conn,
+                &settings.sweep_settings(),
+                &SystemClock,
+                &mut Default::default(),
+                || {},
+            )?;
             println!("recomputation batches run: {batches}");
             print_json(&report);
         }

@@ -541,8 +541,14 @@ impl Settings {
         if !(1..=10_000).contains(&retention.batch_size) {
             return invalid("retention.batch_size", "must be between 1 and 10000");
         }
-        if retention.abandoned_upload_hours == 0 {
-            return invalid("retention.abandoned_upload_hours", "must be at least 1");
+        if !(1..=87_600).contains(&retention.abandoned_upload_hours) {
+            return invalid(
+                "retention.abandoned_upload_hours",
+                "must be between 1 and 87600 (ten years)",
+            );
+        }
+        if retention.batch_pause_millis > 60_000 {
+            return invalid("retention.batch_pause_millis", "must be at most 60000");
         }
         Ok(())
     }

@@ -253,6 +253,16 @@ where
     }
 }
 
+/// Makes the current transaction read one snapshot (PostgreSQL's REPEATABLE READ; SQLite
+/// write transactions already do). Call first thing inside [`write_transaction`]; a
+/// concurrent change to a row the transaction then writes makes it fail, to be retried.
+pub fn snapshot_isolation(conn: &mut DbConnection) -> Result<(), StoreError> {
+    if let DbConnection::Postgresql(_) = conn {
+        diesel::sql_query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ").execute(conn)?;
+    }
+    Ok(())
+}
+
 fn begin(conn: &mut DbConnection) -> QueryResult<()> {
     match conn {
         DbConnection::Postgresql(pg) => AnsiTransactionManager::begin_transaction(pg),

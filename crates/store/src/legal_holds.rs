@@ -64,22 +64,32 @@ pub fn insert(
     set_coverage(conn, id, fields)
 }
 
+/// Replaces an active hold's fields and coverage; returns false when it was released
+/// (meanwhile), changing nothing.
 pub fn update(
     conn: &mut DbConnection,
     id: &str,
     fields: &HoldFields<'_>,
     now: Timestamp,
-) -> Result<(), StoreError> {
-    diesel::update(legal_holds::table.find(id))
-        .set((
-            legal_holds::name.eq(fields.name),
-            legal_holds::reason.eq(fields.reason),
-            legal_holds::starts_at.eq(fields.starts_at.map(Timestamp::as_micros)),
-            legal_holds::ends_at.eq(fields.ends_at.map(Timestamp::as_micros)),
-            legal_holds::updated_at.eq(now.as_micros()),
-        ))
-        .execute(conn)?;
-    set_coverage(conn, id, fields)
+) -> Result<bool, StoreError> {
+    let updated = diesel::update(
+        legal_holds::table
+            .find(id)
+            .filter(legal_holds::released_at.is_null()),
+    )
+    .set((
+        legal_holds::name.eq(fields.name),
+        legal_holds::reason.eq(fields.reason),
+        legal_holds::starts_at.eq(fields.starts_at.map(Timestamp::as_micros)),
+        legal_holds::ends_at.eq(fields.ends_at.map(Timestamp::as_micros)),
+        legal_holds::updated_at.eq(now.as_micros()),
+    ))
+    .execute(conn)?;
+    if updated == 0 {
+        return Ok(false);
+    }
+    set_coverage(conn, id, fields)?;
+    Ok(true)
 }
 
 fn set_coverage(

@@ -25,6 +25,8 @@ pub struct MessageRecord {
     pub burn_after_read_seconds: Option<i64>,
     /// When its compliance copy may be destroyed (`None`: keep).
     pub retain_until: Option<Timestamp>,
+    /// When the timer worker told connected clients it expired, if it did.
+    pub expiry_announced_at: Option<Timestamp>,
 }
 
 #[derive(Queryable, Selectable)]
@@ -43,6 +45,7 @@ struct MessageRow {
     visible_until: Option<i64>,
     burn_after_read_seconds: Option<i64>,
     retain_until: Option<i64>,
+    expiry_announced_at: Option<i64>,
 }
 
 impl TryFrom<MessageRow> for MessageRecord {
@@ -71,6 +74,7 @@ impl TryFrom<MessageRow> for MessageRecord {
             visible_until: row.visible_until.map(Timestamp::from_micros),
             burn_after_read_seconds: row.burn_after_read_seconds,
             retain_until: row.retain_until.map(Timestamp::from_micros),
+            expiry_announced_at: row.expiry_announced_at.map(Timestamp::from_micros),
         })
     }
 }
@@ -387,6 +391,45 @@ pub fn set_retain_until(
     Ok(())
 }
 
+/// Sets a message's retention deadline only if its deadline and delete time are still
+/// those of `seen` (compare-and-set); returns whether it did.
+pub fn set_retain_until_if(
+    conn: &mut DbConnection,
+    seen: &MessageRecord,
+    retain_until: Option<Timestamp>,
+) -> Result<bool, StoreError> {
+    let base = messages::table.find(seen.id.to_string());
+    let set = messages::retain_until.eq(retain_until.map(Timestamp::as_micros));
+    // One conditional UPDATE (PostgreSQL re-checks it against a row changed meanwhile).
+    let changed = match (seen.retain_until, seen.deleted_at) {
+        (Some(r), Some(d)) => diesel::update(
+            base.filter(messages::retain_until.eq(r.as_micros()))
+                .filter(messages::deleted_at.eq(d.as_micros())),
+        )
+        .set(set)
+        .execute(conn)?,
+        (Some(r), None) => diesel::update(
+            base.filter(messages::retain_until.eq(r.as_micros()))
+                .filter(messages::deleted_at.is_null()),
+        )
+        .set(set)
+        .execute(conn)?,
+        (None, Some(d)) => diesel::update(
+            base.filter(messages::retain_until.is_null())
+                .filter(messages::deleted_at.eq(d.as_micros())),
+        )
+        .set(set)
+        .execute(conn)?,
+        (None, None) => diesel::update(
+            base.filter(messages::retain_until.is_null())
+                .filter(messages::deleted_at.is_null()),
+        )
+        .set(set)
+        .execute(conn)?,
+    };
+    Ok(changed == 1)
+}
+
 /// Retention cuts (a maximum reached while users still see the message) due by `until`
 /// that were not announced yet, earliest first.
 pub fn retention_cut(
@@ -510,6 +553,17 @@ pub fn destroy(conn: &mut DbConnection, ids: &[MessageId]) -> Result<Destroyed, 
     diesel::update(messages::table.filter(messages::reply_to_id.eq_any(&ids)))
         .set(messages::reply_to_id.eq(None::<String>))
         .execute(conn)?;
+    // The room event log keeps its sequence (clients resume from it), but what it said
+    // about the destroyed messages (who reacted with what, who acted) goes.
+    diesel::update(
+        crate::schema::room_events::table
+            .filter(crate::schema::room_events::message_id.eq_any(&ids)),
+    )
+    .set((
+        crate::schema::room_events::payload.eq("{}"),
+        crate::schema::room_events::actor_id.eq(None::<String>),
+    ))
+    .execute(conn)?;
     diesel::delete(reactions::table.filter(reactions::message_id.eq_any(&ids))).execute(conn)?;
     diesel::delete(
         crate::schema::message_reads::table

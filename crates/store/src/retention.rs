@@ -190,26 +190,17 @@ pub struct SweepRecord {
     pub held: i64,
 }
 
-pub fn insert_sweep(conn: &mut DbConnection, id: &str, now: Timestamp) -> Result<(), StoreError> {
-    diesel::insert_into(retention_sweeps::table)
-        .values((
-            retention_sweeps::id.eq(id),
-            retention_sweeps::started_at.eq(now.as_micros()),
-        ))
-        .execute(conn)?;
-    Ok(())
-}
-
-/// Adds one batch's counts to a sweep.
+/// Adds one batch's counts to a sweep, creating its row at its first batch.
 pub fn add_to_sweep(
     conn: &mut DbConnection,
     id: &str,
+    started_at: Timestamp,
     messages: i64,
     attachments: i64,
     keys: i64,
     held: i64,
 ) -> Result<(), StoreError> {
-    diesel::update(retention_sweeps::table.find(id))
+    let updated = diesel::update(retention_sweeps::table.find(id))
         .set((
             retention_sweeps::messages_destroyed
                 .eq(retention_sweeps::messages_destroyed + messages),
@@ -219,6 +210,18 @@ pub fn add_to_sweep(
             retention_sweeps::held.eq(retention_sweeps::held + held),
         ))
         .execute(conn)?;
+    if updated == 0 {
+        diesel::insert_into(retention_sweeps::table)
+            .values((
+                retention_sweeps::id.eq(id),
+                retention_sweeps::started_at.eq(started_at.as_micros()),
+                retention_sweeps::messages_destroyed.eq(messages),
+                retention_sweeps::attachments_destroyed.eq(attachments),
+                retention_sweeps::keys_shredded.eq(keys),
+                retention_sweeps::held.eq(held),
+            ))
+            .execute(conn)?;
+    }
     Ok(())
 }
 
@@ -242,16 +245,29 @@ pub fn sweeps(conn: &mut DbConnection, limit: i64) -> Result<Vec<SweepRecord>, S
 
 /// Totals over every sweep: (messages, attachments, keys).
 pub fn sweep_totals(conn: &mut DbConnection) -> Result<(i64, i64, i64), StoreError> {
-    let rows: Vec<(i64, i64, i64)> = retention_sweeps::table
-        .select((
-            retention_sweeps::messages_destroyed,
-            retention_sweeps::attachments_destroyed,
-            retention_sweeps::keys_shredded,
-        ))
-        .load(conn)?;
-    Ok(rows.into_iter().fold((0, 0, 0), |(m, a, k), (m2, a2, k2)| {
-        (m + m2, a + a2, k + k2)
-    }))
+    #[derive(QueryableByName)]
+    struct Totals {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        messages: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        attachments: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        keys: i64,
+    }
+    // The same SQL on both backends (SUM of BIGINT is NUMERIC on PostgreSQL: cast back).
+    let totals: Totals = diesel::sql_query(
+        "SELECT CAST(COALESCE(SUM(messages_destroyed), 0) AS BIGINT) AS messages, \
+                CAST(COALESCE(SUM(attachments_destroyed), 0) AS BIGINT) AS attachments, \
+                CAST(COALESCE(SUM(keys_shredded), 0) AS BIGINT) AS keys \
+         FROM retention_sweeps",
+    )
+    .get_result(conn)?;
+    Ok((totals.messages, totals.attachments, totals.keys))
+}
+
+/// How many attachment files wait to be unlinked.
+pub fn queued_file_count(conn: &mut DbConnection) -> Result<i64, StoreError> {
+    Ok(attachment_file_deletions::table.count().get_result(conn)?)
 }
 
 /// Queues attachment files for unlinking, in the transaction that destroyed their rows.
@@ -277,15 +293,22 @@ pub fn queue_file_deletions(
     Ok(())
 }
 
+/// Queued files after `after`, in path order (so entries that keep failing do not hide
+/// the rest).
 pub fn queued_file_deletions(
     conn: &mut DbConnection,
+    after: Option<&str>,
     limit: i64,
 ) -> Result<Vec<String>, StoreError> {
-    Ok(attachment_file_deletions::table
-        .order(attachment_file_deletions::queued_at.asc())
+    let mut query = attachment_file_deletions::table
+        .order(attachment_file_deletions::storage_path.asc())
         .limit(limit)
         .select(attachment_file_deletions::storage_path)
-        .load(conn)?)
+        .into_boxed();
+    if let Some(after) = after {
+        query = query.filter(attachment_file_deletions::storage_path.gt(after.to_owned()));
+    }
+    Ok(query.load(conn)?)
 }
 
 /// Forgets a queued file once it is gone from disk.
@@ -300,12 +323,11 @@ pub fn abandoned_uploads(
     before: Timestamp,
     limit: i64,
 ) -> Result<Vec<(String, String, i64, String)>, StoreError> {
-    let referenced = messages::table
-        .filter(messages::attachment_id.is_not_null())
-        .select(messages::attachment_id.assume_not_null());
     Ok(attachments::table
         .filter(attachments::created_at.lt(before.as_micros()))
-        .filter(attachments::id.ne_all(referenced))
+        .filter(diesel::dsl::not(diesel::dsl::exists(
+            messages::table.filter(messages::attachment_id.eq(attachments::id.nullable())),
+        )))
         .order(attachments::created_at.asc())
         .limit(limit)
         .select((

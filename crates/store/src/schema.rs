@@ -281,6 +281,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    security_group_membership_periods (group_id, user_id, joined_at) {
+        group_id -> Text,
+        user_id -> Text,
+        joined_at -> BigInt,
+        left_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
     attachment_file_deletions (storage_path) {
         storage_path -> Text,
         queued_at -> BigInt,
@@ -347,6 +356,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     legal_hold_custodians,
     legal_hold_rooms,
     room_membership_periods,
+    security_group_membership_periods,
     attachment_file_deletions,
     key_shred_candidates,
     audit_forwarding,

@@ -2,7 +2,7 @@
 
 use crate::DbConnection;
 use crate::error::StoreError;
-use crate::schema::{security_group_members, security_groups};
+use crate::schema::{security_group_members, security_group_membership_periods, security_groups};
 use conclave_core::{Timestamp, UserId};
 use diesel::prelude::*;
 
@@ -125,15 +125,61 @@ pub fn add_member(
             security_group_members::added_at.eq(now.as_micros()),
         ))
         .execute(conn)?;
+    diesel::insert_into(security_group_membership_periods::table)
+        .values((
+            security_group_membership_periods::group_id.eq(id),
+            security_group_membership_periods::user_id.eq(user.to_string()),
+            security_group_membership_periods::joined_at.eq(now.as_micros()),
+        ))
+        .execute(conn)?;
     Ok(true)
 }
 
-pub fn remove_member(conn: &mut DbConnection, id: &str, user: UserId) -> Result<bool, StoreError> {
-    Ok(
+/// Removes a member and closes their membership period (kept: retention by group covers
+/// what members sent while they were members).
+pub fn remove_member(
+    conn: &mut DbConnection,
+    id: &str,
+    user: UserId,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    let removed =
         diesel::delete(security_group_members::table.find((id.to_owned(), user.to_string())))
-            .execute(conn)?
-            == 1,
+            .execute(conn)?;
+    diesel::update(
+        security_group_membership_periods::table
+            .filter(security_group_membership_periods::group_id.eq(id))
+            .filter(security_group_membership_periods::user_id.eq(user.to_string()))
+            .filter(security_group_membership_periods::left_at.is_null()),
     )
+    .set(security_group_membership_periods::left_at.eq(now.as_micros()))
+    .execute(conn)?;
+    Ok(removed == 1)
+}
+
+/// A user's group membership periods: `(group id, joined_at, left_at)`.
+pub fn membership_periods_of(
+    conn: &mut DbConnection,
+    user: UserId,
+) -> Result<Vec<(String, Timestamp, Option<Timestamp>)>, StoreError> {
+    let rows: Vec<(String, i64, Option<i64>)> = security_group_membership_periods::table
+        .filter(security_group_membership_periods::user_id.eq(user.to_string()))
+        .select((
+            security_group_membership_periods::group_id,
+            security_group_membership_periods::joined_at,
+            security_group_membership_periods::left_at,
+        ))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(group, joined, left)| {
+            (
+                group,
+                Timestamp::from_micros(joined),
+                left.map(Timestamp::from_micros),
+            )
+        })
+        .collect())
 }
 
 /// The group governing `user`: of the groups they are in, the lowest precedence (then the

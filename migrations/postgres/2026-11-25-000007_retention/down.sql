@@ -1,6 +1,7 @@
 DROP TABLE retention_sweeps;
 DROP TABLE key_shred_candidates;
 DROP TABLE attachment_file_deletions;
+DROP TABLE security_group_membership_periods;
 DROP TABLE room_membership_periods;
 DROP TABLE legal_hold_rooms;
 DROP TABLE legal_hold_custodians;
@@ -12,5 +13,8 @@ CREATE INDEX message_reads_visible_until ON message_reads (visible_until);
 DROP INDEX messages_retention_cut_pending;
 DROP INDEX messages_visible_until_pending;
 CREATE INDEX messages_visible_until ON messages (visible_until);
+DROP INDEX room_events_message;
+DROP INDEX messages_attachment;
+DROP INDEX messages_reply_to;
 DROP INDEX messages_retain_until;
 ALTER TABLE messages DROP COLUMN retain_until;

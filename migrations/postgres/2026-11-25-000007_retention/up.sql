@@ -2,20 +2,30 @@
 -- Additive only, so a node running the previous version keeps working during a rollout.
 
 -- When the compliance copy may be destroyed; NULL: keep (no deadline is known yet).
+-- Existing messages get the deadline they have with no retention policy (there was
+-- none before this migration): when users stopped seeing them, if they did.
 ALTER TABLE messages ADD COLUMN retain_until BIGINT;
-CREATE INDEX messages_retain_until ON messages (retain_until);
+UPDATE messages SET retain_until = COALESCE(deleted_at, visible_until);
+CREATE INDEX messages_retain_until ON messages (retain_until)
+    WHERE retain_until IS NOT NULL;
+-- Destroying a message nulls the replies to it and checks the attachment it held; both
+-- look up by these columns.
+CREATE INDEX messages_reply_to ON messages (reply_to_id) WHERE reply_to_id IS NOT NULL;
+CREATE INDEX messages_attachment ON messages (attachment_id) WHERE attachment_id IS NOT NULL;
+-- Destroying a message also scrubs the metadata of its room events.
+CREATE INDEX room_events_message ON room_events (message_id) WHERE message_id IS NOT NULL;
 
 -- The timer worker looks for deadlines not announced yet, every 250 ms. Announced ones
 -- stay as long as retention keeps them (years, under a minimum), so its indexes hold
 -- only the pending ones; both backends support partial indexes.
 DROP INDEX messages_visible_until;
 CREATE INDEX messages_visible_until_pending ON messages (visible_until)
-    WHERE expiry_announced_at IS NULL;
+    WHERE visible_until IS NOT NULL AND expiry_announced_at IS NULL;
 CREATE INDEX messages_retention_cut_pending ON messages (retain_until)
-    WHERE expiry_announced_at IS NULL AND deleted_at IS NULL;
+    WHERE retain_until IS NOT NULL AND expiry_announced_at IS NULL AND deleted_at IS NULL;
 DROP INDEX message_reads_visible_until;
 CREATE INDEX message_reads_visible_until_pending ON message_reads (visible_until)
-    WHERE announced_at IS NULL;
+    WHERE visible_until IS NOT NULL AND announced_at IS NULL;
 
 -- Retention policies by scope: 'org', 'group:<security group id>' or 'room:<room id>'.
 CREATE TABLE retention_policies (
@@ -82,8 +92,33 @@ CREATE TABLE room_membership_periods (
     PRIMARY KEY (room_id, user_id, joined_at)
 );
 CREATE INDEX room_membership_periods_user ON room_membership_periods (user_id);
+-- History from the room event log (each join until the next leave), then any current
+-- member the log does not show joining.
 INSERT INTO room_membership_periods (room_id, user_id, joined_at, left_at)
-SELECT room_id, user_id, joined_at, NULL FROM room_members;
+SELECT j.room_id, j.payload::json->>'user_id', j.created_at,
+    (SELECT MIN(l.created_at) FROM room_events l
+     WHERE l.room_id = j.room_id AND l.kind = 'member.left' AND l.seq > j.seq
+       AND l.payload::json->>'user_id' = j.payload::json->>'user_id')
+FROM room_events j
+WHERE j.kind = 'member.joined'
+  AND EXISTS (SELECT 1 FROM users u WHERE u.id = j.payload::json->>'user_id');
+INSERT INTO room_membership_periods (room_id, user_id, joined_at, left_at)
+SELECT m.room_id, m.user_id, m.joined_at, NULL FROM room_members m
+WHERE NOT EXISTS (SELECT 1 FROM room_membership_periods p
+                  WHERE p.room_id = m.room_id AND p.user_id = m.user_id AND p.left_at IS NULL);
+
+-- Who was in which security group when: a group's retention policy covers what its
+-- members sent while they were members, whatever admins change later.
+CREATE TABLE security_group_membership_periods (
+    group_id TEXT NOT NULL,
+    user_id TEXT NOT NULL REFERENCES users (id),
+    joined_at BIGINT NOT NULL,
+    left_at BIGINT,
+    PRIMARY KEY (group_id, user_id, joined_at)
+);
+CREATE INDEX security_group_membership_periods_user ON security_group_membership_periods (user_id);
+INSERT INTO security_group_membership_periods (group_id, user_id, joined_at, left_at)
+SELECT group_id, user_id, added_at, NULL FROM security_group_members;
 
 -- Attachment files whose rows the sweeper destroyed, queued in the same transaction and
 -- unlinked after it commits, so a crash between the two never leaves a file behind.

@@ -56,28 +56,29 @@ fn render(
         .message_id
         .as_deref()
         .and_then(|id| id.parse::<MessageId>().ok());
-    let message = match message_id {
-        Some(id) => message_store::find(conn, id)?,
-        None => None,
-    };
-    if let (Some(id), None) = (message_id, &message) {
-        // Destroyed by retention since: the event shows nothing of it.
-        data["message"] = json!({"id": id, "seq": data.get("seq"), "expired": true});
-    }
-    if let Some(message) = message {
-        // Past its deadline (for this viewer): the event says so and shows nothing of it.
-        data["message"] = match render_all(
-            conn,
-            keyring,
-            std::slice::from_ref(&message),
-            RenderMode::Event(viewer),
-            now,
-        )?
-        .pop()
-        {
-            Some(view) => serde_json::to_value(view).unwrap_or(Value::Null),
-            None => json!({"id": message.id, "seq": message.seq, "expired": true}),
+    // A message the viewer can no longer see (expired, burned, deleted, or destroyed by
+    // retention) makes the event say only that: nothing of it, of who acted on it, or of
+    // whether a compliance copy still exists.
+    let mut gone = false;
+    if let Some(id) = message_id {
+        let view = match message_store::find(conn, id)? {
+            Some(message) => render_all(
+                conn,
+                keyring,
+                std::slice::from_ref(&message),
+                RenderMode::Event(viewer),
+                now,
+            )?
+            .pop(),
+            None => None,
         };
+        match view {
+            Some(view) => data["message"] = serde_json::to_value(view).unwrap_or(Value::Null),
+            None => {
+                data = json!({"message": {"id": id, "expired": true}});
+                gone = true;
+            }
+        }
     }
     if record.kind == "room.updated"
         && let Some(room) = room_store::find(conn, room_id)?
@@ -85,7 +86,7 @@ fn render(
         data["name"] = json!(room.name);
         data["topic"] = json!(room.topic);
     }
-    if let Some(actor) = &record.actor_id {
+    if let Some(actor) = record.actor_id.as_ref().filter(|_| !gone) {
         data["actor_id"] = json!(actor);
     }
     let envelope = json!({
