@@ -3,6 +3,7 @@
 //! chain, and verifying chain and checkpoints. (Appending lives in `conclave-store`, in the
 //! transaction of each change.)
 
+pub mod archive;
 pub mod export;
 pub mod http;
 pub mod syslog;
