@@ -1,7 +1,8 @@
 //! Retention and legal holds against the real binary: the compliance officer's endpoints
 //! and their role rules (an admin may not place a hold), the sweeper running on its
 //! schedule and keeping exactly what a hold covers until it is released, previews and
-//! policy jobs, the audit trail, and the `conclave retention` / `conclave holds` commands.
+//! policy jobs, the audit trail, the `conclave retention` / `conclave holds` commands, and
+//! compliance exports run by the server's worker, downloaded and verified.
 
 use crate::harness::{Server, expect_error};
 use conclave_core::MessageId;
@@ -10,7 +11,10 @@ use conclave_testkit::TestBackend;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
-crate::on_both_backends_in!(compliance_tests: holds_keep_messages_from_the_running_sweeper_until_released);
+crate::on_both_backends_in!(compliance_tests:
+    holds_keep_messages_from_the_running_sweeper_until_released,
+    exports_run_on_the_server_and_verify,
+);
 
 fn stored(server: &Server, id: &str) -> bool {
     let id: MessageId = id.parse().unwrap();
@@ -257,7 +261,7 @@ fn holds_keep_messages_from_the_running_sweeper_until_released(backend: TestBack
     assert_eq!(audited(&server, "legal_hold.place"), 1);
     assert_eq!(audited(&server, "legal_hold.release"), 1);
     assert_eq!(audited(&server, "retention.policy_change"), 1);
-    assert!(audited(&server, "retention.sweep") >= 2);
+    assert!(audited(&server, "retention.destroy") >= 2);
 
     // The command line: previews, refuses to save without --yes, and checks the role.
     let out = server
@@ -324,4 +328,177 @@ fn holds_keep_messages_from_the_running_sweeper_until_released(backend: TestBack
         .unwrap();
     assert_eq!(active["holds"][0]["name"], "CLI hold");
     assert_eq!(audited(&server, "legal_hold.place"), 2);
+}
+
+fn exports_run_on_the_server_and_verify(backend: TestBackend) {
+    let server = Server::start(backend);
+    let admin = server.admin_token();
+    let (_, officer) = server.user_with_roles(&admin, "officer", &["compliance_officer"]);
+    let room = server.create_room(&admin, json!({"name": "Records"}));
+    let sent = server.send(
+        "POST",
+        &format!("/api/v1/rooms/{room}/messages"),
+        Some(&admin),
+        Some(json!({"text": "for the record", "idempotency_key": "r1"})),
+    );
+    assert_eq!(sent.status(), 201);
+    let now = conclave_core::Timestamp::from_micros(
+        i64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_micros(),
+        )
+        .unwrap(),
+    );
+    let request = json!({"format": "jsonl", "from": "2020-01-01T00:00:00Z", "until": now.to_rfc3339(), "rooms": [room]});
+    // Compliance officers only; bad requests are refused.
+    expect_error(
+        server.send(
+            "POST",
+            "/api/v1/compliance/exports",
+            Some(&admin),
+            Some(request.clone()),
+        ),
+        403,
+        "forbidden",
+    );
+    expect_error(
+        server.send(
+            "POST",
+            "/api/v1/compliance/exports",
+            Some(&officer),
+            Some(
+                json!({"format": "pdf", "from": "2020-01-01T00:00:00Z", "until": now.to_rfc3339()}),
+            ),
+        ),
+        422,
+        "invalid_input",
+    );
+    expect_error(
+        server.send(
+            "POST",
+            "/api/v1/compliance/exports",
+            Some(&officer),
+            Some(json!({"format": "jsonl", "from": "yesterday", "until": now.to_rfc3339()})),
+        ),
+        422,
+        "invalid_input",
+    );
+    let started = server.send(
+        "POST",
+        "/api/v1/compliance/exports",
+        Some(&officer),
+        Some(request),
+    );
+    assert_eq!(started.status(), 201);
+    let id = started.json::<Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    eventually("the export finishes", || {
+        let job: Value = server
+            .get(&format!("/api/v1/compliance/exports/{id}"), Some(&officer))
+            .json()
+            .unwrap();
+        assert_ne!(job["status"], "failed", "{job}");
+        job["status"] == "done"
+    });
+    let lines = server
+        .get(
+            &format!("/api/v1/compliance/exports/{id}/files/messages.jsonl"),
+            Some(&officer),
+        )
+        .text()
+        .unwrap();
+    assert!(lines.contains("for the record"), "{lines}");
+    let manifest: Value = server
+        .get(
+            &format!("/api/v1/compliance/exports/{id}/files/manifest.json"),
+            Some(&officer),
+        )
+        .json()
+        .unwrap();
+    assert!(manifest["files"]["messages.jsonl"]["sha256"].is_string());
+    expect_error(
+        server.get(
+            &format!("/api/v1/compliance/exports/{id}/files/..%2Fmaster-keys.toml"),
+            Some(&officer),
+        ),
+        404,
+        "not_found",
+    );
+    expect_error(
+        server.get(
+            &format!("/api/v1/compliance/exports/{id}/files/messages.jsonl"),
+            Some(&admin),
+        ),
+        403,
+        "forbidden",
+    );
+
+    // The bundle verifies against the server's key; a changed byte is named.
+    let bundle = server.data_dir().join("exports").join(&id);
+    let verify = |bundle: &std::path::Path| {
+        server
+            .command()
+            .args(["export", "verify"])
+            .arg(bundle)
+            .output()
+            .unwrap()
+    };
+    let out = verify(&bundle);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(
+        bundle.join("messages.jsonl"),
+        lines.replace("for the record", "for the recorD"),
+    )
+    .unwrap();
+    let out = verify(&bundle);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("messages.jsonl"));
+
+    // The command line runs one too, as a named officer.
+    let out = server
+        .command()
+        .args([
+            "export",
+            "run",
+            "--format",
+            "csv",
+            "--from",
+            "2020-01-01T00:00:00Z",
+            "--room",
+            &room,
+            "--as",
+            "officer",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("done"));
+    let out = server
+        .command()
+        .args([
+            "export",
+            "run",
+            "--format",
+            "csv",
+            "--from",
+            "2020-01-01T00:00:00Z",
+            "--as",
+            "admin",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(audited(&server, "export.start"), 2);
 }

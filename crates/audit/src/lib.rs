@@ -1,10 +1,14 @@
 //! Conclave's audit service: reading the tamper-evident audit log (auditor role) with
 //! filters and cursor paging, exporting it ([`export`]), signing checkpoints of its hash
-//! chain, and verifying chain and checkpoints. (Appending lives in `conclave-store`, in the
-//! transaction of each change.)
+//! chain, verifying chain and checkpoints, and forwarding it to a SIEM ([`syslog`]).
+//! (Appending lives in `conclave-store`, in the transaction of each change.) Also the
+//! compliance exports of conversations ([`exports`], in the formats of [`archive`]) for
+//! compliance officers.
 
 pub mod archive;
 pub mod export;
+pub mod exports;
+pub mod exports_http;
 pub mod http;
 pub mod syslog;
 

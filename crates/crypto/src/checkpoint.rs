@@ -1,7 +1,9 @@
 //! Signed checkpoints of the audit log: an Ed25519 signature over a sequence number and
 //! the chain hash at it. The hash chain catches any edited, deleted, inserted or
 //! reordered row; a checkpoint also catches the tail being cut off, since a log that ends
-//! before a signed sequence number was truncated.
+//! before a signed sequence number was truncated. The same key signs compliance export
+//! manifests (under its own domain-separation label), so one key outside the database
+//! vouches for both.
 
 use crate::audit_chain::ChainHash;
 use crate::{RandomnessUnavailable, random_bytes};
@@ -57,6 +59,24 @@ impl CheckpointKey {
         self.0.sign(&message(seq, hash)).to_bytes()
     }
 
+    /// The verifying key, base64: what a recipient of an export checks it against.
+    pub fn public_key_base64(&self) -> String {
+        STANDARD.encode(self.0.verifying_key().to_bytes())
+    }
+
+    /// Signs an export manifest's exact bytes.
+    pub fn sign_manifest(&self, manifest: &[u8]) -> [u8; 64] {
+        self.0.sign(&manifest_message(manifest)).to_bytes()
+    }
+
+    pub fn verify_manifest(&self, manifest: &[u8], signature: &[u8]) -> bool {
+        verify_manifest_with(
+            &STANDARD.encode(self.0.verifying_key().to_bytes()),
+            manifest,
+            signature,
+        )
+    }
+
     pub fn verify(&self, seq: i64, hash: &ChainHash, signature: &[u8]) -> bool {
         let Ok(bytes) = <[u8; 64]>::try_from(signature) else {
             return false;
@@ -66,6 +86,33 @@ impl CheckpointKey {
             .verify(&message(seq, hash), &Signature::from_bytes(&bytes))
             .is_ok()
     }
+}
+
+fn manifest_message(manifest: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(manifest.len() + 32);
+    out.extend_from_slice(b"conclave-export-manifest-v1");
+    out.extend_from_slice(manifest);
+    out
+}
+
+/// Checks a manifest signature against a verifying key given as base64 (as a manifest's
+/// recipient holds it, without the signing key).
+pub fn verify_manifest_with(public_key: &str, manifest: &[u8], signature: &[u8]) -> bool {
+    let Ok(key) = STANDARD.decode(public_key.trim()) else {
+        return false;
+    };
+    let (Ok(key), Ok(signature)) = (<[u8; 32]>::try_from(key), <[u8; 64]>::try_from(signature))
+    else {
+        return false;
+    };
+    let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(&key) else {
+        return false;
+    };
+    key.verify(
+        &manifest_message(manifest),
+        &Signature::from_bytes(&signature),
+    )
+    .is_ok()
 }
 
 #[cfg(test)]
@@ -94,5 +141,28 @@ mod tests {
         assert_eq!(back.key_id(), key.key_id());
         assert!(!format!("{key:?}").contains(&key.to_base64()));
         assert!(CheckpointKey::from_base64("short").is_err());
+    }
+
+    #[test]
+    fn manifest_signatures_bind_every_byte_and_the_key() {
+        let key = CheckpointKey::generate().unwrap();
+        let signature = key.sign_manifest(b"{\"files\":[]}");
+        assert!(key.verify_manifest(b"{\"files\":[]}", &signature));
+        assert!(verify_manifest_with(
+            &key.public_key_base64(),
+            b"{\"files\":[]}",
+            &signature
+        ));
+        assert!(!key.verify_manifest(b"{\"files\":[1]}", &signature));
+        let other = CheckpointKey::generate().unwrap();
+        assert!(!verify_manifest_with(
+            &other.public_key_base64(),
+            b"{\"files\":[]}",
+            &signature
+        ));
+        assert!(!verify_manifest_with("not base64", b"", &signature));
+        // A checkpoint signature is not a manifest signature (domain separation).
+        let checkpoint = key.sign(1, &[0; 32]);
+        assert!(!key.verify_manifest(b"", &checkpoint));
     }
 }

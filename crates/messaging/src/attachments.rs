@@ -297,6 +297,61 @@ pub async fn download(
     })
 }
 
+/// Decrypts a stored attachment into `dest` (compliance exports), chunk by chunk in
+/// constant memory, checking every chunk and the file's length; a failure removes
+/// whatever was written.
+pub fn decrypt_to_file(
+    conn: &mut conclave_store::DbConnection,
+    keyring: &conclave_crypto::Keyring,
+    attachments_dir: &Path,
+    record: &AttachmentRecord,
+    dest: &Path,
+) -> Result<(), MessagingError> {
+    use std::io::{Read, Write};
+    let room_id: RoomId = record
+        .room_id
+        .parse()
+        .map_err(|_| MessagingError::NotFound)?;
+    let key = KeyCache::default()
+        .get(conn, keyring, room_id, record.epoch)?
+        .clone();
+    let mut file = std::fs::File::open(attachments_dir.join(&record.storage_path))?;
+    let expected = sealed_len(u64::try_from(record.size_bytes).unwrap_or(0));
+    if file.metadata()?.len() != expected {
+        return Err(MessagingError::Decrypt(conclave_crypto::DecryptError(
+            "attachment file has the wrong length",
+        )));
+    }
+    let mut header = vec![0u8; HEADER_LEN];
+    file.read_exact(&mut header)?;
+    let mut opener = ChunkOpener::start(
+        &key,
+        aad(&record.id, &record.room_id, record.epoch),
+        &header,
+    )?;
+    let written = (|| -> Result<(), MessagingError> {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(dest)?);
+        let mut remaining = expected - HEADER_LEN as u64;
+        let mut sealed = vec![0u8; SEALED_CHUNK_LEN];
+        loop {
+            let take = remaining.min(SEALED_CHUNK_LEN as u64) as usize;
+            file.read_exact(&mut sealed[..take])?;
+            remaining -= take as u64;
+            if remaining == 0 {
+                out.write_all(&opener.open_last(&sealed[..take])?)?;
+                break;
+            }
+            out.write_all(&opener.open_chunk(&sealed[..take])?)?;
+        }
+        out.flush()?;
+        Ok(())
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(dest);
+    }
+    written
+}
+
 /// Opens the file and checks its length against the metadata before any byte is sent,
 /// so a truncated or missing file is an error response, not a cut-off download.
 async fn open_checked(

@@ -569,6 +569,24 @@ fn live_message(
     Ok(message)
 }
 
+/// The text of one stored version for compliance (exports): `None` when the version or
+/// its epoch's data key is gone (destroyed by retention); other failures are errors.
+pub fn version_text(
+    conn: &mut DbConnection,
+    keyring: &Keyring,
+    cache: &mut KeyCache,
+    message: &MessageRecord,
+    version: i64,
+) -> Result<Option<String>, MessagingError> {
+    let Some(stored) = message_store::version(conn, message.id, version)? else {
+        return Ok(None);
+    };
+    if conclave_store::room_keys::find(conn, message.room_id, stored.epoch)?.is_none() {
+        return Ok(None);
+    }
+    decrypt_version(conn, keyring, cache, message, &stored).map(Some)
+}
+
 fn decrypt_version(
     conn: &mut DbConnection,
     keyring: &Keyring,

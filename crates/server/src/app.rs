@@ -24,6 +24,8 @@ pub struct AppState {
     pub audit_key: conclave_crypto::CheckpointKey,
     pub auth: AuthState,
     pub messaging: MessagingState,
+    /// Where compliance export bundles are written.
+    pub exports_dir: std::path::PathBuf,
     pub max_json_body_bytes: usize,
     pub max_body_bytes: usize,
 }
@@ -81,6 +83,7 @@ impl AppState {
             audit_key,
             auth,
             messaging,
+            exports_dir: settings.exports_dir(),
             max_json_body_bytes: settings.http.max_json_body_bytes,
             max_body_bytes: settings.http.max_body_bytes,
         }
@@ -95,10 +98,14 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: &AppState) {
         .app_data(web::Data::new(state.auth.clone()))
         .app_data(web::Data::new(state.messaging.clone()))
         .app_data(web::Data::new(state.audit_key.clone()))
+        .app_data(web::Data::new(conclave_audit::exports_http::ExportsDir(
+            state.exports_dir.clone(),
+        )))
         .configure(crate::health::routes)
         .configure(crate::openapi::routes)
         .configure(conclave_auth::http::routes)
         .configure(conclave_audit::http::routes)
+        .configure(conclave_audit::exports_http::routes)
         .configure(conclave_policy::http::routes)
         .configure(conclave_policy::compliance_http::routes)
         .configure(conclave_messaging::http::routes);
@@ -135,4 +142,14 @@ pub fn build(
         .wrap(RequestIdMiddleware)
         .configure(|cfg| configure(cfg, &state))
         .default_service(web::to(not_found))
+}
+
+impl AppState {
+    /// The messaging service as the source of compliance exports.
+    pub fn archive_source(&self) -> conclave_messaging::archive::ConversationArchive {
+        conclave_messaging::archive::ConversationArchive {
+            keyring: Arc::clone(&self.messaging.keyring),
+            attachments_dir: self.messaging.settings.attachments_dir.clone(),
+        }
+    }
 }

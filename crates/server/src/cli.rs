@@ -48,6 +48,50 @@ pub enum Command {
     /// Legal holds (compliance officers).
     #[command(subcommand)]
     Holds(HoldsCommand),
+    /// Compliance exports: run one, list them, verify a bundle.
+    #[command(subcommand)]
+    Export(ExportCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    /// Export a window now (audited as the named compliance officer) and wait for it.
+    Run {
+        /// jsonl, csv, eml or xml.
+        #[arg(long)]
+        format: String,
+        /// Start of the window (RFC 3339, inclusive).
+        #[arg(long)]
+        from: String,
+        /// End of the window (RFC 3339, exclusive; default now).
+        #[arg(long)]
+        until: Option<String>,
+        /// A room or direct conversation id (repeatable).
+        #[arg(long = "room", value_name = "ROOM_ID")]
+        rooms: Vec<String>,
+        /// A custodian's username (repeatable).
+        #[arg(long = "custodian", value_name = "USERNAME")]
+        custodians: Vec<String>,
+        /// Export what this legal hold covers.
+        #[arg(long = "hold", value_name = "HOLD_ID")]
+        hold: Option<String>,
+        /// Include the attachment files themselves.
+        #[arg(long)]
+        include_files: bool,
+        #[arg(long = "as", value_name = "USERNAME")]
+        officer: String,
+    },
+    /// Print export jobs, newest first.
+    List,
+    /// Check a bundle: the manifest's signature and every file's SHA-256; exits 1 naming
+    /// the first problem.
+    Verify {
+        /// The bundle's directory.
+        dir: std::path::PathBuf,
+        /// The signing key to trust (base64); default: this server's audit signing key.
+        #[arg(long, value_name = "BASE64")]
+        public_key: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

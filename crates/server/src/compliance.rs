@@ -1,10 +1,11 @@
-//! `conclave retention …` and `conclave holds …`: the compliance officer's commands,
+//! `conclave retention …`, `conclave holds …` and `conclave export …`: the compliance
+//! officer's commands,
 //! through the same service functions as the API. Each change names the compliance
 //! officer account it is made as (`--as`), which must hold the role, and is audited as
 //! that account acting from the server's shell.
 
 use crate::admin::{CommandError, cli_context, open_migrated, user_id};
-use crate::cli::{HoldsCommand, RetentionCommand, RetentionPolicyArgs};
+use crate::cli::{ExportCommand, HoldsCommand, RetentionCommand, RetentionPolicyArgs};
 use crate::settings::Settings;
 use conclave_core::retention::RetentionRule;
 use conclave_core::{AuditContext, Clock, Role, RoomId, SystemClock, Timestamp, UserId};
@@ -200,6 +201,123 @@ pub fn holds(settings: &Settings, command: HoldsCommand) -> Result<(), CommandEr
             let (by, context) = officer(&mut conn, &username)?;
             print_json(&holds::release(&mut conn, &context, now, by, &hold_id)?);
         }
+    }
+    Ok(())
+}
+
+impl From<conclave_audit::exports::ExportError> for CommandError {
+    fn from(err: conclave_audit::exports::ExportError) -> Self {
+        use conclave_audit::exports::ExportError;
+        match err {
+            ExportError::Invalid(_) | ExportError::NotFound => CommandError::Usage(err.to_string()),
+            other => CommandError::Failed(other.to_string()),
+        }
+    }
+}
+
+pub fn export(settings: &Settings, command: ExportCommand) -> Result<(), CommandError> {
+    use conclave_audit::exports::{self, ExportRequest, Verification};
+    if let ExportCommand::Verify { dir, public_key } = &command {
+        let trusted = match public_key {
+            Some(key) => key.clone(),
+            None => crate::keys::load_audit_key(settings, false)
+                .map_err(|err| {
+                    CommandError::Usage(format!(
+                        "{err}; pass --public-key with the key the exporting server signs with"
+                    ))
+                })?
+                .public_key_base64(),
+        };
+        return match exports::verify(dir, Some(&trusted))? {
+            Verification::Intact { files, events } => {
+                println!(
+                    "export intact: signature valid, {files} file(s) match, {events} event(s)"
+                );
+                Ok(())
+            }
+            Verification::Broken(why) => Err(CommandError::Failed(format!("export BROKEN: {why}"))),
+        };
+    }
+    let db = open_migrated(settings)?;
+    let mut conn = db.conn()?;
+    match command {
+        ExportCommand::List => print_json(&exports::list(&mut conn)?),
+        ExportCommand::Run {
+            format,
+            from,
+            until,
+            rooms,
+            custodians,
+            hold,
+            include_files,
+            officer: username,
+        } => {
+            let (_, context) = officer(&mut conn, &username)?;
+            let now = SystemClock.now();
+            let request = ExportRequest {
+                format,
+                from: instant("from", Some(&from))?.unwrap_or(now),
+                until: instant("until", until.as_deref())?.unwrap_or(now),
+                rooms: rooms
+                    .iter()
+                    .map(|id| {
+                        id.parse::<RoomId>().map_err(|_| {
+                            CommandError::Usage(format!("--room: `{id}` is not a room id"))
+                        })
+                    })
+                    .collect::<Result<_, _>>()?,
+                custodians: custodians
+                    .iter()
+                    .map(|name| user_id(&mut conn, name))
+                    .collect::<Result<_, _>>()?,
+                hold_id: hold,
+                include_files,
+            };
+            let job = exports::start(&mut conn, &context, now, &request, None)?;
+            let key = crate::keys::load_audit_key(settings, false)
+                .map_err(|err| CommandError::Failed(err.to_string()))?;
+            let keyring = crate::keys::load_keyring(settings, &db)
+                .map_err(|err| CommandError::Failed(err.to_string()))?;
+            let source = conclave_messaging::archive::ConversationArchive {
+                keyring: std::sync::Arc::new(keyring),
+                attachments_dir: settings.attachments_dir(),
+            };
+            // Run pending jobs (this one among them) until this one has ended; a serving
+            // worker may be running it meanwhile.
+            loop {
+                let ran = exports::run_next(
+                    &mut conn,
+                    &source,
+                    &key,
+                    &settings.exports_dir(),
+                    &SystemClock,
+                )?;
+                let current = exports::get(&mut conn, &job.id)?;
+                match current.status.as_str() {
+                    "done" => {
+                        let dir = exports::bundle_dir(&settings.exports_dir(), &job.id)?;
+                        println!(
+                            "export {} done: {} event(s) from {} room(s) in {}",
+                            job.id,
+                            current.progress.events_written,
+                            current.progress.rooms_done,
+                            dir.display()
+                        );
+                        return Ok(());
+                    }
+                    "failed" => {
+                        return Err(CommandError::Failed(format!(
+                            "export {} failed: {}",
+                            job.id,
+                            current.error.unwrap_or_default()
+                        )));
+                    }
+                    _ if ran.is_none() => std::thread::sleep(std::time::Duration::from_secs(1)),
+                    _ => {}
+                }
+            }
+        }
+        ExportCommand::Verify { .. } => unreachable!("handled above"),
     }
     Ok(())
 }

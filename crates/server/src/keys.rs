@@ -65,6 +65,22 @@ pub fn load_for_serving(settings: &Settings, db: &Db) -> Result<LoadedKeys, KeyE
     Ok(LoadedKeys { keyring, generated })
 }
 
+/// Loads the configured keyring for an operator command (never generates one) and
+/// checks it against the database.
+pub fn load_keyring(settings: &Settings, db: &Db) -> Result<Keyring, KeyError> {
+    let keyring = if settings.keys.master_key.expose().is_empty() {
+        let path = settings.key_file();
+        if !path.exists() {
+            return Err(KeyError::MissingFile(path.display().to_string()));
+        }
+        Keyring::load(&path)?
+    } else {
+        Keyring::from_env_value(settings.keys.master_key.expose())?
+    };
+    check_keyring(&mut *db.conn()?, &keyring)?;
+    Ok(keyring)
+}
+
 fn key_file_only(settings: &Settings) -> Result<std::path::PathBuf, KeyError> {
     if !settings.keys.master_key.expose().is_empty() {
         return Err(KeyError::Usage(

@@ -49,6 +49,10 @@ fn main() -> ExitCode {
             telemetry::init(&settings.log);
             report(compliance::holds(&settings, command))
         }
+        Command::Export(command) => {
+            telemetry::init(&settings.log);
+            report(compliance::export(&settings, command))
+        }
         Command::Audit(AuditCommand::Verify) => {
             telemetry::init(&settings.log);
             let key = match keys::load_audit_key(&settings, false) {

@@ -53,6 +53,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     doc.merge(conclave_auth::http::AuthApi::openapi());
     doc.merge(conclave_audit::http::AuditApi::openapi());
+    doc.merge(conclave_audit::exports_http::ExportsApi::openapi());
     doc.merge(conclave_policy::http::PolicyApi::openapi());
     doc.merge(conclave_policy::compliance_http::ComplianceApi::openapi());
     doc.merge(conclave_messaging::http::MessagingApi::openapi());

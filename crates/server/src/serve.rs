@@ -84,6 +84,13 @@ pub async fn run(settings: Settings) -> Result<(), ServeError> {
         tracing::info!(address = %syslog.address, transport = ?syslog.transport, "forwarding the audit log to syslog");
         actix_web::rt::spawn(conclave_audit::syslog::run(db.clone(), syslog));
     }
+    if settings.export.worker_enabled {
+        actix_web::rt::spawn(run_exports(
+            state.clone(),
+            clock.clone(),
+            settings.export_schedules(),
+        ));
+    }
     if settings.retention.sweeper_enabled {
         actix_web::rt::spawn(conclave_policy::sweeper::run(
             db.clone(),
@@ -173,6 +180,48 @@ async fn sign_checkpoints(state: AppState, clock: Arc<dyn Clock>, interval: Dura
             .await
         {
             tracing::warn!(error = %err, "could not sign an audit checkpoint; will retry");
+        }
+    }
+}
+
+/// The export worker: starts scheduled exports when their window ends, and runs pending
+/// jobs (and ones whose worker died) one at a time.
+async fn run_exports(
+    state: AppState,
+    clock: Arc<dyn Clock>,
+    schedules: Vec<conclave_audit::exports::Schedule>,
+) {
+    let source = Arc::new(state.archive_source());
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let (source, clock, schedules) = (source.clone(), clock.clone(), schedules.clone());
+        let (key, dir) = (state.audit_key.clone(), state.exports_dir.clone());
+        let outcome = state
+            .db
+            .run(move |conn| {
+                for schedule in &schedules {
+                    if let Err(err) =
+                        conclave_audit::exports::start_scheduled(conn, schedule, clock.now())
+                    {
+                        tracing::warn!(schedule = %schedule.name, error = %err, "could not start a scheduled export");
+                    }
+                }
+                while let Some(id) = conclave_audit::exports::run_next(
+                    conn,
+                    source.as_ref(),
+                    &key,
+                    &dir,
+                    clock.as_ref(),
+                )? {
+                    tracing::info!(export = %id, "compliance export finished");
+                }
+                Ok::<_, conclave_audit::exports::ExportError>(())
+            })
+            .await;
+        if let Err(err) = outcome {
+            tracing::warn!(error = %err, "the export worker failed; it retries");
         }
     }
 }

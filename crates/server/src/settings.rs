@@ -35,6 +35,41 @@ pub struct Settings {
     pub messaging: MessagingLimits,
     pub audit: AuditSettings,
     pub retention: RetentionSettings,
+    pub export: ExportSettings,
+}
+
+/// Compliance exports: where bundles go, and the scheduled ones.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExportSettings {
+    /// Run export jobs in this process.
+    pub worker_enabled: bool,
+    /// Where bundles are written (empty: `{data_dir}/exports`).
+    pub dir: String,
+    pub schedules: Vec<ExportSchedule>,
+}
+
+impl Default for ExportSettings {
+    fn default() -> Self {
+        Self {
+            worker_enabled: true,
+            dir: String::new(),
+            schedules: Vec::new(),
+        }
+    }
+}
+
+/// An export of consecutive windows: each window of `every_hours` is exported when it
+/// ends, so together they cover everything once.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportSchedule {
+    pub name: String,
+    /// `jsonl`, `csv`, `eml` or `xml`.
+    pub format: String,
+    pub every_hours: u64,
+    #[serde(default)]
+    pub include_files: bool,
 }
 
 /// The retention sweeper and the recomputation jobs (the policies themselves are set by
@@ -253,6 +288,7 @@ impl Default for Settings {
             messaging: MessagingLimits::default(),
             audit: AuditSettings::default(),
             retention: RetentionSettings::default(),
+            export: ExportSettings::default(),
         }
     }
 }
@@ -534,6 +570,18 @@ impl Settings {
                 "must be host:port when syslog is enabled",
             );
         }
+        let mut names = std::collections::BTreeSet::new();
+        for schedule in &self.export.schedules {
+            if schedule.name.trim().is_empty() || !names.insert(schedule.name.as_str()) {
+                return invalid("export.schedules.name", "each schedule needs its own name");
+            }
+            if let Err(err) = conclave_audit::archive::ArchiveFormat::parse(&schedule.format) {
+                return invalid("export.schedules.format", &err.to_string());
+            }
+            if !(1..=8_760).contains(&schedule.every_hours) {
+                return invalid("export.schedules.every_hours", "must be between 1 and 8760");
+            }
+        }
         let retention = &self.retention;
         if retention.sweep_interval_seconds == 0 {
             return invalid("retention.sweep_interval_seconds", "must be at least 1");
@@ -601,6 +649,31 @@ impl Settings {
             attachments_dir: self.attachments_dir(),
             interval: Duration::from_secs(retention.sweep_interval_seconds),
         }
+    }
+
+    /// Where compliance export bundles are written.
+    pub fn exports_dir(&self) -> PathBuf {
+        if self.export.dir.is_empty() {
+            self.data_dir.join("exports")
+        } else {
+            PathBuf::from(&self.export.dir)
+        }
+    }
+
+    /// The configured export schedules (call after `validate`).
+    pub fn export_schedules(&self) -> Vec<conclave_audit::exports::Schedule> {
+        self.export
+            .schedules
+            .iter()
+            .filter_map(|schedule| {
+                Some(conclave_audit::exports::Schedule {
+                    name: schedule.name.clone(),
+                    format: conclave_audit::archive::ArchiveFormat::parse(&schedule.format).ok()?,
+                    every: Duration::from_secs(schedule.every_hours * 3600),
+                    include_files: schedule.include_files,
+                })
+            })
+            .collect()
     }
 
     /// Where encrypted attachments are stored.

@@ -12,6 +12,7 @@ pub mod audit;
 pub mod audit_forwarding;
 pub mod connection;
 pub mod error;
+pub mod exports;
 pub mod legal_holds;
 pub mod login_failures;
 pub mod message_reads;

@@ -70,3 +70,24 @@ pub fn after(
         .select(RoomEventRecord::as_select())
         .load(conn)?)
 }
+
+/// A room's events with `from <= created_at < until`, in sequence order, after `after_seq`
+/// (compliance exports read a window a page at a time).
+pub fn in_window(
+    conn: &mut DbConnection,
+    room_id: RoomId,
+    from: Timestamp,
+    until: Timestamp,
+    after_seq: i64,
+    limit: i64,
+) -> Result<Vec<RoomEventRecord>, StoreError> {
+    Ok(room_events::table
+        .filter(room_events::room_id.eq(room_id.to_string()))
+        .filter(room_events::seq.gt(after_seq))
+        .filter(room_events::created_at.ge(from.as_micros()))
+        .filter(room_events::created_at.lt(until.as_micros()))
+        .order(room_events::seq.asc())
+        .limit(limit)
+        .select(RoomEventRecord::as_select())
+        .load(conn)?)
+}

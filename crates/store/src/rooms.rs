@@ -363,3 +363,79 @@ pub fn lock(conn: &mut DbConnection, id: RoomId) -> Result<(), StoreError> {
         .execute(conn)?;
     Ok(())
 }
+
+/// Every membership period of a room: `(user id, joined_at, left_at)`, oldest first.
+pub fn all_membership_periods(
+    conn: &mut DbConnection,
+    room_id: RoomId,
+) -> Result<Vec<(UserId, Timestamp, Option<Timestamp>)>, StoreError> {
+    let rows: Vec<(String, i64, Option<i64>)> = room_membership_periods::table
+        .filter(room_membership_periods::room_id.eq(room_id.to_string()))
+        .order(room_membership_periods::joined_at.asc())
+        .select((
+            room_membership_periods::user_id,
+            room_membership_periods::joined_at,
+            room_membership_periods::left_at,
+        ))
+        .load(conn)?;
+    rows.into_iter()
+        .map(|(user, joined, left)| {
+            Ok((
+                user.parse().map_err(|_| {
+                    StoreError::Corrupt(format!("membership period: bad user {user}"))
+                })?,
+                Timestamp::from_micros(joined),
+                left.map(Timestamp::from_micros),
+            ))
+        })
+        .collect()
+}
+
+/// Rooms a user was a member of at some time in `[from, until)`.
+pub fn rooms_of_during(
+    conn: &mut DbConnection,
+    user_id: UserId,
+    from: Timestamp,
+    until: Timestamp,
+) -> Result<Vec<RoomId>, StoreError> {
+    let ids: Vec<String> = room_membership_periods::table
+        .filter(room_membership_periods::user_id.eq(user_id.to_string()))
+        .filter(room_membership_periods::joined_at.lt(until.as_micros()))
+        .filter(
+            room_membership_periods::left_at
+                .is_null()
+                .or(room_membership_periods::left_at.ge(from.as_micros())),
+        )
+        .select(room_membership_periods::room_id)
+        .distinct()
+        .load(conn)?;
+    ids.iter()
+        .map(|id| {
+            id.parse()
+                .map_err(|_| StoreError::Corrupt(format!("membership period: bad room {id}")))
+        })
+        .collect()
+}
+
+/// Every room id, a page at a time in id order.
+pub fn all_ids(
+    conn: &mut DbConnection,
+    after: Option<RoomId>,
+    limit: i64,
+) -> Result<Vec<RoomId>, StoreError> {
+    let mut query = rooms::table
+        .order(rooms::id.asc())
+        .limit(limit)
+        .select(rooms::id)
+        .into_boxed();
+    if let Some(after) = after {
+        query = query.filter(rooms::id.gt(after.to_string()));
+    }
+    let ids: Vec<String> = query.load(conn)?;
+    ids.iter()
+        .map(|id| {
+            id.parse()
+                .map_err(|_| StoreError::Corrupt(format!("room: bad id {id}")))
+        })
+        .collect()
+}

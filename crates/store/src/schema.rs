@@ -304,6 +304,27 @@ diesel::table! {
 }
 
 diesel::table! {
+    export_jobs (id) {
+        id -> Text,
+        format -> Text,
+        window_from -> BigInt,
+        window_until -> BigInt,
+        scope -> Text,
+        hold_id -> Nullable<Text>,
+        include_files -> Bool,
+        status -> Text,
+        progress -> Text,
+        error -> Nullable<Text>,
+        schedule -> Nullable<Text>,
+        created_by -> Nullable<Text>,
+        created_at -> BigInt,
+        started_at -> Nullable<BigInt>,
+        finished_at -> Nullable<BigInt>,
+        heartbeat_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
     key_shred_candidates (room_id, epoch) {
         room_id -> Text,
         epoch -> BigInt,
@@ -360,5 +381,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     attachment_file_deletions,
     key_shred_candidates,
     audit_forwarding,
+    export_jobs,
     retention_sweeps,
 );
