@@ -154,6 +154,14 @@ fn holds_keep_messages_from_the_running_sweeper_until_released(backend: TestBack
         "forbidden",
     );
 
+    // The same totals as Prometheus metrics.
+    let metrics = server.get("/metrics", None).text().unwrap();
+    let destroyed = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("conclave_retention_messages_destroyed_total "))
+        .and_then(|value| value.parse::<u64>().ok());
+    assert!(destroyed.is_some_and(|n| n >= 1), "{metrics}");
+
     // Releasing the hold lets the sweeper catch up.
     let released: Value = server
         .send(

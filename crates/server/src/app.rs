@@ -102,6 +102,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: &AppState) {
             state.exports_dir.clone(),
         )))
         .configure(crate::health::routes)
+        .configure(crate::metrics::routes)
         .configure(crate::openapi::routes)
         .configure(conclave_auth::http::routes)
         .configure(conclave_audit::http::routes)

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod compliance;
 pub mod health;
 pub mod keys;
+pub mod metrics;
 pub mod openapi;
 pub mod serve;
 pub mod settings;

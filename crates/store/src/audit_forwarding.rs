@@ -49,3 +49,11 @@ pub fn advance(
     .execute(conn)?;
     Ok(moved == 1)
 }
+
+/// Every destination with its position.
+pub fn positions(conn: &mut DbConnection) -> Result<Vec<(String, i64)>, StoreError> {
+    Ok(audit_forwarding::table
+        .order(audit_forwarding::destination.asc())
+        .select((audit_forwarding::destination, audit_forwarding::last_seq))
+        .load(conn)?)
+}

@@ -183,3 +183,11 @@ pub fn finish(
         .execute(conn)?;
     Ok(())
 }
+
+/// How many jobs are in each status.
+pub fn count_by_status(conn: &mut DbConnection) -> Result<Vec<(String, i64)>, StoreError> {
+    Ok(export_jobs::table
+        .group_by(export_jobs::status)
+        .select((export_jobs::status, diesel::dsl::count_star()))
+        .load(conn)?)
+}

@@ -427,3 +427,11 @@ pub fn remove_shred_candidate(
     diesel::delete(key_shred_candidates::table.find((room_id.to_owned(), epoch))).execute(conn)?;
     Ok(())
 }
+
+/// How many recomputation jobs are in each status.
+pub fn jobs_by_status(conn: &mut DbConnection) -> Result<Vec<(String, i64)>, StoreError> {
+    Ok(retention_jobs::table
+        .group_by(retention_jobs::status)
+        .select((retention_jobs::status, diesel::dsl::count_star()))
+        .load(conn)?)
+}
