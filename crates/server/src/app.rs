@@ -8,6 +8,7 @@ use actix_web::http::header;
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{App, HttpResponse, web};
 use conclave_api::{ApiError, RequestIdMiddleware};
+use conclave_auth::identity::IdentityState;
 use conclave_auth::{AuthSettings, AuthState, Revocations};
 use conclave_core::Clock;
 use conclave_crypto::Keyring;
@@ -26,6 +27,8 @@ pub struct AppState {
     pub messaging: MessagingState,
     pub max_json_body_bytes: usize,
     pub max_body_bytes: usize,
+    /// Single sign-on providers and the directory.
+    pub identity: IdentityState,
 }
 
 /// Opens the database pool the settings describe.
@@ -76,6 +79,13 @@ impl AppState {
             }),
             hub: Hub::default(),
         };
+        // The configuration was validated at load; a failure here (a secret file removed
+        // since) leaves single sign-on off, loudly, rather than refusing to serve.
+        let identity = IdentityState::new(&settings.identity, &settings.public_url())
+            .unwrap_or_else(|err| {
+                tracing::error!(error = %err, "single sign-on is off: its configuration failed");
+                IdentityState::default()
+            });
         Self {
             db,
             audit_key,
@@ -83,6 +93,7 @@ impl AppState {
             messaging,
             max_json_body_bytes: settings.http.max_json_body_bytes,
             max_body_bytes: settings.http.max_body_bytes,
+            identity,
         }
     }
 }
@@ -95,6 +106,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: &AppState) {
         .app_data(web::Data::new(state.auth.clone()))
         .app_data(web::Data::new(state.messaging.clone()))
         .app_data(web::Data::new(state.audit_key.clone()))
+        .app_data(web::Data::new(state.identity.clone()))
         .configure(crate::health::routes)
         .configure(crate::openapi::routes)
         .configure(conclave_auth::http::routes)

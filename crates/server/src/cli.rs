@@ -42,6 +42,22 @@ pub enum Command {
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// The LDAP / Active Directory directory.
+    #[command(subcommand)]
+    Ldap(LdapCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LdapCommand {
+    /// Sync accounts from the directory now (audited as `system:cli`); prints the report.
+    Sync {
+        /// Report what would change and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -38,7 +38,10 @@ impl TryFrom<IdentityRow> for IdentityRecord {
     fn try_from(row: IdentityRow) -> Result<Self, StoreError> {
         Ok(IdentityRecord {
             user_id: row.user_id.parse().map_err(|_| {
-                StoreError::Corrupt(format!("identity {}/{}: bad user id", row.provider, row.subject))
+                StoreError::Corrupt(format!(
+                    "identity {}/{}: bad user id",
+                    row.provider, row.subject
+                ))
             })?,
             provider: row.provider,
             subject: row.subject,

@@ -80,6 +80,8 @@ pub fn complete(conn: &mut DbConnection, id: &str, user: UserId) -> Result<bool,
 
 /// Removes flows that expired before `now`; returns how many.
 pub fn delete_expired(conn: &mut DbConnection, now: Timestamp) -> Result<usize, StoreError> {
-    Ok(diesel::delete(oidc_flows::table.filter(oidc_flows::expires_at.lt(now.as_micros())))
-        .execute(conn)?)
+    Ok(
+        diesel::delete(oidc_flows::table.filter(oidc_flows::expires_at.lt(now.as_micros())))
+            .execute(conn)?,
+    )
 }

@@ -48,10 +48,12 @@ pub fn try_lock_singleton(conn: &mut DbConnection, key: i64) -> Result<bool, Sto
         locked: bool,
     }
     match conn {
-        DbConnection::Postgresql(_) => Ok(diesel::sql_query("SELECT pg_try_advisory_lock($1) AS locked")
-            .bind::<diesel::sql_types::BigInt, _>(key)
-            .get_result::<Locked>(conn)?
-            .locked),
+        DbConnection::Postgresql(_) => Ok(diesel::sql_query(
+            "SELECT pg_try_advisory_lock($1) AS locked",
+        )
+        .bind::<diesel::sql_types::BigInt, _>(key)
+        .get_result::<Locked>(conn)?
+        .locked),
         DbConnection::Sqlite(_) => Ok(true),
     }
 }

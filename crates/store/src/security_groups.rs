@@ -177,7 +177,10 @@ pub fn memberships_of(
     Ok(memberships)
 }
 
-pub fn find_by_name(conn: &mut DbConnection, name: &str) -> Result<Option<GroupRecord>, StoreError> {
+pub fn find_by_name(
+    conn: &mut DbConnection,
+    name: &str,
+) -> Result<Option<GroupRecord>, StoreError> {
     Ok(security_groups::table
         .filter(security_groups::name.eq(name))
         .select(GroupRecord::as_select())
@@ -186,7 +189,10 @@ pub fn find_by_name(conn: &mut DbConnection, name: &str) -> Result<Option<GroupR
 }
 
 /// The groups `user` is in through the directory's group mapping (source 'directory').
-pub fn directory_groups_of(conn: &mut DbConnection, user: UserId) -> Result<Vec<String>, StoreError> {
+pub fn directory_groups_of(
+    conn: &mut DbConnection,
+    user: UserId,
+) -> Result<Vec<String>, StoreError> {
     Ok(security_group_members::table
         .filter(security_group_members::user_id.eq(user.to_string()))
         .filter(security_group_members::source.eq("directory"))
