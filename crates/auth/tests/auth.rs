@@ -13,6 +13,9 @@ use conclave_store::{Db, DbConnection};
 use conclave_testkit::backend_tests;
 use std::time::Duration;
 
+#[path = "sso/directory.rs"]
+mod directory;
+
 const PASSWORD: &str = "correct horse battery staple";
 
 fn settings() -> AuthSettings {
