@@ -4,6 +4,7 @@
 mod ephemeral;
 mod harness;
 mod messaging;
+mod sso;
 
 use conclave_store::audit::{self, ChainStatus};
 use conclave_testkit::TestBackend;
