@@ -91,7 +91,7 @@ pub struct Callback {
 pub enum Finished {
     /// A browser flow: the session is open; send the browser to `return_to`.
     Browser {
-        success: LoginSuccess,
+        success: Box<LoginSuccess>,
         return_to: String,
     },
     /// An API client's flow completed; it exchanges it for a token.
@@ -391,7 +391,10 @@ impl OidcProvider {
                     FlowMode::Browser => Ok(open_session(
                         conn, &settings, &context, now, &user, &provider, &origin,
                     )?
-                    .map(|success| Finished::Browser { success, return_to })),
+                    .map(|success| Finished::Browser {
+                        success: Box::new(success),
+                        return_to,
+                    })),
                     FlowMode::Token => {
                         if !oidc_flows::complete(conn, &flow_id, user.id)? {
                             return Ok(Err(AuthError::SsoFailed(
