@@ -212,7 +212,10 @@ mod tests {
             "staff",
             "cn=staff-leads,ou=groups,dc=example,dc=gov"
         ));
-        assert!(group_matches("staff", "ou=staff"), "the first RDN's value, whatever its type");
+        assert!(
+            group_matches("staff", "ou=staff"),
+            "the first RDN's value, whatever its type"
+        );
         assert!(!group_matches("staff", "cn=admins,ou=staff,dc=x"));
         assert!(!group_matches("staff", "staffing"));
     }
