@@ -145,6 +145,14 @@ scopes = ["email", "profile", "groups"]
 [identity.oidc.role_mappings]
 conclave-admins = ["admin"]
 
+[[identity.oidc]]
+id = "down"
+display_name = "A provider that is down"
+issuer = "http://127.0.0.1:{down}"
+client_id = "conclave"
+client_secret = "unused"
+timeout_seconds = 2
+
 [identity.ldap]
 url = "ldap://127.0.0.1:{closed}"
 bind_dn = "cn=admin,dc=example,dc=gov"
@@ -156,6 +164,7 @@ sync_interval_minutes = 0
 "#,
             issuer = provider.issuer,
             closed = free_port(),
+            down = free_port(),
         ),
     )
     .unwrap();
@@ -230,6 +239,41 @@ sync_interval_minutes = 0
         alice_browser.get(&callback_url).send().unwrap(),
         401,
         "unauthenticated",
+    );
+
+    // The person refuses at the provider: the callback says so and the flow is spent.
+    let refusing = browser();
+    let start = refusing
+        .get(format!("{url}/api/v1/auth/oidc/test/login"))
+        .send()
+        .unwrap();
+    let state = reqwest::Url::parse(&location(&start))
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    let refused = refusing
+        .get(format!("{callback}?error=access_denied&state={state}"))
+        .send()
+        .unwrap();
+    let message = expect_error(refused, 401, "unauthenticated");
+    assert!(message.contains("access_denied"), "{message}");
+    let again = refusing
+        .get(format!("{callback}?code=x&state={state}"))
+        .send()
+        .unwrap();
+    expect_error(again, 401, "unauthenticated");
+    // A provider that cannot be reached: 503, not a 500 or a hang.
+    let down = browser()
+        .get(format!("{url}/api/v1/auth/oidc/down/login"))
+        .send()
+        .unwrap();
+    expect_error(down, 503, "directory_unavailable");
+    expect_error(
+        server.get("/api/v1/auth/oidc/nope/login", None),
+        404,
+        "not_found",
     );
 
     // An API client: start, the person signs in in a browser, exchange once.
@@ -424,3 +468,169 @@ fn identity_configuration_is_checked() {
 }
 
 on_both_backends_in!(sso_scenarios: oidc_single_sign_on);
+
+fn ldap_login(server: &Server, username: &str, password: &str) -> reqwest::blocking::Response {
+    server.send(
+        "POST",
+        "/api/v1/auth/ldap/login",
+        None,
+        Some(json!({ "username": username, "password": password })),
+    )
+}
+
+/// The directory through the binary: `conclave ldap sync` (dry run, then real), LDAP
+/// login, and the admin endpoint's sync deprovisioning a person who left: their session
+/// and open WebSocket end at once.
+fn directory_sync_through_the_binary(backend: TestBackend) {
+    let slapd = conclave_testkit::slapd::Slapd::start();
+    let config_dir = tempfile::tempdir().unwrap();
+    let config = config_dir.path().join("conclave.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[identity.ldap]
+url = "{url}"
+bind_dn = "{dn}"
+user_base_dn = "ou=people,{suffix}"
+sync_interval_minutes = 0
+[identity.ldap.role_mappings]
+conclave-admins = ["admin"]
+"#,
+            url = slapd.url(),
+            dn = conclave_testkit::slapd::ADMIN_DN,
+            suffix = conclave_testkit::slapd::SUFFIX,
+        ),
+    )
+    .unwrap();
+    // The bind password comes from the environment, not the file.
+    let env = [
+        ("CONCLAVE_CONFIG", config.to_str().unwrap()),
+        (
+            "CONCLAVE_IDENTITY__LDAP__BIND_PASSWORD",
+            conclave_testkit::slapd::ADMIN_PASSWORD,
+        ),
+    ];
+    let server = Server::start_with(backend, &env);
+    let sync = |args: &[&str]| {
+        let mut cmd = crate::harness::conclave(&server.data_dir());
+        cmd.env("CONCLAVE_DATABASE__URL", server.database_url());
+        for (key, value) in env {
+            cmd.env(key, value);
+        }
+        cmd.args(["ldap", "sync"]).args(args).output().unwrap()
+    };
+    let admin = server.admin_token();
+
+    let dry = sync(&["--dry-run", "--json"]);
+    assert!(
+        dry.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
+    let report: Value = serde_json::from_slice(&dry.stdout).unwrap();
+    assert_eq!(report["dry_run"], true);
+    assert_eq!(report["created"], 3);
+    let users: Value = server
+        .get("/api/v1/admin/users", Some(&admin))
+        .json()
+        .unwrap();
+    assert_eq!(
+        users["users"].as_array().unwrap().len(),
+        1,
+        "the dry run created nobody"
+    );
+
+    let real = sync(&[]);
+    assert!(
+        real.status.success(),
+        "{}",
+        String::from_utf8_lossy(&real.stderr)
+    );
+    assert!(String::from_utf8_lossy(&real.stdout).contains("created 3"));
+    let users: Value = server
+        .get("/api/v1/admin/users", Some(&admin))
+        .json()
+        .unwrap();
+    assert_eq!(users["users"].as_array().unwrap().len(), 4);
+
+    // Directory logins.
+    let response = ldap_login(&server, "alice", "alicepw");
+    assert_eq!(response.status(), 200);
+    let alice: Value = response.json().unwrap();
+    assert_eq!(alice["user"]["auth_source"], "ldap");
+    assert!(
+        alice["user"]["roles"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("admin"))
+    );
+    expect_error(
+        ldap_login(&server, "alice", "wrong"),
+        401,
+        "invalid_credentials",
+    );
+    expect_error(
+        ldap_login(&server, "*)(uid=*", "alicepw"),
+        401,
+        "invalid_credentials",
+    );
+    let response = ldap_login(&server, "bob", "bobpw");
+    assert_eq!(response.status(), 200);
+    let bob: Value = response.json().unwrap();
+    let bob_token = bob["token"].as_str().unwrap().to_owned();
+    expect_error(
+        server.send(
+            "POST",
+            "/api/v1/admin/directory/sync",
+            Some(&bob_token),
+            Some(json!({})),
+        ),
+        403,
+        "forbidden",
+    );
+    let mut ws = server.websocket(&bob_token);
+
+    // Bob leaves; the admin's sync deprovisions him at once.
+    slapd.delete("uid=bob,ou=people,dc=example,dc=gov");
+    let response = server.send(
+        "POST",
+        "/api/v1/admin/directory/sync",
+        Some(&admin),
+        Some(json!({"dry_run": false})),
+    );
+    assert_eq!(response.status(), 200);
+    let report: Value = response.json().unwrap();
+    assert_eq!(report["deprovisioned"], 1, "{report}");
+    let code = loop {
+        match ws.socket.read() {
+            Ok(tungstenite::Message::Close(Some(frame))) => break u16::from(frame.code),
+            Ok(tungstenite::Message::Close(None)) => break 1005,
+            Ok(_) => continue,
+            Err(err) => panic!("the WebSocket ended without a close frame: {err}"),
+        }
+    };
+    assert_eq!(code, 1008, "closed as a policy matter: the session ended");
+    expect_error(
+        server.get("/api/v1/me", Some(&bob_token)),
+        401,
+        "unauthenticated",
+    );
+    expect_error(
+        ldap_login(&server, "bob", "bobpw"),
+        401,
+        "invalid_credentials",
+    );
+    let user: Value = server
+        .get(
+            &format!(
+                "/api/v1/admin/users/{}",
+                bob["user"]["id"].as_str().unwrap()
+            ),
+            Some(&admin),
+        )
+        .json()
+        .unwrap();
+    assert_eq!(user["status"], "deprovisioned");
+}
+
+on_both_backends_in!(directory_scenarios: directory_sync_through_the_binary);
