@@ -334,6 +334,24 @@ sync_interval_minutes = 0
     let me2: Value = server.get("/api/v1/me", Some(&token2)).json().unwrap();
     assert_eq!(me2["id"], me["id"]);
 
+    // A username already held by another account is never linked: 409, nothing made.
+    let admin = server.admin_token();
+    let local = server.send(
+        "POST",
+        "/api/v1/admin/users",
+        Some(&admin),
+        Some(json!({ "username": "carol", "display_name": "Local Carol" })),
+    );
+    assert_eq!(local.status(), 201);
+    let carol = browser();
+    let start = carol
+        .get(format!("{url}/api/v1/auth/oidc/test/login"))
+        .send()
+        .unwrap();
+    let callback_url = through_provider(&carol, &location(&start), "carol", &callback);
+    let message = expect_error(carol.get(&callback_url).send().unwrap(), 409, "conflict");
+    assert!(message.contains("carol"), "{message}");
+
     // Logout ends the session here and names the provider's end-session endpoint.
     let response = server.send("POST", "/api/v1/auth/logout", Some(&token), None);
     assert_eq!(response.status(), 200);
@@ -349,7 +367,6 @@ sync_interval_minutes = 0
         "unauthenticated",
     );
     // A local login's logout has nothing to end elsewhere.
-    let admin = server.admin_token();
     assert_eq!(
         server
             .send("POST", "/api/v1/auth/logout", Some(&admin), None)

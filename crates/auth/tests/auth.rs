@@ -15,6 +15,8 @@ use std::time::Duration;
 
 #[path = "sso/directory.rs"]
 mod directory;
+#[path = "sso/local_login.rs"]
+mod local_login;
 
 const PASSWORD: &str = "correct horse battery staple";
 
