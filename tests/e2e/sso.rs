@@ -49,7 +49,9 @@ fn start_provider(conclave_url: &str) -> Provider {
         .env("CLIENT_SECRET", CLIENT_SECRET)
         .env(
             "REDIRECT_URI",
-            format!("{conclave_url}/api/v1/auth/oidc/test/callback"),
+            format!(
+                "{conclave_url}/api/v1/auth/oidc/test/callback,{conclave_url}/api/v1/auth/oidc/test-userinfo/callback"
+            ),
         )
         .env("POST_LOGOUT_URI", format!("{conclave_url}/"))
         .stdout(Stdio::piped())
@@ -106,11 +108,10 @@ fn through_provider(
     let mut url = format!("{authorization_url}&login_hint={user}");
     for _ in 0..20 {
         let response = browser.get(&url).send().unwrap();
-        assert!(
-            response.status().is_redirection(),
-            "{url}: {}",
-            response.status()
-        );
+        if !response.status().is_redirection() {
+            let status = response.status();
+            panic!("{url}: {status}: {}", response.text().unwrap_or_default());
+        }
         url = location(&response);
         if url.starts_with(callback_prefix) {
             return url;
@@ -144,6 +145,19 @@ client_secret = "{CLIENT_SECRET}"
 scopes = ["email", "profile", "groups"]
 [identity.oidc.role_mappings]
 conclave-admins = ["admin"]
+
+[[identity.oidc]]
+id = "test-userinfo"
+display_name = "Test SSO, userinfo"
+issuer = "{issuer}"
+client_id = "conclave"
+client_secret = "{CLIENT_SECRET}"
+scopes = ["email", "profile", "groups"]
+use_userinfo = true
+[identity.oidc.claims]
+groups = "userinfo_groups"
+[identity.oidc.role_mappings]
+auditors = ["auditor"]
 
 [[identity.oidc]]
 id = "down"
@@ -240,6 +254,20 @@ sync_interval_minutes = 0
         401,
         "unauthenticated",
     );
+
+    // A provider configured to read userinfo: its groups claim is there only.
+    let erin = browser();
+    let start = erin
+        .get(format!("{url}/api/v1/auth/oidc/test-userinfo/login"))
+        .send()
+        .unwrap();
+    let callback_userinfo = format!("{url}/api/v1/auth/oidc/test-userinfo/callback");
+    let callback_url = through_provider(&erin, &location(&start), "erin", &callback_userinfo);
+    let landed = erin.get(&callback_url).send().unwrap();
+    assert_eq!(landed.status(), 302);
+    let erin_token = cookie_value(&landed, "conclave_session").unwrap();
+    let me_erin: Value = server.get("/api/v1/me", Some(&erin_token)).json().unwrap();
+    assert_eq!(me_erin["roles"], json!(["user", "auditor"]), "{me_erin}");
 
     // The person refuses at the provider: the callback says so and the flow is spent.
     let refusing = browser();

@@ -11,6 +11,7 @@ const ACCOUNTS = {
   alice: { email: 'alice@example.gov', name: 'Alice Anders', groups: ['conclave-admins', 'staff'] },
   bob: { email: 'bob@example.gov', name: 'Bob Brown', groups: ['staff'] },
   carol: { email: 'carol@example.gov', name: 'Carol Chen', groups: [] },
+  erin: { email: 'erin@example.gov', name: 'Erin Eriksen', groups: [] },
 };
 // The username a subject presents can change (a rename at the IdP): RENAME_<sub>=<new>.
 const usernameOf = (sub) => process.env[`RENAME_${sub}`] || sub;
@@ -25,7 +26,7 @@ server.listen(Number(process.env.PORT || 0), '127.0.0.1', () => {
     clients: [{
       client_id: 'conclave',
       client_secret: process.env.CLIENT_SECRET || 'conclave-test-secret',
-      redirect_uris: [process.env.REDIRECT_URI],
+      redirect_uris: process.env.REDIRECT_URI.split(','),
       post_logout_redirect_uris: [process.env.POST_LOGOUT_URI],
       grant_types: ['authorization_code'],
       response_types: ['code'],
@@ -33,7 +34,7 @@ server.listen(Number(process.env.PORT || 0), '127.0.0.1', () => {
     }],
     pkce: { required: () => true },
     scopes: ['openid', 'email', 'profile', 'groups'],
-    claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['name', 'preferred_username'], groups: ['groups'] },
+    claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['name', 'preferred_username'], groups: ['groups', 'userinfo_groups'] },
     conformIdTokenClaims: false,
     features: { devInteractions: { enabled: false }, rpInitiatedLogout: { enabled: true } },
     interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
@@ -44,8 +45,11 @@ server.listen(Number(process.env.PORT || 0), '127.0.0.1', () => {
       if (!a) return undefined;
       return {
         accountId: sub,
-        async claims() {
-          return { sub, email: a.email, email_verified: true, name: a.name, preferred_username: usernameOf(sub), groups: a.groups };
+        // `userinfo_groups` only at the userinfo endpoint, so a test can tell it was read.
+        async claims(use) {
+          const claims = { sub, email: a.email, email_verified: true, name: a.name, preferred_username: usernameOf(sub), groups: a.groups };
+          if (use === 'userinfo') claims.userinfo_groups = ['auditors'];
+          return claims;
         },
       };
     },
