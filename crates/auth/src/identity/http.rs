@@ -370,16 +370,21 @@ async fn directory_sync(
     let directory = identity.directory.clone().ok_or_else(ApiError::not_found)?;
     let dry_run = body.is_some_and(|b| b.dry_run);
     let context = audit_context(&req, &admin);
-    let report = sync::run(
-        &state.db,
-        &directory,
-        &identity.sync_guard,
-        state.clock.as_ref(),
-        &context,
-        dry_run,
-        Some(&state.revocations),
-    )
-    .await?;
+    // A task of its own: a client that disconnects does not cut a sync short.
+    let (state, guard) = (state.into_inner(), identity.sync_guard.clone());
+    let run = actix_web::rt::spawn(async move {
+        sync::run(
+            &state.db,
+            &directory,
+            &guard,
+            state.clock.as_ref(),
+            &context,
+            dry_run,
+            Some(&state.revocations),
+        )
+        .await
+    });
+    let report = run.await.map_err(|err| ApiError::internal(&err))??;
     Ok(web::Json(report))
 }
 

@@ -136,16 +136,10 @@ pub async fn run(
     let _held = guard.try_hold().ok_or(AuthError::SyncRunning)?;
     // The cross-node lock lives on one connection for the whole run.
     let pool = db.clone();
-    let mut lock_conn = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
-        let mut conn = pool.conn()?;
-        let locked = org_settings::try_lock_singleton(&mut conn, SYNC_LOCK)?;
-        Ok((conn, locked))
-    })
-    .await
-    .map_err(|err| AuthError::Hashing(err.to_string()))??;
-    if !lock_conn.1 {
-        return Err(AuthError::SyncRunning);
-    }
+    let lock = tokio::task::spawn_blocking(move || SingletonLock::acquire(&pool))
+        .await
+        .map_err(|err| StoreError::Unavailable(format!("the sync lock task failed: {err}")))??
+        .ok_or(AuthError::SyncRunning)?;
     let started = std::time::Instant::now();
     let mut report = SyncReport {
         dry_run,
@@ -167,29 +161,51 @@ pub async fn run(
         Err(err) => (AuditOutcome::Failure, Some(err.to_string())),
     };
     let (record, ctx, now) = (report.clone(), context.clone(), clock.now());
-    db.run(move |conn| {
-        write_transaction(conn, |conn| {
-            let mut details = serde_json::to_value(&record).unwrap_or_default();
-            if let Some(error) = error {
-                details["error"] = serde_json::Value::String(error);
-            }
-            audit(
-                conn,
-                &ctx,
-                now,
-                "directory.sync",
-                None,
-                outcome_kind,
-                details,
-            )
+    let audited = db
+        .run(move |conn| {
+            write_transaction(conn, |conn| {
+                let mut details = serde_json::to_value(&record).unwrap_or_default();
+                if let Some(error) = error {
+                    details["error"] = serde_json::Value::String(error);
+                }
+                audit(
+                    conn,
+                    &ctx,
+                    now,
+                    "directory.sync",
+                    None,
+                    outcome_kind,
+                    details,
+                )
+            })
         })
-    })
-    .await?;
-    let _ = tokio::task::spawn_blocking(move || {
-        org_settings::unlock_singleton(&mut lock_conn.0, SYNC_LOCK)
-    })
-    .await;
+        .await;
+    let _ = tokio::task::spawn_blocking(move || drop(lock)).await;
+    audited?;
     outcome.map(|()| report)
+}
+
+/// The PostgreSQL advisory lock that elects one sync across nodes, held on its own pooled
+/// connection and released when dropped, whatever ends the run (an error, a panic), so
+/// the connection never goes back to the pool still holding it.
+struct SingletonLock(Option<conclave_store::PooledDbConnection>);
+
+impl SingletonLock {
+    /// `None` when another run holds the lock.
+    fn acquire(db: &Db) -> Result<Option<Self>, StoreError> {
+        let mut conn = db.conn()?;
+        Ok(org_settings::try_lock_singleton(&mut conn, SYNC_LOCK)?.then(|| Self(Some(conn))))
+    }
+}
+
+impl Drop for SingletonLock {
+    fn drop(&mut self) {
+        if let Some(mut conn) = self.0.take()
+            && let Err(err) = org_settings::unlock_singleton(&mut conn, SYNC_LOCK)
+        {
+            tracing::warn!(error = %err, "could not release the directory sync lock");
+        }
+    }
 }
 
 async fn sync_pages(

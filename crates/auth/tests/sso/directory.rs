@@ -282,4 +282,28 @@ backend_tests! {
         assert!(report.pages >= 20, "{} pages", report.pages);
         assert_eq!(user_store::count(&mut conn(db)).unwrap(), 2003);
     }
+
+    fn one_sync_at_a_time_and_the_lock_is_released(db) {
+        let slapd = Slapd::start();
+        let directory = Directory::new(&config(&slapd.url())).unwrap();
+        if db.backend().name() == "postgres" {
+            // Another node holds the election lock: this run stands aside.
+            let mut other = conn(db);
+            assert!(conclave_store::org_settings::try_lock_singleton(&mut other, 7_423_001).unwrap());
+            let clock = ManualClock::starting_at(t0());
+            let busy = rt().block_on(sync::run(db, &directory, &SyncGuard::default(), &clock, &AuditContext::system("test"), false, None));
+            assert!(matches!(busy, Err(AuthError::SyncRunning)), "{busy:?}");
+            conclave_store::org_settings::unlock_singleton(&mut other, 7_423_001).unwrap();
+        }
+        // Runs release the lock, also after a failure: the next one proceeds.
+        let mut broken = config(&slapd.url());
+        broken.bind_password = SecretString::new("wrong");
+        let clock = ManualClock::starting_at(t0());
+        let failed = rt().block_on(sync::run(db, &Directory::new(&broken).unwrap(), &SyncGuard::default(), &clock, &AuditContext::system("test"), false, None));
+        assert!(matches!(failed, Err(AuthError::DirectoryUnavailable(_))), "{failed:?}");
+        assert_eq!(run_sync(db, &directory, false).created, 3);
+        assert_eq!(run_sync(db, &directory, false).unchanged, 3);
+        let actions = audit_actions(&mut conn(db));
+        assert!(actions.contains(&("directory.sync".into(), "failure".into())), "a failed run is audited too");
+    }
 }
