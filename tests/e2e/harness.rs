@@ -62,7 +62,12 @@ impl Server {
         if let Some(url) = database_url {
             cmd.env("CONCLAVE_DATABASE__URL", url);
         }
-        cmd.args(["serve", "--bind", "127.0.0.1:0"])
+        // A test that must know the port before start (an OIDC redirect URI) names it.
+        let bind = env
+            .iter()
+            .find(|(key, _)| *key == "CONCLAVE_BIND")
+            .map_or("127.0.0.1:0", |(_, value)| *value);
+        cmd.args(["serve", "--bind", bind])
             .env("CONCLAVE_LOG__FORMAT", "json")
             .env("CONCLAVE_LOG__LEVEL", "info")
             .env("CONCLAVE_HTTP__WORKERS", "2")

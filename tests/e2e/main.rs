@@ -5,6 +5,7 @@ mod compliance;
 mod ephemeral;
 mod harness;
 mod messaging;
+mod sso;
 
 use conclave_store::audit::{self, ChainStatus};
 use conclave_testkit::TestBackend;

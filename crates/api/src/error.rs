@@ -23,7 +23,7 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
         ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-        ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::Unavailable | ErrorCode::DirectoryUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -196,6 +196,10 @@ mod tests {
         assert_eq!(
             status_for(ErrorCode::AccountDisabled),
             StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            status_for(ErrorCode::DirectoryUnavailable),
+            StatusCode::SERVICE_UNAVAILABLE
         );
     }
 

@@ -18,7 +18,7 @@ use conclave_store::{Db, DbConnection, StoreError, write_transaction};
 use serde_json::json;
 
 /// Appends an audit event about one account (the target of every action here).
-fn audit_user(
+pub(crate) fn audit_user(
     conn: &mut DbConnection,
     context: &AuditContext,
     now: Timestamp,
@@ -144,8 +144,19 @@ pub fn ensure_first_admin(
         roles: RoleSet::new([Role::Admin]),
         password: None,
     };
-    match create_local_account(conn, &AuditContext::system("bootstrap"), now, account) {
-        Ok(created) => Ok(Some(created)),
+    let context = AuditContext::system("bootstrap");
+    match create_local_account(conn, &context, now, account) {
+        Ok(mut created) => {
+            // The first admin is the break-glass account: it may always log in locally.
+            created.user = crate::identity::local_login::set_break_glass(
+                conn,
+                &context,
+                now,
+                created.user.id,
+                true,
+            )?;
+            Ok(Some(created))
+        }
         Err(AuthError::Conflict(_)) => Ok(None),
         Err(other) => Err(other),
     }

@@ -32,6 +32,19 @@ pub enum AuthError {
     Hashing(String),
     #[error(transparent)]
     Randomness(#[from] RandomnessUnavailable),
+    /// The LDAP directory or the OpenID Connect provider did not answer (refused, timed
+    /// out, TLS failed) or refused the service account. The message is safe to show.
+    #[error("{0}")]
+    DirectoryUnavailable(String),
+    #[error("local password login is disabled; sign in through single sign-on")]
+    LocalLoginDisabled,
+    /// A single sign-on that could not be completed (bad or expired state, a token that
+    /// failed verification, an error from the provider). The message is safe to show.
+    #[error("single sign-on failed: {0}")]
+    SsoFailed(String),
+    /// A directory sync is already running (here or on another node).
+    #[error("a directory sync is already running")]
+    SyncRunning,
 }
 
 impl From<AuthError> for ApiError {
@@ -61,6 +74,12 @@ impl From<AuthError> for ApiError {
             ),
             AuthError::Store(other) => ApiError::internal(&other),
             AuthError::Hashing(_) | AuthError::Randomness(_) => ApiError::internal(&message),
+            AuthError::DirectoryUnavailable(_) => {
+                ApiError::new(ErrorCode::DirectoryUnavailable, message)
+            }
+            AuthError::LocalLoginDisabled => ApiError::new(ErrorCode::Forbidden, message),
+            AuthError::SsoFailed(_) => ApiError::new(ErrorCode::Unauthenticated, message),
+            AuthError::SyncRunning => ApiError::new(ErrorCode::Conflict, message),
         }
     }
 }

@@ -4,6 +4,7 @@
 
 use crate::accounts::{self, NewLocalAccount};
 use crate::extract::{AdminUser, SESSION_COOKIE, SessionUser, audit_context, client_addr};
+use crate::identity::IdentityState;
 use crate::login::{self, LoginAttempt};
 use crate::sessions;
 use crate::settings::{AuthState, Revoked};
@@ -16,6 +17,7 @@ use conclave_core::{DisplayName, Email, NewPassword, RoleSet, SessionId, UserId,
 use utoipa::OpenApi;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    crate::identity::http::routes(cfg);
     cfg.service(web::resource("/api/v1/auth/login").route(web::post().to(login)))
         .service(web::resource("/api/v1/auth/logout").route(web::post().to(logout)))
         .service(web::resource("/api/v1/me").route(web::get().to(me)))
@@ -55,7 +57,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         list_users, create_user, get_user, set_roles, suspend_user, reactivate_user, end_user_sessions,
     ),
     components(schemas(
-        LoginRequest, LoginResponse, UserView, SessionView, SessionList, ChangePasswordRequest,
+        LoginRequest, LoginResponse, LogoutResponse, UserView, SessionView, SessionList, ChangePasswordRequest,
         CreateUserRequest, CreateUserResponse, SetRolesRequest, UserList, SessionsEnded, ErrorBody,
     )),
     tags(
@@ -67,7 +69,7 @@ pub struct AuthApi;
 
 /// Runs blocking service code that manages its own connections (because it hashes
 /// passwords between them) on the blocking thread pool.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, crate::AuthError> + Send + 'static,
 ) -> Result<T, ApiError> {
     web::block(work)
@@ -76,7 +78,7 @@ async fn blocking<T: Send + 'static>(
         .map_err(ApiError::from)
 }
 
-fn user_agent(req: &HttpRequest) -> Option<String> {
+pub(crate) fn user_agent(req: &HttpRequest) -> Option<String> {
     req.headers()
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
@@ -120,9 +122,13 @@ async fn login(
         )
     })
     .await?;
-    let token = success.session.token;
+    Ok(login_response(&state, success))
+}
+
+/// The session cookie for a new session (HttpOnly, SameSite=Strict).
+pub(crate) fn session_cookie(state: &AuthState, token: &str) -> Cookie<'static> {
     let lifetime = state.settings.sessions.absolute_lifetime;
-    let cookie = Cookie::build(SESSION_COOKIE, token.expose().to_owned())
+    Cookie::build(SESSION_COOKIE, token.to_owned())
         .http_only(true)
         .secure(state.settings.secure_cookies)
         .same_site(SameSite::Strict)
@@ -130,40 +136,65 @@ async fn login(
         .max_age(CookieDuration::seconds(
             i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX),
         ))
-        .finish();
-    Ok(HttpResponse::Ok().cookie(cookie).json(LoginResponse {
-        csrf_token: token.csrf_token(),
-        token: token.expose().to_owned(),
-        expires_at: success.session.expires_at,
-        password_change_required: success.user.must_change_password,
-        user: UserView::from(&success.user),
-    }))
+        .finish()
 }
 
-/// End the current session.
+/// A login's answer: the session cookie for browsers, the token for API clients.
+pub(crate) fn login_response(state: &AuthState, success: login::LoginSuccess) -> HttpResponse {
+    let token = success.session.token;
+    HttpResponse::Ok()
+        .cookie(session_cookie(state, token.expose()))
+        .json(LoginResponse {
+            csrf_token: token.csrf_token(),
+            token: token.expose().to_owned(),
+            expires_at: success.session.expires_at,
+            password_change_required: success.user.must_change_password,
+            user: UserView::from(&success.user),
+        })
+}
+
+/// End the current session. A session opened through an OpenID Connect provider that
+/// offers RP-initiated logout answers 200 with the URL that ends it there too.
 #[utoipa::path(
     post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])),
     responses(
         (status = 204, description = "Logged out; the session cookie is cleared"),
+        (status = 200, description = "Logged out here; send the browser to `end_session_url`", body = LogoutResponse),
         (status = 401, description = "No valid session", body = ErrorBody),
     )
 )]
 async fn logout(
     state: web::Data<AuthState>,
+    identity: Option<web::Data<IdentityState>>,
     req: HttpRequest,
     user: SessionUser,
 ) -> Result<HttpResponse, ApiError> {
     let context = audit_context(&req, &user);
     let now = state.clock.now();
     let session_id = user.session_id;
-    state
+    let provider = state
         .db
         .run(move |conn| sessions::logout(conn, &user.0, &context, now))
         .await?;
     state.revocations.notify(Revoked::Session(session_id));
     let mut removal = Cookie::build(SESSION_COOKIE, "").path("/").finish();
     removal.make_removal();
-    Ok(HttpResponse::NoContent().cookie(removal).finish())
+    let end_session = match (
+        provider.as_deref().and_then(|p| p.strip_prefix("oidc:")),
+        identity,
+    ) {
+        (Some(id), Some(identity)) => match identity.provider(id) {
+            Some(provider) => provider.end_session_url().await,
+            None => None,
+        },
+        _ => None,
+    };
+    Ok(match end_session {
+        Some(end_session_url) => HttpResponse::Ok()
+            .cookie(removal)
+            .json(LogoutResponse { end_session_url }),
+        None => HttpResponse::NoContent().cookie(removal).finish(),
+    })
 }
 
 /// The caller's account.

@@ -11,6 +11,7 @@ pub mod accounts;
 pub mod error;
 pub mod extract;
 pub mod http;
+pub mod identity;
 pub mod login;
 pub mod password;
 pub mod sessions;

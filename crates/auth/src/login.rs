@@ -117,6 +117,11 @@ pub fn login_local(
                 audit_refusal(conn, &context, now, &subjects, "account_disabled")?;
                 return Ok(Err(AuthError::AccountDisabled));
             }
+            // Checked after the password, so it tells nothing about other accounts.
+            if !current.break_glass && !crate::identity::local_login::enabled_for_everyone(conn)? {
+                audit_refusal(conn, &context, now, &subjects, "local_login_disabled")?;
+                return Ok(Err(AuthError::LocalLoginDisabled));
+            }
             throttle::succeeded(conn, &subjects, counted)?;
             let session = sessions::create(
                 conn,

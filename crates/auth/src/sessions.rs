@@ -147,14 +147,17 @@ fn is_live(session: &SessionRecord, policy: &SessionPolicy, now: Timestamp) -> b
         && policy.is_alive(session.created_at, session.last_seen_at, now)
 }
 
-/// Ends the caller's own session.
+/// Ends the caller's own session; returns how it was opened (`None`: a local password;
+/// `oidc:<id>`, `ldap`), so the caller can end a single sign-on session too.
 pub fn logout(
     conn: &mut DbConnection,
     principal: &Principal,
     context: &AuditContext,
     now: Timestamp,
-) -> Result<(), AuthError> {
+) -> Result<Option<String>, AuthError> {
     write_transaction(conn, |conn| {
+        let provider = session_store::find(conn, principal.session_id)?
+            .and_then(|session| session.auth_provider);
         session_store::revoke(conn, principal.session_id, now, "logout")?;
         audit(
             conn,
@@ -163,9 +166,9 @@ pub fn logout(
             "auth.logout",
             Some(("session", principal.session_id.to_string())),
             AuditOutcome::Success,
-            json!({}),
+            json!({ "method": provider.as_deref().unwrap_or("local") }),
         )?;
-        Ok(())
+        Ok(provider)
     })
 }
 

@@ -39,6 +39,8 @@ pub struct UserView {
     pub auth_source: String,
     pub password_change_required: bool,
     pub created_at: Timestamp,
+    /// May log in with a local password even when local login is limited.
+    pub break_glass: bool,
 }
 
 impl From<&UserRecord> for UserView {
@@ -53,6 +55,7 @@ impl From<&UserRecord> for UserView {
             auth_source: user.auth_source.clone(),
             password_change_required: user.must_change_password,
             created_at: user.created_at,
+            break_glass: user.break_glass,
         }
     }
 }
@@ -144,4 +147,95 @@ pub struct UserList {
 #[derive(Serialize, ToSchema)]
 pub struct SessionsEnded {
     pub sessions_ended: usize,
+}
+
+/// The sign-in options the login page shows.
+#[derive(Serialize, ToSchema)]
+pub struct ProvidersView {
+    pub oidc: Vec<OidcProviderView>,
+    /// Whether `POST /api/v1/auth/ldap/login` accepts directory passwords.
+    pub ldap: bool,
+    /// Whether every local account may log in with a password (otherwise only
+    /// break-glass accounts).
+    pub local: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct OidcProviderView {
+    pub id: String,
+    pub display_name: String,
+    /// Browsers go here to sign in (a redirect to the provider).
+    pub login_url: String,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct OidcLoginQuery {
+    /// A path on this site to land on after signing in (default `/`).
+    pub return_to: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct OidcStartRequest {
+    /// Kept with the flow (a path on this site); informational for API clients.
+    pub return_to: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct OidcStartResponse {
+    /// Open this in a browser; the person signs in at the provider.
+    pub authorization_url: String,
+    /// Identifies the flow; also part of the authorization URL.
+    pub state: String,
+    /// Present with `state` to `POST /api/v1/auth/oidc/exchange`; shown once.
+    pub flow_secret: String,
+    pub expires_at: Timestamp,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct OidcCallbackQuery {
+    pub code: Option<String>,
+    pub state: Option<String>,
+    /// RFC 9207 issuer identification.
+    pub iss: Option<String>,
+    pub error: Option<String>,
+    pub error_description: Option<String>,
+    pub session_state: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OidcExchangeRequest {
+    pub state: String,
+    pub flow_secret: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LogoutResponse {
+    /// Send the browser here to end the session at the identity provider too.
+    pub end_session_url: String,
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SyncRequest {
+    /// Report what would change and change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+#[derive(Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LocalLoginSetting {
+    /// `false`: only break-glass accounts may log in with a local password.
+    pub enabled_for_everyone: bool,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BreakGlassRequest {
+    pub break_glass: bool,
 }

@@ -13,6 +13,11 @@ use conclave_store::{Db, DbConnection};
 use conclave_testkit::backend_tests;
 use std::time::Duration;
 
+#[path = "sso/directory.rs"]
+mod directory;
+#[path = "sso/local_login.rs"]
+mod local_login;
+
 const PASSWORD: &str = "correct horse battery staple";
 
 fn settings() -> AuthSettings {

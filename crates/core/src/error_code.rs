@@ -37,6 +37,9 @@ pub enum ErrorCode {
     RateLimited,
     /// A dependency (the database, the directory) is unavailable; retry later.
     Unavailable,
+    /// The LDAP directory or the OpenID Connect provider cannot be reached (or did not
+    /// answer in time); retry later.
+    DirectoryUnavailable,
     /// An unexpected server fault; the request id finds it in the logs.
     Internal,
 }
@@ -59,6 +62,7 @@ impl ErrorCode {
             Self::PolicyViolation => "policy_violation",
             Self::RateLimited => "rate_limited",
             Self::Unavailable => "unavailable",
+            Self::DirectoryUnavailable => "directory_unavailable",
             Self::Internal => "internal",
         }
     }
@@ -86,6 +90,7 @@ mod tests {
             ErrorCode::PolicyViolation,
             ErrorCode::RateLimited,
             ErrorCode::Unavailable,
+            ErrorCode::DirectoryUnavailable,
             ErrorCode::Internal,
         ] {
             let json = serde_json::to_value(code).unwrap();

@@ -206,3 +206,55 @@ pub fn run(settings: &Settings, command: AdminCommand) -> Result<(), CommandErro
     }
     Ok(())
 }
+
+/// `conclave ldap sync [--dry-run]`: one directory sync, through the same service
+/// function as the scheduled job and the admin endpoint.
+pub fn ldap_sync(settings: &Settings, dry_run: bool, json: bool) -> Result<(), CommandError> {
+    let config = settings.identity.ldap.as_ref().ok_or_else(|| {
+        CommandError::Usage("no directory is configured ([identity.ldap] in conclave.toml)".into())
+    })?;
+    let directory = conclave_auth::identity::ldap::Directory::new(config)
+        .map_err(|err| CommandError::Usage(err.to_string()))?;
+    let db = open(settings)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| CommandError::Failed(err.to_string()))?;
+    let report = runtime.block_on(conclave_auth::identity::sync::run(
+        &db,
+        &directory,
+        &Default::default(),
+        &SystemClock,
+        &cli_context(),
+        dry_run,
+        None,
+    ))?;
+    if json {
+        println!("{}", serde_json::to_string(&report).unwrap_or_default());
+        return Ok(());
+    }
+    let heading = if report.dry_run {
+        "directory sync (dry run: nothing changed)"
+    } else {
+        "directory sync"
+    };
+    println!(
+        "{heading}: {} entries in {} page(s), {} ms",
+        report.entries, report.pages, report.duration_ms
+    );
+    println!(
+        "  created {}, updated {}, reactivated {}, unchanged {}, deprovisioned {}",
+        report.created, report.updated, report.reactivated, report.unchanged, report.deprovisioned
+    );
+    println!(
+        "  roles changed {}, security-group changes {}, disabled {}, skipped {}",
+        report.roles_changed, report.security_group_changes, report.disabled, report.skipped
+    );
+    if let Some(reason) = &report.deprovisioning_skipped {
+        println!("  deprovisioning skipped: {reason}");
+    }
+    for problem in &report.problems {
+        println!("  problem: {problem}");
+    }
+    Ok(())
+}

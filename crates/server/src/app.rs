@@ -8,6 +8,7 @@ use actix_web::http::header;
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{App, HttpResponse, web};
 use conclave_api::{ApiError, RequestIdMiddleware};
+use conclave_auth::identity::IdentityState;
 use conclave_auth::{AuthSettings, AuthState, Revocations};
 use conclave_core::Clock;
 use conclave_crypto::Keyring;
@@ -28,6 +29,8 @@ pub struct AppState {
     pub exports_dir: std::path::PathBuf,
     pub max_json_body_bytes: usize,
     pub max_body_bytes: usize,
+    /// Single sign-on providers and the directory.
+    pub identity: IdentityState,
 }
 
 /// Opens the database pool the settings describe.
@@ -78,6 +81,13 @@ impl AppState {
             }),
             hub: Hub::default(),
         };
+        // The configuration was validated at load; a failure here (a secret file removed
+        // since) leaves single sign-on off, loudly, rather than refusing to serve.
+        let identity = IdentityState::new(&settings.identity, &settings.public_url())
+            .unwrap_or_else(|err| {
+                tracing::error!(error = %err, "single sign-on is off: its configuration failed");
+                IdentityState::default()
+            });
         Self {
             db,
             audit_key,
@@ -86,6 +96,7 @@ impl AppState {
             exports_dir: settings.exports_dir(),
             max_json_body_bytes: settings.http.max_json_body_bytes,
             max_body_bytes: settings.http.max_body_bytes,
+            identity,
         }
     }
 }
@@ -98,6 +109,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: &AppState) {
         .app_data(web::Data::new(state.auth.clone()))
         .app_data(web::Data::new(state.messaging.clone()))
         .app_data(web::Data::new(state.audit_key.clone()))
+        .app_data(web::Data::new(state.identity.clone()))
         .app_data(web::Data::new(conclave_audit::exports_http::ExportsDir(
             state.exports_dir.clone(),
         )))

@@ -48,6 +48,9 @@ pub enum Command {
     /// Legal holds (compliance officers).
     #[command(subcommand)]
     Holds(HoldsCommand),
+    /// The LDAP / Active Directory directory.
+    #[command(subcommand)]
+    Ldap(LdapCommand),
     /// Compliance exports: run one, list them, verify a bundle.
     #[command(subcommand)]
     Export(ExportCommand),
@@ -170,6 +173,19 @@ pub enum HoldsCommand {
         hold_id: String,
         #[arg(long = "as", value_name = "USERNAME")]
         officer: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LdapCommand {
+    /// Sync accounts from the directory now (audited as `system:cli`); prints the report.
+    Sync {
+        /// Report what would change and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 

@@ -1,7 +1,7 @@
 //! The `conclave` binary: parse the command line, load the configuration, dispatch.
 
 use clap::Parser;
-use conclave_server::cli::{AuditCommand, Cli, Command, ConfigCommand, KeysCommand};
+use conclave_server::cli::{AuditCommand, Cli, Command, ConfigCommand, KeysCommand, LdapCommand};
 use conclave_server::settings::{Overrides, Settings};
 use conclave_server::{admin, compliance, keys, serve, telemetry};
 use std::process::ExitCode;
@@ -31,11 +31,21 @@ fn main() -> ExitCode {
                 Ok(backend) => println!("  database:  {}", backend.display()),
                 Err(err) => println!("  database:  {err}"),
             }
+            for provider in &settings.identity.oidc {
+                println!("  oidc:      {} ({})", provider.id, provider.issuer);
+            }
+            if let Some(ldap) = &settings.identity.ldap {
+                println!("  ldap:      {} (base {})", ldap.url, ldap.user_base_dn);
+            }
             ExitCode::SUCCESS
         }
         Command::Migrate => {
             telemetry::init(&settings.log);
             report(admin::migrate(&settings))
+        }
+        Command::Ldap(LdapCommand::Sync { dry_run, json }) => {
+            telemetry::init(&settings.log);
+            report(admin::ldap_sync(&settings, dry_run, json))
         }
         Command::Admin(command) => {
             telemetry::init(&settings.log);

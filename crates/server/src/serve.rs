@@ -104,6 +104,16 @@ pub async fn run(settings: Settings) -> Result<(), ServeError> {
         Duration::from_secs(settings.audit.checkpoint_interval_seconds),
     ));
 
+    if let (Some(directory), Some(config)) = (&state.identity.directory, &settings.identity.ldap)
+        && config.sync_interval_minutes > 0
+    {
+        actix_web::rt::spawn(sync_directory(
+            state.clone(),
+            directory.clone(),
+            Duration::from_secs(config.sync_interval_minutes * 60),
+        ));
+    }
+
     let http = &settings.http;
     let server_state = state.clone();
     let mut server = HttpServer::new(move || app::build(server_state.clone()))
@@ -180,6 +190,42 @@ async fn sign_checkpoints(state: AppState, clock: Arc<dyn Clock>, interval: Dura
             .await
         {
             tracing::warn!(error = %err, "could not sign an audit checkpoint; will retry");
+        }
+    }
+}
+
+/// Syncs the directory every `interval`; one node at a time (an advisory lock elects it).
+async fn sync_directory(
+    state: AppState,
+    directory: conclave_auth::identity::ldap::Directory,
+    interval: Duration,
+) {
+    let context = conclave_core::AuditContext::system("directory-sync");
+    loop {
+        tokio::time::sleep(interval).await;
+        let report = conclave_auth::identity::sync::run(
+            &state.db,
+            &directory,
+            &state.identity.sync_guard,
+            state.auth.clock.as_ref(),
+            &context,
+            false,
+            Some(&state.auth.revocations),
+        )
+        .await;
+        match report {
+            Ok(report) => tracing::info!(
+                entries = report.entries,
+                created = report.created,
+                updated = report.updated,
+                deprovisioned = report.deprovisioned,
+                duration_ms = report.duration_ms,
+                "directory sync finished"
+            ),
+            Err(conclave_auth::AuthError::SyncRunning) => {
+                tracing::debug!("directory sync skipped: another run holds the lock");
+            }
+            Err(err) => tracing::warn!(error = %err, "directory sync failed; will retry"),
         }
     }
 }

@@ -34,6 +34,8 @@ pub struct Settings {
     pub keys: KeySettings,
     pub messaging: MessagingLimits,
     pub audit: AuditSettings,
+    /// Single sign-on (OpenID Connect providers, the LDAP directory) and directory sync.
+    pub identity: conclave_auth::identity::config::IdentityConfig,
     pub retention: RetentionSettings,
     pub export: ExportSettings,
 }
@@ -287,6 +289,7 @@ impl Default for Settings {
             keys: KeySettings::default(),
             messaging: MessagingLimits::default(),
             audit: AuditSettings::default(),
+            identity: Default::default(),
             retention: RetentionSettings::default(),
             export: ExportSettings::default(),
         }
@@ -380,6 +383,8 @@ pub enum ConfigError {
     Load(String),
     #[error("invalid value for `{key}`: {message}")]
     Invalid { key: &'static str, message: String },
+    #[error(transparent)]
+    Identity(#[from] conclave_auth::identity::config::ConfigProblem),
 }
 
 /// Flags that override the file and the environment.
@@ -598,6 +603,7 @@ impl Settings {
         if retention.batch_pause_millis > 60_000 {
             return invalid("retention.batch_pause_millis", "must be at most 60000");
         }
+        self.identity.validate()?;
         Ok(())
     }
 
@@ -838,6 +844,54 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("/nonexistent/conclave.toml"));
+    }
+
+    #[test]
+    fn identity_providers_load_and_bad_ones_are_named() {
+        let toml = r#"
+[identity.ldap]
+url = "ldaps://dc1.agency.example:636"
+bind_dn = "cn=svc,dc=agency,dc=example"
+bind_password = "s3cret-bind"
+user_base_dn = "dc=agency,dc=example"
+[identity.ldap.role_mappings]
+conclave-admins = ["admin"]
+
+[[identity.oidc]]
+id = "keycloak"
+display_name = "Agency SSO"
+issuer = "https://sso.agency.example/realms/agency"
+client_id = "conclave"
+client_secret = "s3cret-client"
+[identity.oidc.security_group_mappings]
+staff = "Staff"
+"#;
+        let settings = load_in_jail(toml, &[]).unwrap();
+        assert_eq!(settings.identity.oidc[0].id, "keycloak");
+        let printed = format!("{settings:?}");
+        assert!(!printed.contains("s3cret-bind") && !printed.contains("s3cret-client"));
+
+        let err = load_in_jail(&toml.replace("ldaps://", "http://"), &[]).unwrap_err();
+        assert!(err.contains("identity.ldap.url"), "{err}");
+        let err = load_in_jail(
+            &toml.replace("id = \"keycloak\"", "id = \"Key Cloak\""),
+            &[],
+        )
+        .unwrap_err();
+        assert!(err.contains("identity.oidc[0].id"), "{err}");
+        let err =
+            load_in_jail(&toml.replace("client_secret = \"s3cret-client\"", ""), &[]).unwrap_err();
+        assert!(err.contains("client_secret"), "{err}");
+        let err = load_in_jail(
+            &toml.replace("[\"admin\"]", "[\"admin\", \"compliance_officer\"]"),
+            &[],
+        )
+        .unwrap_err();
+        assert!(err.contains("role_mappings"), "{err}");
+        let err = load_in_jail(&toml.replace("user_base_dn", "user_base"), &[]).unwrap_err();
+        assert!(err.contains("user_base"), "{err}");
+        let err = load_in_jail(&format!("{toml}\ncolour = 1\n"), &[]).unwrap_err();
+        assert!(err.contains("colour"), "{err}");
     }
 
     #[test]

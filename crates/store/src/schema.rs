@@ -13,6 +13,7 @@ diesel::table! {
         must_change_password -> Bool,
         created_at -> BigInt,
         updated_at -> BigInt,
+        break_glass -> Bool,
     }
 }
 
@@ -36,6 +37,7 @@ diesel::table! {
         client_addr -> Nullable<Text>,
         user_agent -> Nullable<Text>,
         idle_timeout_seconds -> Nullable<BigInt>,
+        auth_provider -> Nullable<Text>,
     }
 }
 
@@ -343,6 +345,42 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    user_identities (provider, subject) {
+        provider -> Text,
+        subject -> Text,
+        user_id -> Text,
+        external_name -> Text,
+        groups -> Text,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    oidc_flows (id) {
+        id -> Text,
+        provider -> Text,
+        nonce -> Text,
+        pkce_verifier -> Text,
+        binding_hash -> Binary,
+        mode -> Text,
+        return_to -> Nullable<Text>,
+        completed_user_id -> Nullable<Text>,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    org_settings (name) {
+        name -> Text,
+        value -> Text,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::joinable!(user_identities -> users (user_id));
 diesel::joinable!(security_group_members -> security_groups (group_id));
 diesel::joinable!(user_roles -> users (user_id));
 diesel::joinable!(room_members -> rooms (room_id));
@@ -383,4 +421,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_forwarding,
     export_jobs,
     retention_sweeps,
+    user_identities,
+    oidc_flows,
+    org_settings,
 );

@@ -222,3 +222,42 @@ pub fn memberships_of(
     }
     Ok(memberships)
 }
+
+pub fn find_by_name(
+    conn: &mut DbConnection,
+    name: &str,
+) -> Result<Option<GroupRecord>, StoreError> {
+    Ok(security_groups::table
+        .filter(security_groups::name.eq(name))
+        .select(GroupRecord::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// The groups `user` is in through the directory's group mapping (source 'directory').
+pub fn directory_groups_of(
+    conn: &mut DbConnection,
+    user: UserId,
+) -> Result<Vec<String>, StoreError> {
+    Ok(security_group_members::table
+        .filter(security_group_members::user_id.eq(user.to_string()))
+        .filter(security_group_members::source.eq("directory"))
+        .select(security_group_members::group_id)
+        .load(conn)?)
+}
+
+/// Removes a membership only if the directory made it; an admin's ('manual') stays.
+pub fn remove_directory_member(
+    conn: &mut DbConnection,
+    id: &str,
+    user: UserId,
+) -> Result<bool, StoreError> {
+    Ok(diesel::delete(
+        security_group_members::table
+            .filter(security_group_members::group_id.eq(id))
+            .filter(security_group_members::user_id.eq(user.to_string()))
+            .filter(security_group_members::source.eq("directory")),
+    )
+    .execute(conn)?
+        == 1)
+}

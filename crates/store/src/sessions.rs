@@ -19,6 +19,8 @@ pub struct SessionRecord {
     pub user_agent: Option<String>,
     /// The idle timeout set at login by the governing policy, if any.
     pub idle_timeout_seconds: Option<i64>,
+    /// `None` for a local password login, else `ldap` or `oidc:<provider>`.
+    pub auth_provider: Option<String>,
 }
 
 #[derive(Queryable, Selectable)]
@@ -33,6 +35,7 @@ struct SessionRow {
     client_addr: Option<String>,
     user_agent: Option<String>,
     idle_timeout_seconds: Option<i64>,
+    auth_provider: Option<String>,
 }
 
 impl TryFrom<SessionRow> for SessionRecord {
@@ -49,6 +52,7 @@ impl TryFrom<SessionRow> for SessionRecord {
             client_addr: row.client_addr,
             user_agent: row.user_agent,
             idle_timeout_seconds: row.idle_timeout_seconds,
+            auth_provider: row.auth_provider,
         })
     }
 }
@@ -167,4 +171,16 @@ pub fn list_unexpired_for_user(
         .into_iter()
         .map(SessionRecord::try_from)
         .collect()
+}
+
+/// Records how a session was opened (single sign-on); set in the transaction that made it.
+pub fn set_auth_provider(
+    conn: &mut DbConnection,
+    id: SessionId,
+    provider: &str,
+) -> Result<(), StoreError> {
+    diesel::update(sessions::table.find(id.to_string()))
+        .set(sessions::auth_provider.eq(provider))
+        .execute(conn)?;
+    Ok(())
 }

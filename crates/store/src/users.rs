@@ -11,12 +11,18 @@ use diesel::prelude::*;
 pub enum AuthSource {
     /// A break-glass account with a password hash here.
     Local,
+    /// Signs in through an OpenID Connect provider (named in `user_identities`).
+    Oidc,
+    /// Signs in against the LDAP directory and is kept in step by directory sync.
+    Ldap,
 }
 
 impl AuthSource {
     pub fn as_str(self) -> &'static str {
         match self {
             AuthSource::Local => "local",
+            AuthSource::Oidc => "oidc",
+            AuthSource::Ldap => "ldap",
         }
     }
 }
@@ -35,6 +41,9 @@ pub struct UserRecord {
     pub roles: RoleSet,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// A local account that may log in with its password even when local login is
+    /// disabled for everyone else.
+    pub break_glass: bool,
 }
 
 impl std::fmt::Debug for UserRecord {
@@ -47,6 +56,7 @@ impl std::fmt::Debug for UserRecord {
             .field("auth_source", &self.auth_source)
             .field("roles", &self.roles)
             .field("must_change_password", &self.must_change_password)
+            .field("break_glass", &self.break_glass)
             .finish_non_exhaustive()
     }
 }
@@ -74,6 +84,7 @@ struct UserRow {
     must_change_password: bool,
     created_at: i64,
     updated_at: i64,
+    break_glass: bool,
 }
 
 /// What a new account is made of.
@@ -235,5 +246,40 @@ fn hydrate(conn: &mut DbConnection, row: UserRow) -> Result<UserRecord, StoreErr
         roles: RoleSet::new(roles),
         created_at: Timestamp::from_micros(row.created_at),
         updated_at: Timestamp::from_micros(row.updated_at),
+        break_glass: row.break_glass,
     })
+}
+
+/// Marks (or unmarks) a local account as break-glass.
+pub fn set_break_glass(
+    conn: &mut DbConnection,
+    id: UserId,
+    break_glass: bool,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    diesel::update(users::table.find(id.to_string()))
+        .set((
+            users::break_glass.eq(break_glass),
+            users::updated_at.eq(now.as_micros()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Replaces the profile fields an identity provider owns.
+pub fn update_profile(
+    conn: &mut DbConnection,
+    id: UserId,
+    display_name: &DisplayName,
+    email: Option<&Email>,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    diesel::update(users::table.find(id.to_string()))
+        .set((
+            users::display_name.eq(display_name.as_str()),
+            users::email.eq(email.map(Email::as_str)),
+            users::updated_at.eq(now.as_micros()),
+        ))
+        .execute(conn)?;
+    Ok(())
 }

@@ -9,6 +9,7 @@
 
 pub mod fixtures;
 pub mod postgres_cluster;
+pub mod slapd;
 
 use conclave_store::{Db, PoolOptions};
 use diesel::prelude::*;
