@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 crate::on_both_backends_in!(compliance_tests:
     holds_keep_messages_from_the_running_sweeper_until_released,
     exports_run_on_the_server_and_verify,
+    a_sweep_killed_mid_run_leaves_nothing_behind_once_rerun,
 );
 
 fn stored(server: &Server, id: &str) -> bool {
@@ -445,6 +446,17 @@ fn exports_run_on_the_server_and_verify(backend: TestBackend) {
         "forbidden",
     );
 
+    // Only the officer who ran it downloads it.
+    let (_, other_officer) = server.user_with_roles(&admin, "officer2", &["compliance_officer"]);
+    expect_error(
+        server.get(
+            &format!("/api/v1/compliance/exports/{id}/files/messages.jsonl"),
+            Some(&other_officer),
+        ),
+        403,
+        "forbidden",
+    );
+
     // The bundle verifies against the server's key; a changed byte is named.
     let bundle = server.data_dir().join("exports").join(&id);
     let verify = |bundle: &std::path::Path| {
@@ -509,4 +521,118 @@ fn exports_run_on_the_server_and_verify(backend: TestBackend) {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(audited(&server, "export.start"), 2);
+}
+
+fn a_sweep_killed_mid_run_leaves_nothing_behind_once_rerun(backend: TestBackend) {
+    let server = Server::start_with(backend, &[("CONCLAVE_RETENTION__SWEEPER_ENABLED", "false")]);
+    let admin = server.admin_token();
+    let room = server.create_room(&admin, json!({"name": "Files"}));
+    const MESSAGES: usize = 80;
+    for i in 0..MESSAGES {
+        let uploaded: Value = server
+            .client_raw_with_token(
+                "POST",
+                &format!("/api/v1/rooms/{room}/attachments?name=f{i}.txt"),
+                &admin,
+                "text/plain",
+                format!("file {i}").into_bytes(),
+            )
+            .json()
+            .unwrap();
+        let body = json!({"text": format!("m{i}"), "idempotency_key": format!("k{i}"), "attachment_id": uploaded["id"]});
+        let sent: Value = server
+            .send(
+                "POST",
+                &format!("/api/v1/rooms/{room}/messages"),
+                Some(&admin),
+                Some(body),
+            )
+            .json()
+            .unwrap();
+        let id = sent["id"].as_str().unwrap();
+        assert_eq!(
+            server
+                .send(
+                    "DELETE",
+                    &format!("/api/v1/rooms/{room}/messages/{id}"),
+                    Some(&admin),
+                    None
+                )
+                .status(),
+            204
+        );
+    }
+    let attachments = server.data_dir().join("attachments");
+    let files = || walk(&attachments);
+    assert_eq!(files(), MESSAGES);
+    let sweep = || {
+        let mut command = server.command();
+        command
+            .args(["retention", "sweep"])
+            .env("CONCLAVE_RETENTION__GRACE_SECONDS", "0")
+            .env("CONCLAVE_RETENTION__BATCH_SIZE", "1")
+            .env("CONCLAVE_RETENTION__BATCH_PAUSE_MILLIS", "5");
+        command
+    };
+    // kill -9 part way through (one message per batch, so almost surely mid-run) ...
+    let mut child = sweep()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // ... and once more to the end: every message, row and file is gone exactly once.
+    let out = sweep().output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(files(), 0, "no attachment file left behind");
+    let filter = AuditFilter {
+        action: Some("retention.destroy".into()),
+        ..Default::default()
+    };
+    let mut destroyed: Vec<String> =
+        audit::query(&mut server.db().conn().unwrap(), &filter, 0, 10_000)
+            .unwrap()
+            .iter()
+            .flat_map(|event| {
+                let details: Value = serde_json::from_str(&event.details).unwrap();
+                details["messages"].as_array().cloned().unwrap_or_default()
+            })
+            .map(|id| id.as_str().unwrap().to_owned())
+            .collect();
+    let recorded = destroyed.len();
+    destroyed.sort();
+    destroyed.dedup();
+    assert_eq!(
+        (recorded, destroyed.len()),
+        (MESSAGES, MESSAGES),
+        "each destruction audited once"
+    );
+    let out = server.command().args(["audit", "verify"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// How many files are under `dir`.
+fn walk(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .flatten()
+            .map(|entry| {
+                if entry.path().is_dir() {
+                    walk(&entry.path())
+                } else {
+                    1
+                }
+            })
+            .sum()
+    })
 }

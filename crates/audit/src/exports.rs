@@ -128,6 +128,10 @@ pub struct Progress {
     pub rooms_done: u64,
     pub events_written: u64,
     pub files_written: u64,
+    /// Events written by kind (`message`, `edited`, `deleted`, `expired`, `burned`,
+    /// `reaction`, `member_joined`, `member_left`, `file_deleted`).
+    #[serde(default)]
+    pub events_by_kind: BTreeMap<String, u64>,
     /// The single output file's length after the last finished room (JSONL, CSV, XML).
     #[serde(default)]
     pub output_bytes: u64,
@@ -354,12 +358,17 @@ struct Collect<'a> {
     /// EML: the room's events by UTC day.
     days: BTreeMap<time::Date, Vec<ArchiveEvent>>,
     events: u64,
+    by_kind: BTreeMap<String, u64>,
     files: u64,
 }
 
 impl RoomSink for Collect<'_> {
     fn event(&mut self, room: &RoomArchive, event: ArchiveEvent) -> Result<(), ExportError> {
         self.events += 1;
+        *self
+            .by_kind
+            .entry(event.kind.name().to_owned())
+            .or_default() += 1;
         if event.attachment.as_ref().is_some_and(|a| a.included())
             && matches!(event.kind, crate::archive::EventKind::Message)
         {
@@ -448,6 +457,7 @@ pub fn run(
             last_at: None,
             days: BTreeMap::new(),
             events: 0,
+            by_kind: BTreeMap::new(),
             files: 0,
         };
         let opened = source.room(conn, room_id, &scope, files_dir.as_deref(), &mut collect)?;
@@ -475,6 +485,9 @@ pub fn run(
             }
         }
         progress.events_written += collect.events;
+        for (kind, count) in collect.by_kind {
+            *progress.events_by_kind.entry(kind).or_default() += count;
+        }
         progress.files_written += collect.files;
         progress.rooms_done += 1;
         if let Some(stream) = stream.as_mut() {
@@ -512,6 +525,8 @@ pub struct Manifest {
     pub custodians: Vec<String>,
     pub hold_id: Option<String>,
     pub events: u64,
+    /// Events by kind.
+    pub events_by_kind: BTreeMap<String, u64>,
     pub rooms_exported: u64,
     /// The Ed25519 key that signed `manifest.sig` (base64), and its short id.
     pub signing_key: String,
@@ -590,6 +605,7 @@ fn write_manifest(
         custodians: scope.custodians.clone(),
         hold_id: job.hold_id.clone(),
         events: progress.events_written,
+        events_by_kind: progress.events_by_kind.clone(),
         rooms_exported: progress.rooms_done,
         signing_key: key.public_key_base64(),
         signing_key_id: key.key_id(),

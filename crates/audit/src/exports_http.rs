@@ -113,15 +113,16 @@ async fn get_export(
 }
 
 /// Download one file of a finished export: `manifest.json`, `manifest.sig`, or any path
-/// the manifest lists (streamed; the manifest's SHA-256 checks it).
+/// the manifest lists (streamed; the manifest's SHA-256 checks it). Only the compliance
+/// officer who ran the export may (anyone with the role, for a scheduled one).
 #[utoipa::path(get, path = "/api/v1/compliance/exports/{export_id}/files/{path}", tag = "compliance", security(("bearer" = [])),
     params(("export_id" = String, Path), ("path" = String, Path, description = "A path the manifest lists, or manifest.json / manifest.sig")),
     responses((status = 200, description = "The file", content_type = "application/octet-stream"), (status = 401, description = "No valid session", body = ErrorBody),
-        (status = 403, description = "Not a compliance officer", body = ErrorBody), (status = 404, description = "No such export or file, or not finished", body = ErrorBody)))]
+        (status = 403, description = "Not the compliance officer who ran it", body = ErrorBody), (status = 404, description = "No such export or file, or not finished", body = ErrorBody)))]
 async fn download_file(
     state: web::Data<AuthState>,
     dir: web::Data<ExportsDir>,
-    _officer: ComplianceOfficer,
+    officer: ComplianceOfficer,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (id, file) = path.into_inner();
@@ -132,6 +133,17 @@ async fn download_file(
         .await?;
     if job.status != "done" {
         return Err(ApiError::not_found());
+    }
+    // The officer who ran it downloads it (a scheduled one: any compliance officer).
+    if job
+        .created_by
+        .as_ref()
+        .is_some_and(|by| *by != officer.user.id.to_string())
+    {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "only the compliance officer who ran this export may download it",
+        ));
     }
     let bundle = exports::bundle_dir(&dir.0, &id)?;
     // Only what the signed manifest names (so no path can leave the bundle).

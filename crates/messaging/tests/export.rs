@@ -105,8 +105,25 @@ fn conversation(db: &conclave_store::Db, dir: &Path, keyring: &Keyring) -> (Room
     .message
     .id;
     messages::delete(&mut conn, at(7), bob, busy, second).unwrap();
+    messages::delete(&mut conn, at(8), alice, busy, first).unwrap();
     rooms::leave(&mut conn, at(8), carol, busy).unwrap();
     messages::send(&mut conn, keyring, at(9), bob, quiet, input("quiet", "q1")).unwrap();
+    // An expiring message, and a burn-on-read one Bob reads: both end, announced.
+    let expiring = NewMessageInput {
+        expires_in: Some(Duration::from_secs(60)),
+        ..input("soon gone", "e1")
+    };
+    messages::send(&mut conn, keyring, at(10), alice, busy, expiring).unwrap();
+    let burning = NewMessageInput {
+        burn_after_read: Some(Duration::from_secs(60)),
+        ..input("read once", "b1")
+    };
+    let burning = messages::send(&mut conn, keyring, at(11), alice, busy, burning)
+        .unwrap()
+        .message
+        .id;
+    messages::get(&mut conn, keyring, at(12), bob, busy, burning).unwrap();
+    conclave_messaging::expiry::announce_due(&mut conn, at(80)).unwrap();
     (busy, quiet)
 }
 
@@ -185,9 +202,11 @@ backend_tests! {
         let text = std::fs::read_to_string(jsonl.join("messages.jsonl")).unwrap();
         let events: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         let kinds: Vec<&str> = events.iter().map(|e| e["event"].as_str().unwrap()).collect();
-        for kind in ["member_joined", "message", "edited", "reaction", "deleted", "member_left"] {
+        for kind in ["member_joined", "message", "edited", "reaction", "deleted", "file_deleted", "expired", "burned", "member_left"] {
             assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
         }
+        let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(jsonl.join("manifest.json")).unwrap()).unwrap();
+        assert_eq!(manifest["events_by_kind"]["edited"], 1, "counts per kind: {manifest}");
         assert!(text.contains("Grüße"), "the original text");
         assert!(text.contains("edited") && text.contains("to be deleted"), "edits and what was deleted");
         assert!(jsonl.join("files").exists(), "included files");
@@ -198,7 +217,7 @@ backend_tests! {
         let header = reader.headers().unwrap().clone();
         assert_eq!(&header[0], "Post Creation Time");
         let types: Vec<String> = reader.records().map(|r| r.unwrap()[2].to_owned()).collect();
-        for update in ["EditedOriginalMsg", "EditedNewMsg", "Deleted"] {
+        for update in ["EditedOriginalMsg", "EditedNewMsg", "Deleted", "Expired", "FileDeleted", "BurnedOnRead"] {
             assert!(types.iter().any(|t| t == update), "{update} missing from {types:?}");
         }
 
@@ -226,6 +245,44 @@ backend_tests! {
         // Starting and finishing are audited.
         let filter = conclave_store::audit::AuditFilter { action: Some("export.finish".into()), ..Default::default() };
         assert_eq!(conclave_store::audit::query(&mut conn, &filter, 0, 10).unwrap().len(), 4);
+    }
+
+    fn scheduled_exports_cover_every_event_once_with_messages_arriving_between_them(db) {
+        let (files, exports_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let keyring = Keyring::generate().unwrap();
+        let source = ConversationArchive { keyring: std::sync::Arc::new(keyring.clone()), attachments_dir: files.path().to_path_buf() };
+        let key = CheckpointKey::generate().unwrap();
+        let mut conn = db.conn().unwrap();
+        let (alice, bob) = (user(&mut conn, "alice"), user(&mut conn, "bob"));
+        let room_id = room(&mut conn, alice, &[bob]);
+        let schedule = exports::Schedule { name: "hourly".into(), format: conclave_audit::archive::ArchiveFormat::Jsonl, every: Duration::from_secs(3600), include_files: false };
+        let hour = |n: u64| t0().plus(Duration::from_secs(3600 * n));
+        let mut sent = 0;
+        let mut exported = Vec::new();
+        for run in 1..=3u64 {
+            // Messages arrive, some right at the window's edge.
+            for i in 0..3u64 {
+                let at = hour(run - 1).plus(Duration::from_secs(1200 * i + 1));
+                messages::send(&mut conn, &keyring, at, alice, room_id, input(&format!("m{run}-{i}"), &format!("k{run}-{i}"))).unwrap();
+                sent += 1;
+            }
+            if run > 1 {
+                assert!(exports::start_scheduled(&mut conn, &schedule, hour(run).minus(Duration::from_secs(1))).unwrap().is_none(), "not before the window ends");
+            }
+            let job = exports::start_scheduled(&mut conn, &schedule, hour(run)).unwrap().expect("a job when the window ends");
+            exports::run_next(&mut conn, &source, &key, exports_dir.path(), &ManualClock::starting_at(hour(run))).unwrap();
+            let text = std::fs::read_to_string(exports::bundle_dir(exports_dir.path(), &job.id).unwrap().join("messages.jsonl")).unwrap();
+            for line in text.lines() {
+                let event: serde_json::Value = serde_json::from_str(line).unwrap();
+                if event["event"] == "message" {
+                    exported.push(event["text"].as_str().unwrap().to_owned());
+                }
+            }
+        }
+        let mut unique = exported.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!((exported.len(), unique.len()), (sent, sent), "every message once: {exported:?}");
     }
 
     fn bad_requests_are_refused_and_start_nothing(db) {

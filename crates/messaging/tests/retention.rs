@@ -139,6 +139,46 @@ backend_tests! {
         assert_eq!(audited(&mut conn, "retention.policy_change"), 3);
     }
 
+    fn burn_on_read_and_retention_bounds_combine(db) {
+        let keyring = keyring();
+        let mut conn = db.conn().unwrap();
+        let (officer, alice, bob) = (user(&mut conn, "officer"), user(&mut conn, "alice"), user(&mut conn, "bob"));
+        let room_id = room(&mut conn, alice, &[bob]);
+        set_policy(&mut conn, officer, RetentionScope::Org, rule(Some(30), None));
+        let burning = NewMessageInput { burn_after_read: Some(Duration::from_secs(60)), ..input("once", "b") };
+        let id = messages::send(&mut conn, keyring, t0(), alice, room_id, burning).unwrap().message.id;
+        assert_eq!(retain_until(&mut conn, id), None, "unread: nobody knows yet when users stop seeing it");
+        messages::get(&mut conn, keyring, t0().plus(Duration::from_secs(10)), bob, room_id, id).unwrap();
+        assert_eq!(retain_until(&mut conn, id), Some(days(30)), "read and burning: the minimum keeps the copy");
+        // Under a maximum, an unread burn-on-read message still goes on time.
+        set_policy(&mut conn, officer, RetentionScope::Org, rule(None, Some(1)));
+        let unread = NewMessageInput { burn_after_read: Some(Duration::from_secs(60)), ..input("unread", "u") };
+        let unread = messages::send(&mut conn, keyring, t0(), alice, room_id, unread).unwrap().message.id;
+        assert_eq!(retain_until(&mut conn, unread), Some(days(1)));
+        // A read burn ends before the maximum: the copy goes with the burn.
+        messages::get(&mut conn, keyring, t0().plus(Duration::from_secs(10)), bob, room_id, unread).unwrap();
+        assert_eq!(retain_until(&mut conn, unread), Some(t0().plus(Duration::from_secs(70))));
+    }
+
+    fn the_preview_counts_what_the_sweeper_then_destroys(db) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = db.conn().unwrap();
+        let (officer, alice, bob) = (user(&mut conn, "officer"), user(&mut conn, "alice"), user(&mut conn, "bob"));
+        let room_id = room(&mut conn, alice, &[bob]);
+        for i in 0..4 {
+            send_at(&mut conn, t0(), alice, room_id, &format!("old{i}"));
+        }
+        send_at(&mut conn, days(15), alice, room_id, "recent");
+        let now = days(20);
+        let preview = retention::preview(&mut conn, now, &RetentionScope::Org, Some(rule(None, Some(10)))).unwrap();
+        retention::set_policy(&mut conn, &ctx(), now, officer, &RetentionScope::Org, rule(None, Some(10))).unwrap();
+        sweeper::run_jobs(&mut conn, &ManualClock::starting_at(now), || {}).unwrap();
+        announce_due(&mut conn, now).unwrap();
+        let swept = sweep_at(&mut conn, dir.path(), now.plus(Duration::from_secs(120)));
+        assert_eq!(preview.destroy_now, 4);
+        assert_eq!(swept.messages_destroyed, preview.destroy_now);
+    }
+
     fn a_maximum_ends_a_live_message_for_users_and_the_worker_announces_it(db) {
         let keyring = keyring();
         let mut conn = db.conn().unwrap();
@@ -178,6 +218,7 @@ backend_tests! {
         let dumped_message = message_store::find(&mut conn, doomed).unwrap().unwrap();
         let dumped_versions = message_store::versions(&mut conn, doomed).unwrap();
         let epoch = dumped_versions[0].epoch;
+        assert_eq!(messages::history(&mut conn, keyring, doomed).unwrap(), ["draft", "final"], "readable before shredding");
         messages::delete(&mut conn, t0().plus(Duration::from_secs(10)), alice, room_id, doomed).unwrap();
 
         // Within the grace period nothing happens; then the message and all it owns go.
