@@ -304,13 +304,24 @@ sync_interval_minutes = 0
         "not_found",
     );
 
-    // An API client: start, the person signs in in a browser, exchange once.
+    // An API client: start with its loopback redirect (nothing else), the person signs
+    // in in a browser, which is sent to that loopback address with the code; exchange once.
+    expect_error(
+        server.send(
+            "POST",
+            "/api/v1/auth/oidc/test/start",
+            None,
+            Some(json!({ "redirect_uri": "https://attacker.example/cb" })),
+        ),
+        422,
+        "invalid_input",
+    );
     let started: Value = server
         .send(
             "POST",
             "/api/v1/auth/oidc/test/start",
             None,
-            Some(json!({})),
+            Some(json!({ "redirect_uri": "http://127.0.0.1:9/callback" })),
         )
         .json()
         .unwrap();
@@ -322,15 +333,31 @@ sync_interval_minutes = 0
         &callback,
     );
     let done = bob_browser.get(&callback_url).send().unwrap();
-    assert_eq!(done.status(), 200);
-    let wrong = server.send(
-        "POST",
-        "/api/v1/auth/oidc/exchange",
-        None,
-        Some(json!({ "state": started["state"], "flow_secret": "guess" })),
-    );
-    expect_error(wrong, 401, "unauthenticated");
-    let exchange = json!({ "state": started["state"], "flow_secret": started["flow_secret"] });
+    assert_eq!(done.status(), 303);
+    let landed = url::Url::parse(&location(&done)).unwrap();
+    assert_eq!(landed.host_str(), Some("127.0.0.1"));
+    let code = landed
+        .query_pairs()
+        .find(|(key, _)| key == "code")
+        .map(|(_, value)| value.into_owned())
+        .expect("the exchange code travels to the loopback redirect");
+    // Whoever started the flow cannot exchange it without the code that went to the
+    // signing-in person's machine (a phished sign-in gives the phisher nothing), nor with
+    // a guessed secret.
+    for (secret, code) in [
+        (started["flow_secret"].clone(), json!("")),
+        (json!("guess"), json!(code)),
+    ] {
+        let wrong = server.send(
+            "POST",
+            "/api/v1/auth/oidc/exchange",
+            None,
+            Some(json!({ "state": started["state"], "flow_secret": secret, "code": code })),
+        );
+        expect_error(wrong, 401, "unauthenticated");
+    }
+    let exchange =
+        json!({ "state": started["state"], "flow_secret": started["flow_secret"], "code": code });
     let response = server.send(
         "POST",
         "/api/v1/auth/oidc/exchange",

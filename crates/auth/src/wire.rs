@@ -179,8 +179,10 @@ pub struct OidcLoginQuery {
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct OidcStartRequest {
-    /// Kept with the flow (a path on this site); informational for API clients.
-    pub return_to: Option<String>,
+    /// Where the person's browser goes once signed in: the client's own loopback
+    /// listener (`http://127.0.0.1:PORT/...`, `http://[::1]:PORT/...` or
+    /// `http://localhost:PORT/...`), which receives the `code` the exchange needs.
+    pub redirect_uri: String,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -189,7 +191,8 @@ pub struct OidcStartResponse {
     pub authorization_url: String,
     /// Identifies the flow; also part of the authorization URL.
     pub state: String,
-    /// Present with `state` to `POST /api/v1/auth/oidc/exchange`; shown once.
+    /// Present with `state` and the redirect's `code` to `POST /api/v1/auth/oidc/exchange`;
+    /// shown once.
     pub flow_secret: String,
     pub expires_at: Timestamp,
 }
@@ -211,6 +214,8 @@ pub struct OidcCallbackQuery {
 pub struct OidcExchangeRequest {
     pub state: String,
     pub flow_secret: String,
+    /// The `code` the client's loopback redirect received.
+    pub code: String,
 }
 
 #[derive(Serialize, ToSchema)]

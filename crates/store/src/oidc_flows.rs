@@ -67,13 +67,23 @@ pub fn take(conn: &mut DbConnection, id: &str) -> Result<bool, StoreError> {
 }
 
 /// Marks a token-mode flow as completed by `user`, to be exchanged for a session once.
-pub fn complete(conn: &mut DbConnection, id: &str, user: UserId) -> Result<bool, StoreError> {
+/// Marks an API-client flow signed in by `user`, rebinding it to `binding` (what the
+/// exchange must then present); only once.
+pub fn complete(
+    conn: &mut DbConnection,
+    id: &str,
+    user: UserId,
+    binding: &[u8],
+) -> Result<bool, StoreError> {
     Ok(diesel::update(
         oidc_flows::table
             .find(id)
             .filter(oidc_flows::completed_user_id.is_null()),
     )
-    .set(oidc_flows::completed_user_id.eq(user.to_string()))
+    .set((
+        oidc_flows::completed_user_id.eq(user.to_string()),
+        oidc_flows::binding_hash.eq(binding.to_vec()),
+    ))
     .execute(conn)?
         == 1)
 }

@@ -225,18 +225,18 @@ async fn oidc_start(
     state: web::Data<AuthState>,
     identity: Option<web::Data<IdentityState>>,
     path: web::Path<String>,
-    body: Option<web::Json<OidcStartRequest>>,
+    body: web::Json<OidcStartRequest>,
 ) -> Result<web::Json<OidcStartResponse>, ApiError> {
     let identity = configured(identity);
     let provider = provider_of(&identity, &path)?;
-    let return_to = body.and_then(|b| b.into_inner().return_to);
+    let redirect_uri = super::oidc::loopback_redirect(&body.redirect_uri)?;
     let start = provider
         .begin(
             &state.db,
             state.clock.now(),
             identity.flow_ttl,
             FlowMode::Token,
-            return_to.as_deref(),
+            Some(&redirect_uri),
         )
         .await?;
     Ok(web::Json(OidcStartResponse {
@@ -253,7 +253,7 @@ async fn oidc_start(
     params(("provider" = String, Path), OidcCallbackQuery),
     responses(
         (status = 302, description = "Browser flow: signed in (session and CSRF cookies set); to `return_to`"),
-        (status = 200, description = "API-client flow: signed in; the client exchanges its flow for a token"),
+        (status = 303, description = "API-client flow: signed in; to the client's loopback `redirect_uri` with `code` and `state`"),
         (status = 401, description = "The sign-in failed (`unauthenticated`, with the reason)", body = ErrorBody),
         (status = 403, description = "Account suspended (`account_disabled`)", body = ErrorBody),
         (status = 404, description = "No such provider", body = ErrorBody),
@@ -308,13 +308,9 @@ async fn oidc_callback(
                 .cookie(spent)
                 .finish())
         }
-        Finished::TokenReady => Ok(HttpResponse::Ok()
-            .content_type("text/html; charset=utf-8")
-            .body(
-                "<!doctype html><html><head><title>Conclave</title></head><body>\
-                 <p id=\"done\">Signed in. Return to your application; you can close this window.</p>\
-                 </body></html>",
-            )),
+        Finished::TokenReady { redirect } => Ok(HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, redirect))
+            .finish()),
     }
 }
 
@@ -340,6 +336,7 @@ async fn oidc_exchange(
         state.clock.now(),
         &body.state,
         &body.flow_secret,
+        &body.code,
         &origin(&req),
     )
     .await?;

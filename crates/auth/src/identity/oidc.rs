@@ -94,8 +94,39 @@ pub enum Finished {
         success: Box<LoginSuccess>,
         return_to: String,
     },
-    /// An API client's flow completed; it exchanges it for a token.
-    TokenReady,
+    /// An API client's flow completed: send the browser to the client's loopback
+    /// `redirect` (which carries the one-time code the exchange needs).
+    TokenReady { redirect: String },
+}
+
+/// An API client's redirect URI: `http` to a loopback address with an explicit port
+/// (RFC 8252 section 7.3). The exchange code travels only there, so a person tricked
+/// into finishing a sign-in that somebody else started sends the code to their own
+/// machine, never to that somebody.
+pub fn loopback_redirect(raw: &str) -> Result<String, AuthError> {
+    let invalid = || {
+        AuthError::Invalid(conclave_core::ValidationError::new(
+            "redirect_uri",
+            "must be http://127.0.0.1:PORT/..., http://[::1]:PORT/... or http://localhost:PORT/... (the client's own loopback listener)",
+        ))
+    };
+    let url = url::Url::parse(raw).map_err(|_| invalid())?;
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name == "localhost",
+        None => false,
+    };
+    if url.scheme() != "http"
+        || !loopback
+        || url.port().is_none()
+        || url.fragment().is_some()
+        || !url.username().is_empty()
+        || url.password().is_some()
+    {
+        return Err(invalid());
+    }
+    Ok(url.to_string())
 }
 
 pub fn hash_hex(value: &str) -> String {
@@ -104,6 +135,15 @@ pub fn hash_hex(value: &str) -> String {
 
 fn hex_lower(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The binding of a completed API-client flow: its secret's hash chained with the
+/// exchange code's, so neither alone exchanges it.
+fn completed_binding(secret_hash: &[u8], code: &str) -> Vec<u8> {
+    let mut hasher = Sha256::new();
+    hasher.update(secret_hash);
+    hasher.update(Sha256::digest(code.as_bytes()));
+    hasher.finalize().to_vec()
 }
 
 fn binding_matches(flow: &FlowRecord, secret: &str) -> bool {
@@ -246,7 +286,12 @@ impl OidcProvider {
             pkce_verifier: verifier.secret().clone(),
             binding_hash: Sha256::digest(binding_secret.as_bytes()).to_vec(),
             mode: mode.as_str().to_owned(),
-            return_to: Some(safe_return_to(return_to)),
+            // A browser lands on a path of this site; an API client's browser is sent to
+            // the client's own loopback address (checked by `loopback_redirect`).
+            return_to: Some(match mode {
+                FlowMode::Browser => safe_return_to(return_to),
+                FlowMode::Token => loopback_redirect(return_to.unwrap_or_default())?,
+            }),
             completed_user_id: None,
             created_at: now.as_micros(),
             expires_at: expires_at.as_micros(),
@@ -396,7 +441,11 @@ impl OidcProvider {
                         return_to,
                     })),
                     FlowMode::Token => {
-                        if !oidc_flows::complete(conn, &flow_id, user.id)? {
+                        // Rebind the flow to its secret *and* a code that only reaches
+                        // the client's loopback redirect: the exchange needs both.
+                        let code = random_secret()?;
+                        let binding = completed_binding(&flow.binding_hash, &code);
+                        if !oidc_flows::complete(conn, &flow_id, user.id, &binding)? {
                             return Ok(Err(AuthError::SsoFailed(
                                 "unknown or already used sign-in".into(),
                             )));
@@ -410,7 +459,15 @@ impl OidcProvider {
                             AuditOutcome::Success,
                             json!({ "method": provider, "mode": "token" }),
                         )?;
-                        Ok(Ok(Finished::TokenReady))
+                        let mut redirect = url::Url::parse(&return_to)
+                            .map_err(|_| AuthError::SsoFailed("bad redirect_uri".into()))?;
+                        redirect
+                            .query_pairs_mut()
+                            .append_pair("code", &code)
+                            .append_pair("state", &state);
+                        Ok(Ok(Finished::TokenReady {
+                            redirect: redirect.to_string(),
+                        }))
                     }
                 }
             })
@@ -532,10 +589,11 @@ pub async fn exchange(
     now: Timestamp,
     state: &str,
     flow_secret: &str,
+    code: &str,
     origin: &Origin,
 ) -> Result<LoginSuccess, AuthError> {
     let id = hash_hex(state);
-    let secret = flow_secret.to_owned();
+    let presented = completed_binding(&Sha256::digest(flow_secret.as_bytes()), code);
     let (settings, origin) = (settings.clone(), origin.clone());
     db.run(move |conn| {
         write_transaction(conn, |conn| {
@@ -544,8 +602,9 @@ pub async fn exchange(
             let Some(flow) = oidc_flows::find(conn, &id)? else {
                 return Ok(Err(not_ready()));
             };
+            use subtle::ConstantTimeEq;
             if flow.mode != "token"
-                || !binding_matches(&flow, &secret)
+                || !bool::from(presented.as_slice().ct_eq(&flow.binding_hash))
                 || flow.expires_at < now.as_micros()
             {
                 return Ok(Err(not_ready()));
@@ -590,6 +649,38 @@ mod tests {
         assert_eq!(claims["groups"][0], "x");
         assert!(decode_payload("nodots").is_none());
         assert!(decode_payload("a.!!!.c").is_none());
+    }
+
+    #[test]
+    fn only_loopback_redirects_receive_the_exchange_code() {
+        for good in [
+            "http://127.0.0.1:8765/cb",
+            "http://[::1]:9/x?y=1",
+            "http://localhost:4000/",
+        ] {
+            assert!(loopback_redirect(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "https://attacker.example/cb",
+            "http://attacker.example:80/cb",
+            "http://127.0.0.1/cb",
+            "http://127.0.0.2.attacker.example:80/",
+            "http://user@127.0.0.1:80/",
+            "http://127.0.0.1:80/#x",
+            "/relative",
+            "",
+        ] {
+            assert!(loopback_redirect(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_completed_flow_needs_both_the_secret_and_the_code() {
+        let secret_hash = Sha256::digest(b"secret").to_vec();
+        let bound = completed_binding(&secret_hash, "code");
+        assert_eq!(bound, completed_binding(&Sha256::digest(b"secret"), "code"));
+        assert_ne!(bound, completed_binding(&secret_hash, "other"));
+        assert_ne!(bound, completed_binding(&Sha256::digest(b"guess"), "code"));
     }
 
     #[test]
