@@ -566,7 +566,7 @@ bind_dn = "{dn}"
 user_base_dn = "ou=people,{suffix}"
 sync_interval_minutes = 0
 [identity.ldap.role_mappings]
-conclave-admins = ["admin"]
+"cn=conclave-admins,ou=groups,{suffix}" = ["admin"]
 "#,
             url = slapd.url(),
             dn = conclave_testkit::slapd::ADMIN_DN,

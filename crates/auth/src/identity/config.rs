@@ -36,6 +36,10 @@ impl Default for IdentityConfig {
 pub struct ClaimMapping {
     pub username: String,
     pub email: String,
+    /// The claim saying the provider verified `email` (the email is used only when it
+    /// is `true`). Empty: the provider sends none and its emails are trusted (Entra ID,
+    /// where admins set them).
+    pub email_verified: String,
     pub display_name: String,
     pub groups: String,
 }
@@ -45,6 +49,7 @@ impl Default for ClaimMapping {
         Self {
             username: "preferred_username".into(),
             email: "email".into(),
+            email_verified: "email_verified".into(),
             display_name: "name".into(),
             groups: "groups".into(),
         }

@@ -27,27 +27,26 @@ pub struct GroupMappings<'a> {
     pub security_groups: &'a BTreeMap<String, String>,
 }
 
-/// Whether a configured group name names a group the provider reported: equal ignoring
-/// case, or equal to the value of a DN's first RDN (`cn=Staff,ou=groups,dc=x` is
-/// `staff`), or to the last segment of a Keycloak group path (`/org/staff`).
+/// Whether a configured group names a group the provider reported: the same group
+/// exactly, ignoring case and (in a DN) the spaces around `,` and `=`. A directory's
+/// groups are configured by their full DN (`cn=Staff,ou=groups,dc=agency,dc=gov`) and a
+/// Keycloak group by its full path when paths are sent (`/agency/staff`): matching by
+/// the bare name would let a look-alike group anywhere (one a user may create, such as an
+/// Exchange distribution group in another OU) grant its roles.
 pub fn group_matches(configured: &str, reported: &str) -> bool {
-    if configured.eq_ignore_ascii_case(reported) {
-        return true;
+    normalize_group(configured) == normalize_group(reported)
+}
+
+fn normalize_group(name: &str) -> String {
+    let lower = name.trim().to_lowercase();
+    if !lower.contains('=') {
+        return lower;
     }
-    if let Some((_, value)) = reported
+    lower
         .split(',')
-        .next()
-        .and_then(|rdn| rdn.split_once('='))
-        && reported.contains('=')
-        && value.trim().eq_ignore_ascii_case(configured)
-    {
-        return true;
-    }
-    reported.starts_with('/')
-        && reported
-            .rsplit('/')
-            .next()
-            .is_some_and(|last| last.eq_ignore_ascii_case(configured))
+        .map(|rdn| rdn.split('=').map(str::trim).collect::<Vec<_>>().join("="))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn matched<'a, T>(
@@ -118,13 +117,25 @@ pub fn profile_from_claims(
             format!("the provider sent no `{}` claim", mapping.username),
         )
     })?;
+    // An email the provider did not verify is somebody's claim, not an address: it names
+    // nobody in the archives, and never becomes a username.
+    let verified = mapping.email_verified.is_empty()
+        || claim(claims, &mapping.email_verified)
+            .is_some_and(|v| v.as_bool() == Some(true) || v.as_str() == Some("true"));
+    if !verified && mapping.username == mapping.email {
+        return Err(ValidationError::new(
+            "username",
+            "the provider has not verified the email this username comes from",
+        ));
+    }
+    let email = claim_string(claims, &mapping.email).filter(|_| verified);
     let groups = claim_groups(claims, &mapping.groups);
     profile(
         subject,
         &raw_username,
         &raw_username,
         claim_string(claims, &mapping.display_name).as_deref(),
-        claim_string(claims, &mapping.email).as_deref(),
+        email.as_deref(),
         groups,
     )
 }
@@ -186,37 +197,68 @@ mod tests {
         (
             BTreeMap::from([
                 ("conclave-admins".to_owned(), vec![Role::Admin]),
-                ("auditors".to_owned(), vec![Role::Auditor]),
+                ("cn=auditors,ou=groups,dc=x".to_owned(), vec![Role::Auditor]),
             ]),
-            BTreeMap::from([("staff".to_owned(), "Staff".to_owned())]),
+            BTreeMap::from([("cn=staff,ou=groups,dc=x".to_owned(), "Staff".to_owned())]),
         )
     }
 
     #[test]
-    fn groups_match_by_name_dn_or_path() {
+    fn an_unverified_email_is_dropped_and_never_a_username() {
+        let mapping = ClaimMapping::default();
+        let claims = json!({"preferred_username": "mallory", "email": "alice@example.gov", "email_verified": false});
+        let profile = profile_from_claims("s1", &claims, &mapping).unwrap();
+        assert_eq!(profile.email, None);
+        let verified = json!({"preferred_username": "alice", "email": "alice@example.gov", "email_verified": true});
+        assert!(
+            profile_from_claims("s2", &verified, &mapping)
+                .unwrap()
+                .email
+                .is_some()
+        );
+        let by_email = ClaimMapping {
+            username: "email".into(),
+            ..ClaimMapping::default()
+        };
+        assert!(profile_from_claims("s1", &claims, &by_email).is_err());
+        let trusted = ClaimMapping {
+            email_verified: String::new(),
+            ..ClaimMapping::default()
+        };
+        let no_claim = json!({"preferred_username": "bob", "email": "bob@example.gov"});
+        assert!(
+            profile_from_claims("s3", &no_claim, &trusted)
+                .unwrap()
+                .email
+                .is_some()
+        );
+        assert_eq!(
+            profile_from_claims("s3", &no_claim, &mapping)
+                .unwrap()
+                .email,
+            None,
+            "absent is not verified"
+        );
+    }
+
+    #[test]
+    fn groups_match_exactly_never_by_a_look_alike_name() {
         assert!(group_matches("staff", "Staff"));
         assert!(group_matches(
+            "cn=staff,ou=groups,dc=example,dc=gov",
+            "CN=Staff, OU=Groups,DC=example, DC=gov"
+        ));
+        assert!(group_matches("/org/staff", "/Org/Staff"));
+        // A group of the same name elsewhere grants nothing.
+        assert!(!group_matches(
             "staff",
             "cn=staff,ou=groups,dc=example,dc=gov"
         ));
-        assert!(group_matches(
-            "STAFF",
-            "CN=Staff,OU=Groups,DC=agency,DC=local"
-        ));
-        assert!(group_matches("staff", "/org/staff"));
-        assert!(group_matches(
-            "cn=staff,ou=groups,dc=example,dc=gov",
-            "CN=staff,ou=groups,dc=example,dc=gov"
-        ));
         assert!(!group_matches(
-            "staff",
-            "cn=staff-leads,ou=groups,dc=example,dc=gov"
+            "cn=conclave-admins,ou=groups,dc=example,dc=gov",
+            "cn=Conclave-Admins,ou=self-service,dc=example,dc=gov"
         ));
-        assert!(
-            group_matches("staff", "ou=staff"),
-            "the first RDN's value, whatever its type"
-        );
-        assert!(!group_matches("staff", "cn=admins,ou=staff,dc=x"));
+        assert!(!group_matches("staff", "/any/parent/staff"));
         assert!(!group_matches("staff", "staffing"));
     }
 
@@ -229,7 +271,7 @@ mod tests {
         };
         let set = mapped_roles(&m, &["conclave-admins".into(), "staff".into()]).unwrap();
         assert_eq!(set.to_vec(), vec![Role::User, Role::Admin]);
-        let set = mapped_roles(&m, &["cn=auditors,ou=groups,dc=x".into()]).unwrap();
+        let set = mapped_roles(&m, &["CN=Auditors, OU=Groups, DC=x".into()]).unwrap();
         assert_eq!(set.to_vec(), vec![Role::User, Role::Auditor]);
         let set = mapped_roles(&m, &[]).unwrap();
         assert_eq!(set.to_vec(), vec![Role::User]);
@@ -264,7 +306,7 @@ mod tests {
     fn claims_map_with_defaults_and_nested_names() {
         let claims = json!({
             "sub": "abc", "preferred_username": "Alice@Agency.gov", "name": "Alice Anders",
-            "email": "alice@agency.gov", "groups": ["staff", "conclave-admins"],
+            "email": "alice@agency.gov", "email_verified": true, "groups": ["staff", "conclave-admins"],
             "realm_access": { "roles": ["auditors"] },
         });
         let p = profile_from_claims("abc", &claims, &ClaimMapping::default()).unwrap();
@@ -279,6 +321,7 @@ mod tests {
         let custom = ClaimMapping {
             username: "email".into(),
             email: "email".into(),
+            email_verified: String::new(),
             display_name: "missing".into(),
             groups: "realm_access.roles".into(),
         };

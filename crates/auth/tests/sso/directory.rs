@@ -23,8 +23,14 @@ fn config(url: &str) -> LdapConfig {
         bind_dn: ADMIN_DN.to_owned(),
         bind_password: SecretString::new(ADMIN_PASSWORD),
         user_base_dn: format!("ou=people,{}", slapd::SUFFIX),
-        role_mappings: BTreeMap::from([("conclave-admins".to_owned(), vec![Role::Admin])]),
-        security_group_mappings: BTreeMap::from([("staff".to_owned(), "Staff".to_owned())]),
+        role_mappings: BTreeMap::from([(
+            format!("cn=conclave-admins,ou=groups,{}", slapd::SUFFIX),
+            vec![Role::Admin],
+        )]),
+        security_group_mappings: BTreeMap::from([(
+            format!("cn=staff,ou=groups,{}", slapd::SUFFIX),
+            "Staff".to_owned(),
+        )]),
         connect_timeout_seconds: 2,
         operation_timeout_seconds: 2,
         ..LdapConfig::default()
