@@ -191,6 +191,9 @@ pub fn set_roles(
                 "cannot remove the admin role from the last active admin".into(),
             ));
         }
+        if before.roles.contains(Role::Admin) && !roles.contains(Role::Admin) {
+            crate::identity::local_login::keep_last_break_glass_admin(conn, &before)?;
+        }
         user_store::replace_roles(conn, user_id, &roles)?;
         audit_user(
             conn,
@@ -229,6 +232,7 @@ pub fn suspend(
                 "cannot suspend the last active admin".into(),
             ));
         }
+        crate::identity::local_login::keep_last_break_glass_admin(conn, &before)?;
         user_store::set_status(conn, user_id, UserStatus::Suspended, now)?;
         let ended = session_store::revoke_all_for_user(conn, user_id, now, "account suspended")?;
         audit_user(

@@ -80,6 +80,9 @@ pub struct DirectoryEntry {
     pub attrs: HashMap<String, Vec<String>>,
 }
 
+/// Id attributes that hold raw bytes (Active Directory's GUID and SID).
+const BINARY_IDS: [&str; 2] = ["objectguid", "objectsid"];
+
 impl DirectoryEntry {
     pub fn from_search(entry: SearchEntry, id_attribute: &str) -> Self {
         let mut attrs: HashMap<String, Vec<String>> = entry
@@ -87,7 +90,17 @@ impl DirectoryEntry {
             .into_iter()
             .map(|(name, values)| (name.to_lowercase(), values))
             .collect();
-        // A binary id (AD's objectGUID) is kept as lower-case hex.
+        // A binary id (AD's objectGUID) is kept as lower-case hex. ldap3 hands a value
+        // over as text whenever its bytes happen to be valid UTF-8 (about one GUID in ten
+        // thousand, some with a NUL byte PostgreSQL refuses): those are hex-encoded too.
+        let id_lower = id_attribute.to_lowercase();
+        if BINARY_IDS.contains(&id_lower.as_str())
+            && let Some(values) = attrs.get_mut(&id_lower)
+        {
+            for value in values.iter_mut() {
+                *value = value.bytes().map(|b| format!("{b:02x}")).collect();
+            }
+        }
         for (name, values) in entry.bin_attrs {
             let name = name.to_lowercase();
             if name == id_attribute.to_lowercase() {
@@ -324,6 +337,11 @@ impl Directory {
     }
 
     /// The profile an entry describes.
+    /// The entry's stable id (the configured id attribute), if it has one.
+    pub fn subject<'e>(&self, entry: &'e DirectoryEntry) -> Option<&'e str> {
+        entry.first(&self.config.id_attribute)
+    }
+
     pub fn profile(
         &self,
         entry: &DirectoryEntry,
@@ -344,6 +362,26 @@ impl Directory {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_binary_id_is_hex_even_when_its_bytes_look_like_text() {
+        let entry = SearchEntry {
+            dn: "cn=x".into(),
+            attrs: HashMap::from([("objectGUID".to_owned(), vec!["ab\0c".to_owned()])]),
+            bin_attrs: HashMap::new(),
+        };
+        let parsed = DirectoryEntry::from_search(entry, "objectGUID");
+        assert_eq!(parsed.first("objectGUID"), Some("61620063"));
+        let entry = SearchEntry {
+            dn: "cn=y".into(),
+            attrs: HashMap::from([("entryUUID".to_owned(), vec!["a-b".to_owned()])]),
+            bin_attrs: HashMap::new(),
+        };
+        assert_eq!(
+            DirectoryEntry::from_search(entry, "entryUUID").first("entryUUID"),
+            Some("a-b")
+        );
+    }
 
     #[test]
     fn filter_metacharacters_are_escaped() {

@@ -73,6 +73,26 @@ pub fn set_enabled_for_everyone(
     })
 }
 
+/// Refuses to take the last active break-glass admin out of service (its admin role, or
+/// the account itself) while local login is limited to break-glass accounts: if single
+/// sign-on then failed, nobody could get in.
+pub(crate) fn keep_last_break_glass_admin(
+    conn: &mut DbConnection,
+    account: &user_store::UserRecord,
+) -> Result<(), AuthError> {
+    if account.break_glass
+        && account.status == UserStatus::Active
+        && account.roles.contains(Role::Admin)
+        && !enabled_for_everyone(conn)?
+        && active_break_glass_admins(conn)? <= 1
+    {
+        return Err(AuthError::Conflict(
+            "this is the last break-glass admin while local login is limited to them; mark another first".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Marks or unmarks a local account as break-glass.
 pub fn set_break_glass(
     conn: &mut DbConnection,

@@ -315,6 +315,12 @@ async fn apply_page(
                         page.disabled += 1;
                         continue;
                     }
+                    // Present and enabled in the directory: never deprovisioned by this
+                    // run, even when its entry cannot be applied (a username Conclave
+                    // refuses, a missing attribute) — that is reported, not punished.
+                    if let Some(subject) = directory.subject(entry).filter(|s| !s.is_empty()) {
+                        subjects.push(digest(subject));
+                    }
                     let profile = match directory.profile(entry) {
                         Ok(profile) => profile,
                         Err(err) => {
@@ -323,7 +329,6 @@ async fn apply_page(
                             continue;
                         }
                     };
-                    subjects.push(digest(&profile.subject));
                     match provision(conn, &context, now, &rules, &profile) {
                         Ok((_, done)) => {
                             if done.created {

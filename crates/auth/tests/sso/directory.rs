@@ -264,6 +264,20 @@ backend_tests! {
         assert!(actions.contains(&("user.roles_change".into(), "success".into())));
     }
 
+    fn an_entry_that_cannot_be_applied_is_reported_not_deprovisioned(db) {
+        let slapd = Slapd::start();
+        let directory = Directory::new(&config(&slapd.url())).unwrap();
+        assert_eq!(run_sync(db, &directory, false).created, 3);
+        let carol = login(db, &directory, "carol", "carolpw").unwrap();
+        // Renamed in the directory to a name Conclave refuses as a username.
+        slapd.modify("dn: uid=carol,ou=people,dc=example,dc=gov\nchangetype: modrdn\nnewrdn: uid=o'brien\ndeleteoldrdn: 1\n");
+        let report = run_sync(db, &directory, false);
+        assert_eq!((report.skipped, report.deprovisioned), (1, 0), "{report:?}");
+        assert!(report.problems.iter().any(|p| p.contains("o'brien")), "{report:?}");
+        assert_eq!(user(db, "carol").unwrap().status, UserStatus::Active);
+        assert!(sessions::authenticate(&mut conn(db), &carol.session.token, &settings().sessions, t0()).is_ok());
+    }
+
     fn an_empty_result_never_deprovisions_everyone(db) {
         let slapd = Slapd::start();
         let directory = Directory::new(&config(&slapd.url())).unwrap();

@@ -29,6 +29,11 @@ backend_tests! {
         // The last break-glass admin stays one while local login is limited.
         let err = local_login::set_break_glass(&mut conn, &admin_context(), t0(), first.user.id, false).unwrap_err();
         assert!(matches!(err, AuthError::Conflict(_)), "{err:?}");
+        // ... nor can it be suspended or lose its admin role, though another admin exists.
+        let err = accounts::suspend(&mut conn, &admin_context(), t0(), first.user.id).unwrap_err();
+        assert!(matches!(err, AuthError::Conflict(_)), "{err:?}");
+        let err = accounts::set_roles(&mut conn, &admin_context(), t0(), first.user.id, conclave_core::RoleSet::new([Role::User])).unwrap_err();
+        assert!(matches!(err, AuthError::Conflict(_)), "{err:?}");
         local_login::set_break_glass(&mut conn, &admin_context(), t0(), other_admin, true).unwrap();
         local_login::set_break_glass(&mut conn, &admin_context(), t0(), first.user.id, false).unwrap();
         assert!(login::login_local(db, &settings(), t0(), &attempt("other", PASSWORD, "10.0.0.4")).is_ok());
