@@ -226,10 +226,11 @@ impl OidcProvider {
     }
 
     /// The provider's metadata (discovery), cached for a few minutes.
+    /// The lock is never held across the fetch: a provider that does not answer must
+    /// not queue every sign-in behind one request's timeout.
     async fn metadata(&self, refresh: bool) -> Result<ProviderMetadataWithLogout, AuthError> {
-        let mut cached = self.metadata.lock().await;
         if !refresh
-            && let Some((fetched, metadata)) = cached.as_ref()
+            && let Some((fetched, metadata)) = self.metadata.lock().await.as_ref()
             && fetched.elapsed() < METADATA_TTL
         {
             return Ok(metadata.clone());
@@ -239,7 +240,7 @@ impl OidcProvider {
         let metadata = ProviderMetadataWithLogout::discover_async(issuer, &self.http)
             .await
             .map_err(|err| self.unavailable("discovery failed", err))?;
-        *cached = Some((Instant::now(), metadata.clone()));
+        *self.metadata.lock().await = Some((Instant::now(), metadata.clone()));
         Ok(metadata)
     }
 
