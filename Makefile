@@ -17,10 +17,14 @@ test:
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) run -q -p conclave-testkit --bin with-postgres -- $(CARGO) test --workspace --no-fail-fast
 
-## Benchmarks (release build): the timer worker under one million pending timers, on
-## SQLite and on a throwaway PostgreSQL. Prints a table; asserts nothing about time.
+## Benchmarks (release build): the timer worker under one million pending timers, the
+## retention sweeper over a large archive under live traffic, and compliance exports
+## (250,000 messages by default; EXPORT_BENCH_MESSAGES=1000000 for the full size), on
+## SQLite and on a throwaway PostgreSQL. Prints tables; asserts nothing about time.
 bench:
 	$(CARGO) run -q --release -p conclave-testkit --bin with-postgres -- $(CARGO) bench -p conclave-messaging --bench timers
+	$(CARGO) run -q --release -p conclave-testkit --bin with-postgres -- $(CARGO) bench -p conclave-messaging --bench sweeper
+	$(CARGO) run -q --release -p conclave-testkit --bin with-postgres -- $(CARGO) bench -p conclave-messaging --bench export
 
 ## Formatting and clippy with warnings as errors.
 lint:

@@ -355,11 +355,40 @@ struct Collect<'a> {
     stream: Option<&'a mut StreamWriter>,
     xml_open: bool,
     last_at: Option<Timestamp>,
-    /// EML: the room's events by UTC day.
-    days: BTreeMap<time::Date, Vec<ArchiveEvent>>,
+    /// EML: the bundle's directory, and the events of the UTC day being collected (each
+    /// day's message is written as soon as the next day's first event arrives, so memory
+    /// holds one conversation-day, never a whole room's window).
+    eml_dir: &'a Path,
+    day: Option<(time::Date, Vec<ArchiveEvent>)>,
     events: u64,
     by_kind: BTreeMap<String, u64>,
     files: u64,
+}
+
+impl Collect<'_> {
+    /// Writes the collected day's EML message (a no-op when none is open).
+    fn write_day(&mut self, room: &RoomArchive) -> Result<(), ExportError> {
+        let Some((day, events)) = self.day.take() else {
+            return Ok(());
+        };
+        let path = self
+            .eml_dir
+            .join("eml")
+            .join(&room.conversation.room_id)
+            .join(format!("{day}.eml"));
+        std::fs::create_dir_all(path.parent().expect("a parent"))?;
+        let mut out = BufWriter::new(File::create(&path)?);
+        write_conversation_day(
+            &room.conversation,
+            day,
+            &room.participants,
+            &events,
+            &EmlOptions::default(),
+            &mut out,
+        )?;
+        out.flush()?;
+        Ok(())
+    }
 }
 
 impl RoomSink for Collect<'_> {
@@ -383,7 +412,13 @@ impl RoomSink for Collect<'_> {
                 )
                 .map_err(|e| ExportError::Invalid(e.to_string()))?
                 .date();
-                self.days.entry(day).or_default().push(event);
+                if self.day.as_ref().is_some_and(|(open, _)| *open != day) {
+                    self.write_day(room)?;
+                }
+                self.day
+                    .get_or_insert_with(|| (day, Vec::new()))
+                    .1
+                    .push(event);
                 Ok(())
             }
         }
@@ -455,7 +490,8 @@ pub fn run(
             stream: stream.as_mut(),
             xml_open: false,
             last_at: None,
-            days: BTreeMap::new(),
+            eml_dir: &dir,
+            day: None,
             events: 0,
             by_kind: BTreeMap::new(),
             files: 0,
@@ -469,20 +505,7 @@ pub fn run(
             writer.end_conversation(collect.last_at.unwrap_or(scope.until))?;
         }
         if let Some(room) = &opened {
-            for (day, events) in &collect.days {
-                let path = dir.join("eml").join(room_id).join(format!("{day}.eml"));
-                std::fs::create_dir_all(path.parent().expect("a parent"))?;
-                let mut out = BufWriter::new(File::create(&path)?);
-                write_conversation_day(
-                    &room.conversation,
-                    *day,
-                    &room.participants,
-                    events,
-                    &EmlOptions::default(),
-                    &mut out,
-                )?;
-                out.flush()?;
-            }
+            collect.write_day(room)?;
         }
         progress.events_written += collect.events;
         for (kind, count) in collect.by_kind {

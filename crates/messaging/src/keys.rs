@@ -39,6 +39,11 @@ pub struct KeyCache {
 }
 
 impl KeyCache {
+    /// Whether the key of `(room_id, epoch)` is already unwrapped here.
+    pub fn holds(&self, room_id: RoomId, epoch: i64) -> bool {
+        self.keys.contains_key(&(room_id, epoch))
+    }
+
     pub fn get(
         &mut self,
         conn: &mut DbConnection,

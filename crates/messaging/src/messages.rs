@@ -581,7 +581,9 @@ pub fn version_text(
     let Some(stored) = message_store::version(conn, message.id, version)? else {
         return Ok(None);
     };
-    if conclave_store::room_keys::find(conn, message.room_id, stored.epoch)?.is_none() {
+    if !cache.holds(message.room_id, stored.epoch)
+        && conclave_store::room_keys::find(conn, message.room_id, stored.epoch)?.is_none()
+    {
         return Ok(None);
     }
     decrypt_version(conn, keyring, cache, message, &stored).map(Some)

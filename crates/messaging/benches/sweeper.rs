@@ -1,0 +1,550 @@
+//! `make bench`: the retention sweeper over a large archive, under live traffic.
+//!
+//! Seeds an archive of `MESSAGES` messages in `ROOMS` rooms (each with an encrypted
+//! version and every `REACTION_EVERY`th with a reaction, plus the rooms' data keys), of
+//! which `DUE` are past their retention deadline under an org maximum of
+//! `RETENTION_DAYS` days (and announced), in epochs of their own so that destroying them
+//! empties their keys. Then, on SQLite and on PostgreSQL when `TESTKIT_PG_URL` names a
+//! cluster (as `make bench` arranges):
+//!
+//! - a baseline: real sends (`messages::send`), one after another, for
+//!   `BASELINE_SECONDS`, with nothing else running;
+//! - one due message among the whole archive: the wall time of the sweep that destroys it;
+//! - a full sweep (the real `sweeper::sweep`, batches of 500 with 20 ms pauses, as
+//!   configured by default) while another connection sends as fast as it can, recording
+//!   each send's latency and each batch's duration; then the due messages are seeded
+//!   again and the same is measured with no pause between batches.
+//!
+//! `DUE` is 1% of the archive rather than a fifth: a batch costs about the same however
+//! many are due (each examines 500 due messages spread over up to 500 rooms), and at a
+//! fifth one sweep would take the better part of an hour on SQLite. Destroyed per second
+//! and the batch figures carry over; the wall time scales with `DUE / 500` batches.
+//!
+//! Figures are printed, never asserted: these machines are shared and noisy.
+
+use conclave_core::{
+    Clock, IdempotencyKey, ManualClock, MessageText, RoomId, RoomName, SystemClock, Timestamp,
+    Topic, UserId,
+};
+use conclave_crypto::Keyring;
+use conclave_messaging::messages::{self, NewMessageInput};
+use conclave_messaging::rooms;
+use conclave_policy::sweeper::{self, SweepCursor, SweepReport, SweepSettings};
+use conclave_store::{Db, DbConnection};
+use conclave_testkit::{TestBackend, TestDb};
+use diesel::connection::SimpleConnection;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+const MESSAGES: i64 = 1_000_000;
+const DUE: i64 = 10_000;
+const ROOMS: i64 = 1_000;
+const REACTION_EVERY: i64 = 4;
+const RETENTION_DAYS: u32 = 30;
+const BASELINE_SECONDS: u64 = 5;
+/// Rooms the live traffic sends into, round robin.
+const LIVE_ROOMS: usize = 4;
+
+const DAY_MICROS: i64 = 86_400_000_000;
+
+fn main() {
+    let mut backends = vec![TestBackend::Sqlite];
+    if std::env::var("TESTKIT_PG_URL").is_ok_and(|url| !url.is_empty()) {
+        backends.push(TestBackend::Postgres);
+    }
+    let mut sweeps = Vec::new();
+    let mut single = Vec::new();
+    for backend in backends {
+        let (rows, one) = run(backend);
+        sweeps.extend(rows);
+        single.push(one);
+    }
+    println!(
+        "| backend | archive | due | pause | destroyed | sweep wall | destroyed/s | keys shredded | batch p50 / max | send p50 / p99 / max during sweep | baseline send p50 / p99 | sends during sweep | peak RSS |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for row in sweeps {
+        println!("{row}");
+    }
+    println!();
+    println!("| backend | archive | due | destroyed | sweep wall |");
+    println!("|---|---|---|---|---|");
+    for row in single {
+        println!("{row}");
+    }
+}
+
+fn name(backend: TestBackend) -> &'static str {
+    match backend {
+        TestBackend::Sqlite => "SQLite",
+        TestBackend::Postgres => "PostgreSQL",
+    }
+}
+
+/// Measures one backend; returns its table rows (the full sweeps, and the single one).
+fn run(backend: TestBackend) -> (Vec<String>, String) {
+    let test_db = TestDb::new(backend);
+    let db = test_db.db.clone();
+    let attachments = tempfile::tempdir().unwrap();
+    let keyring = Keyring::generate().unwrap();
+    let now = SystemClock.now();
+    let mut conn = db.conn().unwrap();
+
+    let seeding = Instant::now();
+    let user = seed(&mut conn, backend, now);
+    seed_due(&mut conn, backend, now, user, 1);
+    let single_deadline = seed_one_due(&mut conn, backend, now, user);
+    // Start from a settled database, as a server's would be: on PostgreSQL what autovacuum
+    // does within the minute after a bulk insert (the planner needs the row counts), on
+    // SQLite the checkpoint that folds the seeding's write-ahead log into the database.
+    conn.batch_execute(match backend {
+        TestBackend::Postgres => "VACUUM ANALYZE",
+        TestBackend::Sqlite => "PRAGMA wal_checkpoint(TRUNCATE)",
+    })
+    .unwrap();
+    eprintln!(
+        "{}: seeded {} messages ({} due) in {ROOMS} rooms in {:.1} s",
+        name(backend),
+        MESSAGES + 1,
+        DUE + 1,
+        seeding.elapsed().as_secs_f64()
+    );
+    let live = live_rooms(&mut conn, now, user);
+    let settings = |pause: Duration| SweepSettings {
+        batch_size: 500,
+        pause,
+        grace: Duration::from_secs(60),
+        abandoned_upload_after: Duration::from_secs(24 * 3600),
+        attachments_dir: attachments.path().to_path_buf(),
+        interval: Duration::from_secs(60),
+    };
+
+    let baseline = traffic(&db, &keyring, user, &live, || {
+        std::thread::sleep(Duration::from_secs(BASELINE_SECONDS))
+    })
+    .0;
+
+    // Exactly one message is due at a clock just past its deadline and the grace.
+    let archive = count(&mut conn);
+    let clock = ManualClock::starting_at(single_deadline.plus(Duration::from_secs(60)));
+    let started = Instant::now();
+    let report = sweeper::sweep(
+        &mut conn,
+        &settings(Duration::ZERO),
+        &clock,
+        &mut SweepCursor::default(),
+        || {},
+    )
+    .unwrap();
+    let single = format!(
+        "| {} | {archive} | 1 | {} | {} |",
+        name(backend),
+        report.messages_destroyed,
+        secs(started.elapsed()),
+    );
+    eprintln!("{}: one due message: {report:?}", name(backend));
+
+    let mut rows = Vec::new();
+    for (round, pause) in [(1, Duration::from_millis(20)), (2, Duration::ZERO)] {
+        if round > 1 {
+            let reseeding = Instant::now();
+            seed_due(&mut conn, backend, now, user, round);
+            eprintln!(
+                "{}: seeded {DUE} due messages again in {:.1} s",
+                name(backend),
+                reseeding.elapsed().as_secs_f64()
+            );
+        }
+        let archive = count(&mut conn);
+        let due = due(&mut conn, SystemClock.now().minus(Duration::from_secs(60)));
+        let (during, sweep) = traffic(&db, &keyring, user, &live, || {
+            timed_sweep(&db, &settings(pause), pause)
+        });
+        eprintln!("{}: pause {pause:?}: {:?}", name(backend), sweep.report);
+        rows.push(row(
+            backend, archive, due, pause, &sweep, &during, &baseline,
+        ));
+    }
+    (rows, single)
+}
+
+/// One sweep's outcome, its wall time, and how long each batch took (microseconds,
+/// sorted; each is one write transaction, so on SQLite how long the writer lock was held).
+struct Sweep {
+    report: Result<SweepReport, String>,
+    wall: Duration,
+    batches: Latencies,
+}
+
+/// Runs a whole sweep on a connection of its own with the real clock, timing each batch
+/// from the pauses between them.
+fn timed_sweep(db: &Db, settings: &SweepSettings, pause: Duration) -> Sweep {
+    let mut conn = db.conn().unwrap();
+    let mut batches = Vec::new();
+    let started = Instant::now();
+    let mut batch_started = started;
+    let report = sweeper::sweep(
+        &mut conn,
+        settings,
+        &SystemClock,
+        &mut SweepCursor::default(),
+        || {
+            batches.push(batch_started.elapsed().as_micros() as u64);
+            if batches.len() % 50 == 0 {
+                eprintln!(
+                    "  {} batches in {:.1} s",
+                    batches.len(),
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            std::thread::sleep(pause);
+            batch_started = Instant::now();
+        },
+    )
+    .map_err(|err| err.to_string());
+    let wall = started.elapsed();
+    // The last batch (and the run's tail: abandoned uploads, remembered keys) has no pause
+    // after it; it is left out of the batch figures.
+    batches.sort_unstable();
+    Sweep {
+        report,
+        wall,
+        batches: Latencies {
+            micros: batches,
+            failed: 0,
+        },
+    }
+}
+
+fn row(
+    backend: TestBackend,
+    archive: i64,
+    due: i64,
+    pause: Duration,
+    sweep: &Sweep,
+    during: &Latencies,
+    baseline: &Latencies,
+) -> String {
+    let (destroyed, keys) = match &sweep.report {
+        Ok(report) => (report.messages_destroyed.to_string(), report.keys_shredded),
+        Err(err) => (format!("failed: {err}"), 0),
+    };
+    let per_second = sweep.report.as_ref().map_or(0.0, |r| {
+        r.messages_destroyed as f64 / sweep.wall.as_secs_f64()
+    });
+    format!(
+        "| {} | {archive} | {due} | {} ms | {destroyed} | {} | {per_second:.0} | {keys} | {} / {} | {} / {} / {} | {} / {} | {} | {} MiB |",
+        name(backend),
+        pause.as_millis(),
+        secs(sweep.wall),
+        ms(sweep.batches.percentile(0.50)),
+        ms(sweep.batches.max()),
+        ms(during.percentile(0.50)),
+        ms(during.percentile(0.99)),
+        ms(during.max()),
+        ms(baseline.percentile(0.50)),
+        ms(baseline.percentile(0.99)),
+        during.sends(),
+        peak_rss_mib(),
+    )
+}
+
+fn secs(elapsed: Duration) -> String {
+    let secs = elapsed.as_secs_f64();
+    if secs < 1.0 {
+        format!("{:.1} ms", secs * 1000.0)
+    } else {
+        format!("{secs:.1} s")
+    }
+}
+
+fn ms(micros: u64) -> String {
+    format!("{:.1} ms", micros as f64 / 1000.0)
+}
+
+/// Send latencies in microseconds, sorted, and how many sends failed.
+struct Latencies {
+    micros: Vec<u64>,
+    failed: u64,
+}
+
+impl Latencies {
+    fn percentile(&self, p: f64) -> u64 {
+        let n = self.micros.len();
+        self.micros
+            .get(((n as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn max(&self) -> u64 {
+        self.micros.last().copied().unwrap_or(0)
+    }
+
+    fn sends(&self) -> String {
+        match self.failed {
+            0 => self.micros.len().to_string(),
+            failed => format!("{} ({failed} failed)", self.micros.len()),
+        }
+    }
+}
+
+/// Runs `work` on this thread while another sends messages into `rooms` one after
+/// another on a connection of its own; returns the sends' latencies and `work`'s result.
+fn traffic<T>(
+    db: &Db,
+    keyring: &Keyring,
+    sender: UserId,
+    rooms: &[RoomId],
+    work: impl FnOnce() -> T,
+) -> (Latencies, T) {
+    /// Stops the sender when `work` returns or panics.
+    struct Stop<'a>(&'a AtomicBool);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let sending = scope.spawn(|| {
+            let mut conn = db.conn().unwrap();
+            let mut latencies = Latencies {
+                micros: Vec::new(),
+                failed: 0,
+            };
+            let mut i = 0_usize;
+            while !stop.load(Ordering::Relaxed) {
+                let key = uuid::Uuid::now_v7().to_string();
+                let input = NewMessageInput {
+                    text: MessageText::parse("Live traffic while the sweeper runs.", 16 * 1024)
+                        .unwrap(),
+                    idempotency_key: IdempotencyKey::parse(&key).unwrap(),
+                    reply_to_id: None,
+                    attachment_id: None,
+                    expires_in: None,
+                    burn_after_read: None,
+                };
+                let room = rooms[i % rooms.len()];
+                i += 1;
+                let started = Instant::now();
+                let sent =
+                    messages::send(&mut conn, keyring, SystemClock.now(), sender, room, input);
+                let elapsed = started.elapsed().as_micros() as u64;
+                match sent {
+                    Ok(_) => latencies.micros.push(elapsed),
+                    Err(err) => {
+                        latencies.failed += 1;
+                        eprintln!("send failed after {}: {err}", ms(elapsed));
+                    }
+                }
+            }
+            latencies.micros.sort_unstable();
+            latencies
+        });
+        let result = {
+            let _stop = Stop(&stop);
+            work()
+        };
+        (sending.join().unwrap(), result)
+    })
+}
+
+fn count(conn: &mut DbConnection) -> i64 {
+    conclave_store::messages::count(conn, None).unwrap()
+}
+
+/// How many messages are due by `cutoff`.
+fn due(conn: &mut DbConnection, cutoff: Timestamp) -> i64 {
+    use conclave_store::schema::messages::dsl::*;
+    use diesel::prelude::*;
+    messages
+        .filter(retain_until.le(cutoff.as_micros()))
+        .count()
+        .get_result(conn)
+        .unwrap()
+}
+
+/// The rooms the live traffic sends into, made as users make them.
+fn live_rooms(conn: &mut DbConnection, now: Timestamp, owner: UserId) -> Vec<RoomId> {
+    let members: Vec<UserId> = (0..3)
+        .map(|i| conclave_testkit::fixtures::user(conn, &format!("member{i}"), now))
+        .collect();
+    (0..LIVE_ROOMS)
+        .map(|i| {
+            let (detail, _) = rooms::create_room(
+                conn,
+                now,
+                owner,
+                RoomName::parse(&format!("Live {i}")).unwrap(),
+                Topic::parse("").unwrap(),
+                members.clone(),
+                500,
+            )
+            .unwrap();
+            detail.room.id
+        })
+        .collect()
+}
+
+/// `0, 1, … n - 1` as rows of `s.n`.
+fn series(backend: TestBackend, n: i64) -> String {
+    match backend {
+        TestBackend::Postgres => format!("generate_series(0::bigint, {}) AS s(n)", n - 1),
+        TestBackend::Sqlite => format!(
+            "(WITH RECURSIVE c(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM c WHERE n < {}) SELECT n FROM c) AS s",
+            n - 1
+        ),
+    }
+}
+
+/// A UUID whose last group is the integer `expr`, zero-padded: `prefix-000000000042`.
+fn uuid_of(backend: TestBackend, prefix: &str, expr: &str) -> String {
+    match backend {
+        TestBackend::Postgres => format!("'{prefix}-' || lpad(({expr})::text, 12, '0')"),
+        TestBackend::Sqlite => {
+            format!("'{prefix}-' || substr('000000000000' || ({expr}), -12, 12)")
+        }
+    }
+}
+
+const ROOM_PREFIX: &str = "00000000-0000-7000-9000";
+
+/// The bench user, `ROOMS` rooms it owns, the org retention maximum, and the archive's
+/// retained messages (sent over 8 days, within the last `RETENTION_DAYS` days). Returns
+/// the user.
+fn seed(conn: &mut DbConnection, backend: TestBackend, now: Timestamp) -> UserId {
+    let user = conclave_testkit::fixtures::user(conn, "bench", now);
+    conclave_store::retention::put_policy(
+        conn,
+        "org",
+        None,
+        Some(i64::from(RETENTION_DAYS)),
+        user,
+        now,
+    )
+    .unwrap();
+    let room = uuid_of(backend, ROOM_PREFIX, "s.n");
+    conn.batch_execute(&format!(
+        "BEGIN;
+         INSERT INTO rooms (id, kind, name, created_by, created_at, updated_at)
+         SELECT {room}, 'room', 'bench', '{user}', {now}, {now} FROM {series};
+         INSERT INTO room_members (room_id, user_id, role, joined_at)
+         SELECT {room}, '{user}', 'owner', {now} FROM {series};
+         COMMIT;",
+        now = now.as_micros(),
+        series = series(backend, ROOMS),
+    ))
+    .unwrap();
+    let set = Set {
+        round: 0,
+        messages: MESSAGES - DUE,
+        first: now.as_micros() - 10 * DAY_MICROS,
+        spread: 8 * DAY_MICROS,
+    };
+    insert(conn, backend, now, user, &set);
+    user
+}
+
+/// `DUE` messages sent over 2 days, 35 days before `now` (so past the maximum, in epochs
+/// no retained message uses), as the `round`th such set.
+fn seed_due(
+    conn: &mut DbConnection,
+    backend: TestBackend,
+    now: Timestamp,
+    user: UserId,
+    round: i64,
+) {
+    let set = Set {
+        round,
+        messages: DUE,
+        first: now.as_micros() - 35 * DAY_MICROS,
+        spread: 2 * DAY_MICROS,
+    };
+    insert(conn, backend, now, user, &set);
+}
+
+/// One message sent an hour before the first due set, so that a clock can be set at
+/// which it alone is due; returns its deadline.
+fn seed_one_due(
+    conn: &mut DbConnection,
+    backend: TestBackend,
+    now: Timestamp,
+    user: UserId,
+) -> Timestamp {
+    let set = Set {
+        round: 99,
+        messages: 1,
+        first: now.as_micros() - 35 * DAY_MICROS - 3_600_000_000,
+        spread: 1,
+    };
+    insert(conn, backend, now, user, &set);
+    Timestamp::from_micros(set.first + i64::from(RETENTION_DAYS) * DAY_MICROS)
+}
+
+/// A set of seeded messages: `messages` of them sent evenly over `spread` microseconds
+/// from `first`; `round` tells sets' ids apart.
+struct Set {
+    round: i64,
+    messages: i64,
+    first: i64,
+    spread: i64,
+}
+
+/// Inserts `set` round robin over the rooms, each message with one version and every
+/// `REACTION_EVERY`th with a reaction, and the data keys of their rooms' epochs. Deadlines
+/// already past were announced (as the timer worker does).
+fn insert(conn: &mut DbConnection, backend: TestBackend, now: Timestamp, user: UserId, set: &Set) {
+    let step = (set.spread / set.messages).max(1);
+    let id = uuid_of(
+        backend,
+        &format!("00000000-0000-7000-a{:03}", set.round),
+        "s.n",
+    );
+    let room = uuid_of(backend, ROOM_PREFIX, &format!("s.n % {ROOMS}"));
+    let sent = format!("({} + s.n * {step})", set.first);
+    let until = format!("({sent} + {})", i64::from(RETENTION_DAYS) * DAY_MICROS);
+    // Sequence numbers need only be unique per room; these are unique overall.
+    let seq = format!("({} + s.n)", set.round * MESSAGES + 1);
+    let (ciphertext, wrapped_key) = match backend {
+        TestBackend::Postgres => (
+            "decode(repeat(md5(s.n::text), 10), 'hex')",
+            "decode(repeat('00', 72), 'hex')",
+        ),
+        TestBackend::Sqlite => ("randomblob(160)", "zeroblob(72)"),
+    };
+    conn.batch_execute(&format!(
+        "BEGIN;
+         INSERT INTO messages (id, room_id, seq, sender_id, current_version, idempotency_key, created_at, retain_until, expiry_announced_at)
+         SELECT {id}, {room}, {seq}, '{user}', 1, {id}, {sent}, {until}, CASE WHEN {until} <= {now} THEN {until} END
+         FROM {series};
+         INSERT INTO message_versions (message_id, version, epoch, ciphertext, created_at)
+         SELECT {id}, 1, {sent} / {DAY_MICROS}, {ciphertext}, {sent} FROM {series};
+         INSERT INTO reactions (message_id, user_id, emoji, created_at)
+         SELECT {id}, '{user}', '👍', {sent} FROM {series} WHERE s.n % {REACTION_EVERY} = 0;
+         INSERT INTO room_keys (room_id, epoch, master_key_id, wrapped_key, created_at)
+         SELECT DISTINCT {room}, {sent} / {DAY_MICROS}, 'bench', {wrapped_key}, {now} FROM {series}
+         WHERE true ON CONFLICT DO NOTHING;
+         COMMIT;",
+        now = now.as_micros(),
+        series = series(backend, set.messages),
+    ))
+    .unwrap();
+}
+
+fn peak_rss_mib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(str::to_owned)
+        })
+        .and_then(|line| {
+            line.split_whitespace()
+                .nth(1)
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb / 1024)
+}
