@@ -249,10 +249,14 @@ backend_tests! {
 
         // The destruction is audited with the message ids, and counted.
         let filter = audit::AuditFilter { action: Some("retention.destroy".into()), ..Default::default() };
-        let events = audit::query(&mut conn, &filter, 0, 10).unwrap();
-        assert_eq!(events.len(), 1);
-        let details: serde_json::Value = serde_json::from_str(&events[0].details).unwrap();
-        assert_eq!(details["messages"], serde_json::json!([doomed]));
+        let details: Vec<serde_json::Value> = audit::query(&mut conn, &filter, 0, 10)
+            .unwrap()
+            .iter()
+            .map(|event| serde_json::from_str(&event.details).unwrap())
+            .collect();
+        assert_eq!(details.len(), 2, "the batch, then the key: {details:?}");
+        assert_eq!(details[0]["messages"], serde_json::json!([doomed]));
+        assert_eq!(details[1]["keys_shredded"], 1);
         let status = sweeper::status(&mut conn).unwrap();
         assert_eq!((status.total_messages_destroyed, status.total_attachments_destroyed, status.total_keys_shredded), (1, 1, 1));
         assert_eq!(status.files_queued, 0);

@@ -77,26 +77,17 @@ pub struct SweepCursor {
     position: Option<(Timestamp, MessageId)>,
 }
 
-/// The oldest epoch whose key may be destroyed is two before `now`'s.
-fn shreddable(epoch: i64, now: Timestamp) -> bool {
-    epoch < epoch_of(now) - 1
-}
-
-/// Shreds (or remembers for later) each emptied `(room, epoch)` key.
-fn shred_keys(
+/// Remembers each `(room, epoch)` key the destroyed rows used: whether it is now unused
+/// is decided later, one key at a time (see [`shred_remembered_keys`]), so a batch never
+/// holds the database while it looks through a room's history.
+fn remember_keys(
     conn: &mut DbConnection,
     key_epochs: &[(String, i64)],
-    now: Timestamp,
-) -> Result<u64, PolicyServiceError> {
-    let mut shredded = 0;
+) -> Result<(), PolicyServiceError> {
     for (room_id, epoch) in key_epochs {
-        if shreddable(*epoch, now) {
-            shredded += u64::from(store::shred_key_if_unused(conn, room_id, *epoch)?);
-        } else {
-            store::add_shred_candidate(conn, room_id, *epoch)?;
-        }
+        store::add_shred_candidate(conn, room_id, *epoch)?;
     }
-    Ok(shredded)
+    Ok(())
 }
 
 /// Records a batch's destruction in the audit log and the run's totals, in the batch's
@@ -211,13 +202,12 @@ fn sweep_batch(
         }
         let destroyed = message_store::destroy(conn, &doomed)?;
         store::queue_file_deletions(conn, &destroyed.attachment_paths, now)?;
-        let keys = shred_keys(conn, &destroyed.key_epochs, now)?;
+        remember_keys(conn, &destroyed.key_epochs)?;
         let attachments = destroyed.attachment_paths.len() as u64;
-        record_batch(conn, run.0, run.1, now, &doomed, attachments, keys, held)?;
+        record_batch(conn, run.0, run.1, now, &doomed, attachments, 0, held)?;
         report.held += held;
         report.messages_destroyed += destroyed.messages as u64;
         report.attachments_destroyed += attachments;
-        report.keys_shredded += keys;
         report.batches += 1;
         Ok(due.len() as i64 == settings.batch_size)
     })
@@ -250,36 +240,40 @@ fn sweep_abandoned_uploads(
         key_epochs.dedup();
         store::delete_attachment_rows(conn, &ids)?;
         store::queue_file_deletions(conn, &paths, now)?;
-        let keys = shred_keys(conn, &key_epochs, now)?;
-        record_batch(conn, run.0, run.1, now, &[], ids.len() as u64, keys, 0)?;
+        remember_keys(conn, &key_epochs)?;
+        record_batch(conn, run.0, run.1, now, &[], ids.len() as u64, 0, 0)?;
         report.attachments_destroyed += ids.len() as u64;
-        report.keys_shredded += keys;
         Ok(())
     })
 }
 
-/// Shreds remembered keys whose epoch is now over.
+/// Shreds remembered keys whose epoch is over (never today's or yesterday's: a send may
+/// be using them), one short transaction per key: the look for a remaining row happens
+/// first, outside any write lock (nothing new is written under an old epoch), and is
+/// repeated inside the transaction that destroys the key.
 fn shred_remembered_keys(
     conn: &mut DbConnection,
     run: (&str, Timestamp),
     now: Timestamp,
     report: &mut SweepReport,
 ) -> Result<(), PolicyServiceError> {
+    let mut after: Option<(String, i64)> = None;
     loop {
-        let candidates = store::shred_candidates(conn, epoch_of(now) - 1, 500)?;
-        if candidates.is_empty() {
+        let candidates = store::shred_candidates(conn, epoch_of(now) - 1, after.clone(), 500)?;
+        let Some(last) = candidates.last().cloned() else {
             return Ok(());
-        }
-        write_transaction(conn, |conn| {
-            let mut keys = 0;
-            for (room_id, epoch) in &candidates {
-                keys += u64::from(store::shred_key_if_unused(conn, room_id, *epoch)?);
+        };
+        for (room_id, epoch) in &candidates {
+            let unused = store::key_unused(conn, room_id, *epoch)?;
+            write_transaction(conn, |conn| {
+                let shredded = unused && store::shred_key_if_unused(conn, room_id, *epoch)?;
                 store::remove_shred_candidate(conn, room_id, *epoch)?;
-            }
-            record_batch(conn, run.0, run.1, now, &[], 0, keys, 0)?;
-            report.keys_shredded += keys;
-            Ok::<_, PolicyServiceError>(())
-        })?;
+                record_batch(conn, run.0, run.1, now, &[], 0, u64::from(shredded), 0)?;
+                report.keys_shredded += u64::from(shredded);
+                Ok::<_, PolicyServiceError>(())
+            })?;
+        }
+        after = Some(last);
     }
 }
 

@@ -344,6 +344,26 @@ pub fn delete_attachment_rows(conn: &mut DbConnection, ids: &[String]) -> Result
     Ok(())
 }
 
+/// Whether no stored row (message version, attachment) uses a room's data key for
+/// `epoch` any more.
+pub fn key_unused(conn: &mut DbConnection, room_id: &str, epoch: i64) -> Result<bool, StoreError> {
+    use diesel::dsl::exists;
+    let versions: bool = diesel::select(exists(
+        message_versions::table
+            .inner_join(messages::table)
+            .filter(messages::room_id.eq(room_id))
+            .filter(message_versions::epoch.eq(epoch)),
+    ))
+    .get_result(conn)?;
+    let files: bool = diesel::select(exists(
+        attachments::table
+            .filter(attachments::room_id.eq(room_id))
+            .filter(attachments::epoch.eq(epoch)),
+    ))
+    .get_result(conn)?;
+    Ok(!versions && !files)
+}
+
 /// Destroys a room's data key for `epoch` if no stored row uses it any more (no message
 /// version, no attachment): crypto-shredding. Returns whether the key was destroyed.
 pub fn shred_key_if_unused(
@@ -351,18 +371,7 @@ pub fn shred_key_if_unused(
     room_id: &str,
     epoch: i64,
 ) -> Result<bool, StoreError> {
-    let versions: i64 = message_versions::table
-        .inner_join(messages::table)
-        .filter(messages::room_id.eq(room_id))
-        .filter(message_versions::epoch.eq(epoch))
-        .count()
-        .get_result(conn)?;
-    let files: i64 = attachments::table
-        .filter(attachments::room_id.eq(room_id))
-        .filter(attachments::epoch.eq(epoch))
-        .count()
-        .get_result(conn)?;
-    if versions > 0 || files > 0 {
+    if !key_unused(conn, room_id, epoch)? {
         return Ok(false);
     }
     Ok(diesel::delete(room_keys::table.find((room_id.to_owned(), epoch))).execute(conn)? == 1)
@@ -402,13 +411,14 @@ pub fn add_shred_candidate(
     Ok(())
 }
 
-/// Candidates whose epoch is before `before_epoch`, a page at a time.
+/// Candidates whose epoch is before `before_epoch`, a page at a time after `after`.
 pub fn shred_candidates(
     conn: &mut DbConnection,
     before_epoch: i64,
+    after: Option<(String, i64)>,
     limit: i64,
 ) -> Result<Vec<(String, i64)>, StoreError> {
-    Ok(key_shred_candidates::table
+    let mut query = key_shred_candidates::table
         .filter(key_shred_candidates::epoch.lt(before_epoch))
         .order((
             key_shred_candidates::epoch.asc(),
@@ -416,7 +426,17 @@ pub fn shred_candidates(
         ))
         .limit(limit)
         .select((key_shred_candidates::room_id, key_shred_candidates::epoch))
-        .load(conn)?)
+        .into_boxed();
+    if let Some((room, epoch)) = after {
+        query = query.filter(
+            key_shred_candidates::epoch
+                .gt(epoch)
+                .or(key_shred_candidates::epoch
+                    .eq(epoch)
+                    .and(key_shred_candidates::room_id.gt(room))),
+        );
+    }
+    Ok(query.load(conn)?)
 }
 
 pub fn remove_shred_candidate(
