@@ -235,32 +235,6 @@ pub fn remove_member(
     Ok(removed == 1)
 }
 
-/// A user's membership periods in a room, oldest first: `(joined_at, left_at)`.
-pub fn membership_periods(
-    conn: &mut DbConnection,
-    room_id: RoomId,
-    user_id: UserId,
-) -> Result<Vec<(Timestamp, Option<Timestamp>)>, StoreError> {
-    let rows: Vec<(i64, Option<i64>)> = room_membership_periods::table
-        .filter(room_membership_periods::room_id.eq(room_id.to_string()))
-        .filter(room_membership_periods::user_id.eq(user_id.to_string()))
-        .order(room_membership_periods::joined_at.asc())
-        .select((
-            room_membership_periods::joined_at,
-            room_membership_periods::left_at,
-        ))
-        .load(conn)?;
-    Ok(rows
-        .into_iter()
-        .map(|(joined, left)| {
-            (
-                Timestamp::from_micros(joined),
-                left.map(Timestamp::from_micros),
-            )
-        })
-        .collect())
-}
-
 pub fn set_member_role(
     conn: &mut DbConnection,
     room_id: RoomId,
