@@ -37,8 +37,14 @@ use diesel::connection::SimpleConnection;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-const MESSAGES: i64 = 1_000_000;
-const DUE: i64 = 10_000;
+/// Messages kept (not due) in the archive.
+const RETAINED: i64 = 1_000_000;
+/// Due messages per round by default (`SWEEPER_BENCH_DUE` sets it).
+const DEFAULT_DUE: i64 = 1_000_000;
+/// Batch size by default (`SWEEPER_BENCH_BATCH`), as `[retention] batch_size`.
+const DEFAULT_BATCH: i64 = 500;
+/// Apart by this much, the sequence numbers of different seeded sets never collide.
+const SEQ_PER_SET: i64 = 100_000_000;
 const ROOMS: i64 = 1_000;
 const REACTION_EVERY: i64 = 4;
 const RETENTION_DAYS: u32 = 30;
@@ -50,10 +56,30 @@ const LIVE_ROOMS: usize = 4;
 
 const DAY_MICROS: i64 = 86_400_000_000;
 
+fn count_var(name: &str, default: i64) -> i64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.replace('_', "").parse().ok())
+        .filter(|n: &i64| *n > 0)
+        .unwrap_or(default)
+}
+
+fn due_per_round() -> i64 {
+    count_var("SWEEPER_BENCH_DUE", DEFAULT_DUE)
+}
+
 fn main() {
     let mut backends = vec![TestBackend::Sqlite];
     if std::env::var("TESTKIT_PG_URL").is_ok_and(|url| !url.is_empty()) {
         backends.push(TestBackend::Postgres);
+    }
+    // `SWEEPER_BENCH_BACKENDS=postgres` (or `sqlite`) runs one backend only.
+    if let Ok(only) = std::env::var("SWEEPER_BENCH_BACKENDS") {
+        backends.retain(|backend| {
+            let name = name(*backend).to_ascii_lowercase();
+            only.split(',')
+                .any(|b| !b.is_empty() && name.starts_with(&b.trim().to_ascii_lowercase()))
+        });
     }
     let mut sweeps = Vec::new();
     let mut single = Vec::new();
@@ -108,13 +134,13 @@ fn run(backend: TestBackend) -> (Vec<String>, String) {
     eprintln!(
         "{}: seeded {} messages ({} due) in {ROOMS} rooms in {:.1} s",
         name(backend),
-        MESSAGES + 1,
-        DUE + 1,
+        RETAINED + due_per_round() + 1,
+        due_per_round() + 1,
         seeding.elapsed().as_secs_f64()
     );
     let live = live_rooms(&mut conn, now, user);
     let settings = |pause: Duration| SweepSettings {
-        batch_size: 500,
+        batch_size: count_var("SWEEPER_BENCH_BATCH", DEFAULT_BATCH),
         pause,
         grace: Duration::from_secs(60),
         abandoned_upload_after: Duration::from_secs(24 * 3600),
@@ -153,8 +179,9 @@ fn run(backend: TestBackend) -> (Vec<String>, String) {
             let reseeding = Instant::now();
             seed_due(&mut conn, backend, now, user, round);
             eprintln!(
-                "{}: seeded {DUE} due messages again in {:.1} s",
+                "{}: seeded {} due messages again in {:.1} s",
                 name(backend),
+                due_per_round(),
                 reseeding.elapsed().as_secs_f64()
             );
         }
@@ -478,7 +505,7 @@ fn seed(conn: &mut DbConnection, backend: TestBackend, now: Timestamp) -> UserId
     .unwrap();
     let set = Set {
         round: 0,
-        messages: MESSAGES - DUE,
+        messages: RETAINED,
         first: now.as_micros() - 10 * DAY_MICROS,
         spread: 8 * DAY_MICROS,
     };
@@ -486,7 +513,7 @@ fn seed(conn: &mut DbConnection, backend: TestBackend, now: Timestamp) -> UserId
     user
 }
 
-/// `DUE` messages sent over 2 days, 35 days before `now` (so past the maximum, in epochs
+/// `SWEEPER_BENCH_DUE` messages sent over 2 days, 35 days before `now` (so past the maximum, in epochs
 /// no retained message uses), as the `round`th such set.
 fn seed_due(
     conn: &mut DbConnection,
@@ -497,7 +524,7 @@ fn seed_due(
 ) {
     let set = Set {
         round,
-        messages: DUE,
+        messages: due_per_round(),
         first: now.as_micros() - 35 * DAY_MICROS,
         spread: 2 * DAY_MICROS,
     };
@@ -545,7 +572,7 @@ fn insert(conn: &mut DbConnection, backend: TestBackend, now: Timestamp, user: U
     let sent = format!("({} + s.n * {step})", set.first);
     let until = format!("({sent} + {})", i64::from(RETENTION_DAYS) * DAY_MICROS);
     // Sequence numbers need only be unique per room; these are unique overall.
-    let seq = format!("({} + s.n)", set.round * MESSAGES + 1);
+    let seq = format!("({} + s.n)", set.round * SEQ_PER_SET + 1);
     let (ciphertext, wrapped_key) = match backend {
         TestBackend::Postgres => (
             "decode(repeat(md5(s.n::text), 10), 'hex')",
@@ -558,8 +585,8 @@ fn insert(conn: &mut DbConnection, backend: TestBackend, now: Timestamp, user: U
          INSERT INTO messages (id, room_id, seq, sender_id, current_version, idempotency_key, created_at, retain_until, expiry_announced_at)
          SELECT {id}, {room}, {seq}, '{user}', 1, {id}, {sent}, {until}, CASE WHEN {until} <= {now} THEN {until} END
          FROM {series};
-         INSERT INTO message_versions (message_id, version, epoch, ciphertext, created_at)
-         SELECT {id}, 1, {sent} / {DAY_MICROS}, {ciphertext}, {sent} FROM {series};
+         INSERT INTO message_versions (message_id, room_id, version, epoch, ciphertext, created_at)
+         SELECT {id}, {room}, 1, {sent} / {DAY_MICROS}, {ciphertext}, {sent} FROM {series};
          INSERT INTO reactions (message_id, user_id, emoji, created_at)
          SELECT {id}, '{user}', '👍', {sent} FROM {series} WHERE s.n % {REACTION_EVERY} = 0;
          INSERT INTO room_keys (room_id, epoch, master_key_id, wrapped_key, created_at)

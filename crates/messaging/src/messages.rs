@@ -256,7 +256,7 @@ pub fn send(
                 retain_until,
             },
         )?;
-        message_store::insert_version(conn, message_id, 1, epoch, &ciphertext, now)?;
+        message_store::insert_version(conn, room_id, message_id, 1, epoch, &ciphertext, now)?;
         if burn_after_read.is_some() {
             let recipients: Vec<UserId> = room_store::members(conn, room_id)?
                 .into_iter()
@@ -383,7 +383,7 @@ pub fn edit(
         let (epoch, ciphertext) = seal_version(
             conn, keyring, now, room_id, message_id, editor, version, &text,
         )?;
-        message_store::insert_version(conn, message_id, version, epoch, &ciphertext, now)?;
+        message_store::insert_version(conn, room_id, message_id, version, epoch, &ciphertext, now)?;
         message_store::set_current_version(conn, message_id, version, now)?;
         let published = publish(
             conn,

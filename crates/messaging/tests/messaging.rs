@@ -145,7 +145,7 @@ backend_tests! {
     }
 
     fn no_plaintext_is_stored(db) {
-        use conclave_store::schema::message_versions::dsl::*;
+        use conclave_store::schema::message_versions::dsl::{ciphertext, message_versions};
         let keyring = Keyring::generate().unwrap();
         let mut conn = db.conn().unwrap();
         let alice = user(&mut conn, "alice");
@@ -164,7 +164,7 @@ backend_tests! {
     }
 
     fn a_ciphertext_moved_to_another_row_fails_to_decrypt(db) {
-        use conclave_store::schema::message_versions::dsl::*;
+        use conclave_store::schema::message_versions::dsl::{ciphertext, message_id, message_versions};
         let keyring = Keyring::generate().unwrap();
         let mut conn = db.conn().unwrap();
         let alice = user(&mut conn, "alice");

@@ -243,7 +243,7 @@ backend_tests! {
             burn_after_read_seconds: None, retain_until: None,
         }).unwrap();
         for version in &dumped_versions {
-            message_store::insert_version(&mut conn, doomed, version.version, version.epoch, &version.ciphertext, t0()).unwrap();
+            message_store::insert_version(&mut conn, room_id, doomed, version.version, version.epoch, &version.ciphertext, t0()).unwrap();
         }
         assert!(matches!(messages::history(&mut conn, keyring, doomed), Err(MessagingError::Decrypt(_))));
 
@@ -257,6 +257,7 @@ backend_tests! {
         assert_eq!(details.len(), 2, "the batch, then the key: {details:?}");
         assert_eq!(details[0]["messages"], serde_json::json!([doomed]));
         assert_eq!(details[1]["keys_shredded"], 1);
+        assert_eq!(details[1]["keys"], serde_json::json!([{"room_id": room_id.to_string(), "epoch": epoch}]));
         let status = sweeper::status(&mut conn).unwrap();
         assert_eq!((status.total_messages_destroyed, status.total_attachments_destroyed, status.total_keys_shredded), (1, 1, 1));
         assert_eq!(status.files_queued, 0);
@@ -275,6 +276,31 @@ backend_tests! {
         assert!(room_keys::find(&mut conn, room_id, epoch).unwrap().is_some());
         assert_eq!(sweep_at(&mut conn, dir.path(), days(3)).keys_shredded, 1);
         assert!(room_keys::find(&mut conn, room_id, epoch).unwrap().is_none());
+    }
+
+    fn a_key_stays_while_a_version_written_without_its_room_uses_it(db) {
+        // A node older than migration 000011 writes versions without their room: the
+        // sweeper fills the rooms in before it decides that a key is unused.
+        use conclave_store::schema::message_versions as versions;
+        use diesel::prelude::*;
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = db.conn().unwrap();
+        let (alice, bob) = (user(&mut conn, "alice"), user(&mut conn, "bob"));
+        let room_id = room(&mut conn, alice, &[bob]);
+        let kept = send_at(&mut conn, t0(), alice, room_id, "kept");
+        let doomed = send_at(&mut conn, t0(), alice, room_id, "doomed");
+        let epoch = message_store::versions(&mut conn, kept).unwrap()[0].epoch;
+        diesel::update(versions::table.filter(versions::message_id.eq(kept.to_string())))
+            .set(versions::room_id.eq(None::<String>))
+            .execute(&mut *conn)
+            .unwrap();
+        messages::delete(&mut conn, t0(), alice, room_id, doomed).unwrap();
+        let report = sweep_at(&mut conn, dir.path(), days(3));
+        assert_eq!((report.messages_destroyed, report.keys_shredded), (1, 0), "{report:?}");
+        assert!(room_keys::find(&mut conn, room_id, epoch).unwrap().is_some());
+        assert_eq!(messages::history(&mut conn, keyring(), kept).unwrap(), ["kept"]);
+        let unknown: i64 = versions::table.filter(versions::room_id.is_null()).count().get_result(&mut *conn).unwrap();
+        assert_eq!(unknown, 0, "filled in");
     }
 
     fn legal_holds_keep_exactly_what_they_cover_until_released(db) {

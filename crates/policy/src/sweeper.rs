@@ -77,21 +77,21 @@ pub struct SweepCursor {
     position: Option<(Timestamp, MessageId)>,
 }
 
+/// Remembered keys examined, and destroyed when unused, per transaction.
+const SHRED_PAGE: i64 = 100;
+
 /// Remembers each `(room, epoch)` key the destroyed rows used: whether it is now unused
-/// is decided later, one key at a time (see [`shred_remembered_keys`]), so a batch never
-/// holds the database while it looks through a room's history.
+/// is decided after the batches (see [`shred_remembered_keys`]), so a batch never holds
+/// the database for it.
 fn remember_keys(
     conn: &mut DbConnection,
     key_epochs: &[(String, i64)],
 ) -> Result<(), PolicyServiceError> {
-    for (room_id, epoch) in key_epochs {
-        store::add_shred_candidate(conn, room_id, *epoch)?;
-    }
-    Ok(())
+    Ok(store::add_shred_candidates(conn, key_epochs)?)
 }
 
 /// Records a batch's destruction in the audit log and the run's totals, in the batch's
-/// transaction.
+/// transaction: the messages and `(room, epoch)` data keys destroyed, by id.
 #[allow(clippy::too_many_arguments)] // one batch's outcome, counted
 fn record_batch(
     conn: &mut DbConnection,
@@ -100,10 +100,10 @@ fn record_batch(
     now: Timestamp,
     messages: &[MessageId],
     attachments: u64,
-    keys: u64,
+    keys: &[(String, i64)],
     held: u64,
 ) -> Result<(), PolicyServiceError> {
-    if messages.is_empty() && attachments == 0 && keys == 0 {
+    if messages.is_empty() && attachments == 0 && keys.is_empty() {
         return Ok(());
     }
     store::add_to_sweep(
@@ -112,9 +112,13 @@ fn record_batch(
         started,
         messages.len() as i64,
         attachments as i64,
-        keys as i64,
+        keys.len() as i64,
         held as i64,
     )?;
+    let keys: Vec<_> = keys
+        .iter()
+        .map(|(room_id, epoch)| json!({"room_id": room_id, "epoch": epoch}))
+        .collect();
     let event = NewAuditEvent {
         action: "retention.destroy",
         target_kind: Some("retention_sweep"),
@@ -123,7 +127,8 @@ fn record_batch(
         details: json!({
             "messages": messages,
             "attachments_destroyed": attachments,
-            "keys_shredded": keys,
+            "keys_shredded": keys.len(),
+            "keys": keys,
         })
         .to_string(),
     };
@@ -204,7 +209,7 @@ fn sweep_batch(
         store::queue_file_deletions(conn, &destroyed.attachment_paths, now)?;
         remember_keys(conn, &destroyed.key_epochs)?;
         let attachments = destroyed.attachment_paths.len() as u64;
-        record_batch(conn, run.0, run.1, now, &doomed, attachments, 0, held)?;
+        record_batch(conn, run.0, run.1, now, &doomed, attachments, &[], held)?;
         report.held += held;
         report.messages_destroyed += destroyed.messages as u64;
         report.attachments_destroyed += attachments;
@@ -241,39 +246,61 @@ fn sweep_abandoned_uploads(
         store::delete_attachment_rows(conn, &ids)?;
         store::queue_file_deletions(conn, &paths, now)?;
         remember_keys(conn, &key_epochs)?;
-        record_batch(conn, run.0, run.1, now, &[], ids.len() as u64, 0, 0)?;
+        record_batch(conn, run.0, run.1, now, &[], ids.len() as u64, &[], 0)?;
         report.attachments_destroyed += ids.len() as u64;
         Ok(())
     })
 }
 
 /// Shreds remembered keys whose epoch is over (never today's or yesterday's: a send may
-/// be using them), one short transaction per key: the look for a remaining row happens
-/// first, outside any write lock (nothing new is written under an old epoch), and is
-/// repeated inside the transaction that destroys the key.
+/// be using them), [`SHRED_PAGE`] candidates at a time: which are unused is looked up
+/// first, outside any write lock (nothing new is written under an old epoch), then one
+/// short transaction re-checks and destroys those, forgets the page and records one
+/// audit event naming the keys; `pause` runs between pages.
 fn shred_remembered_keys(
     conn: &mut DbConnection,
     run: (&str, Timestamp),
     now: Timestamp,
     report: &mut SweepReport,
+    pause: &mut impl FnMut(),
 ) -> Result<(), PolicyServiceError> {
+    // Key checks look versions up by room: rooms missing on versions an older node wrote
+    // are filled in first.
+    while write_transaction(conn, |conn| {
+        Ok::<_, PolicyServiceError>(store::fill_version_rooms(conn, 1_000)?)
+    })? > 0
+    {
+        pause();
+    }
     let mut after: Option<(String, i64)> = None;
     loop {
-        let candidates = store::shred_candidates(conn, epoch_of(now) - 1, after.clone(), 500)?;
+        let candidates =
+            store::shred_candidates(conn, epoch_of(now) - 1, after.clone(), SHRED_PAGE)?;
         let Some(last) = candidates.last().cloned() else {
             return Ok(());
         };
+        let mut unused = Vec::new();
         for (room_id, epoch) in &candidates {
-            let unused = store::key_unused(conn, room_id, *epoch)?;
-            write_transaction(conn, |conn| {
-                let shredded = unused && store::shred_key_if_unused(conn, room_id, *epoch)?;
-                store::remove_shred_candidate(conn, room_id, *epoch)?;
-                record_batch(conn, run.0, run.1, now, &[], 0, u64::from(shredded), 0)?;
-                report.keys_shredded += u64::from(shredded);
-                Ok::<_, PolicyServiceError>(())
-            })?;
+            if store::key_unused(conn, room_id, *epoch)? {
+                unused.push((room_id.clone(), *epoch));
+            }
         }
+        write_transaction(conn, |conn| {
+            let mut shredded = Vec::with_capacity(unused.len());
+            for (room_id, epoch) in unused {
+                if store::shred_key_if_unused(conn, &room_id, epoch)? {
+                    shredded.push((room_id, epoch));
+                }
+            }
+            for (room_id, epoch) in &candidates {
+                store::remove_shred_candidate(conn, room_id, *epoch)?;
+            }
+            record_batch(conn, run.0, run.1, now, &[], 0, &shredded, 0)?;
+            report.keys_shredded += shredded.len() as u64;
+            Ok::<_, PolicyServiceError>(())
+        })?;
         after = Some(last);
+        pause();
     }
 }
 
@@ -374,7 +401,7 @@ pub fn sweep(
     }
     cursor.position = position.settled;
     sweep_abandoned_uploads(conn, settings, run, clock.now(), &mut report)?;
-    shred_remembered_keys(conn, run, clock.now(), &mut report)?;
+    shred_remembered_keys(conn, run, clock.now(), &mut report, &mut pause)?;
     report.unlink_failures = unlink_queued_files(conn, &settings.attachments_dir)?;
     if report.destroyed_anything() {
         write_transaction(conn, |conn| {

@@ -126,6 +126,7 @@ pub fn insert(conn: &mut DbConnection, new: &NewMessage<'_>) -> Result<(), Store
 
 pub fn insert_version(
     conn: &mut DbConnection,
+    room_id: RoomId,
     message_id: MessageId,
     version: i64,
     epoch: i64,
@@ -135,6 +136,7 @@ pub fn insert_version(
     diesel::insert_into(message_versions::table)
         .values((
             message_versions::message_id.eq(message_id.to_string()),
+            message_versions::room_id.eq(room_id.to_string()),
             message_versions::version.eq(version),
             message_versions::epoch.eq(epoch),
             message_versions::ciphertext.eq(ciphertext.to_vec()),
@@ -152,6 +154,30 @@ pub fn find(conn: &mut DbConnection, id: MessageId) -> Result<Option<MessageReco
         .optional()?
         .map(MessageRecord::try_from)
         .transpose()
+}
+
+/// Ids per `IN (...)` list when many rows are read at once: well inside SQLite's limit
+/// on bound parameters.
+const IDS_PER_QUERY: usize = 500;
+
+/// The messages with these ids that exist, in no particular order: one query per
+/// [`IDS_PER_QUERY`] ids, for readers (exports) that would otherwise look each one up.
+pub fn find_many(
+    conn: &mut DbConnection,
+    ids: &[MessageId],
+) -> Result<Vec<MessageRecord>, StoreError> {
+    let mut found = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(IDS_PER_QUERY) {
+        let chunk: Vec<String> = chunk.iter().map(ToString::to_string).collect();
+        let rows = messages::table
+            .filter(messages::id.eq_any(&chunk))
+            .select(MessageRow::as_select())
+            .load(conn)?;
+        for row in rows {
+            found.push(MessageRecord::try_from(row)?);
+        }
+    }
+    Ok(found)
 }
 
 pub fn find_by_idempotency_key(
@@ -244,6 +270,24 @@ pub fn versions(
         .order(message_versions::version.asc())
         .select(VersionRecord::as_select())
         .load(conn)?)
+}
+
+/// Every stored version of these messages, in no particular order (see [`find_many`]).
+pub fn versions_of_many(
+    conn: &mut DbConnection,
+    message_ids: &[MessageId],
+) -> Result<Vec<VersionRecord>, StoreError> {
+    let mut found = Vec::with_capacity(message_ids.len());
+    for chunk in message_ids.chunks(IDS_PER_QUERY) {
+        let chunk: Vec<String> = chunk.iter().map(ToString::to_string).collect();
+        found.extend(
+            message_versions::table
+                .filter(message_versions::message_id.eq_any(&chunk))
+                .select(VersionRecord::as_select())
+                .load(conn)?,
+        );
+    }
+    Ok(found)
 }
 
 pub fn set_current_version(

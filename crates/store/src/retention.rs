@@ -345,13 +345,12 @@ pub fn delete_attachment_rows(conn: &mut DbConnection, ids: &[String]) -> Result
 }
 
 /// Whether no stored row (message version, attachment) uses a room's data key for
-/// `epoch` any more.
+/// `epoch` any more. Versions must carry their room: see [`fill_version_rooms`].
 pub fn key_unused(conn: &mut DbConnection, room_id: &str, epoch: i64) -> Result<bool, StoreError> {
     use diesel::dsl::exists;
     let versions: bool = diesel::select(exists(
         message_versions::table
-            .inner_join(messages::table)
-            .filter(messages::room_id.eq(room_id))
+            .filter(message_versions::room_id.eq(room_id))
             .filter(message_versions::epoch.eq(epoch)),
     ))
     .get_result(conn)?;
@@ -362,6 +361,28 @@ pub fn key_unused(conn: &mut DbConnection, room_id: &str, epoch: i64) -> Result<
     ))
     .get_result(conn)?;
     Ok(!versions && !files)
+}
+
+/// Gives up to `limit` message versions without a room (written by a node older than
+/// migration 000011) the room of their message; returns how many it filled. Key checks
+/// rely on every version naming its room, so the sweeper runs this to the end first.
+pub fn fill_version_rooms(conn: &mut DbConnection, limit: i64) -> Result<usize, StoreError> {
+    let unknown: Vec<(String, String)> = message_versions::table
+        .inner_join(messages::table)
+        .filter(message_versions::room_id.is_null())
+        .select((message_versions::message_id, messages::room_id))
+        .limit(limit)
+        .load(conn)?;
+    for (message_id, room_id) in &unknown {
+        diesel::update(
+            message_versions::table
+                .filter(message_versions::message_id.eq(message_id))
+                .filter(message_versions::room_id.is_null()),
+        )
+        .set(message_versions::room_id.eq(room_id))
+        .execute(conn)?;
+    }
+    Ok(unknown.len())
 }
 
 /// Destroys a room's data key for `epoch` if no stored row uses it any more (no message
@@ -390,23 +411,35 @@ pub fn room_names(
         .load(conn)?)
 }
 
-/// Remembers an emptied epoch too recent to shred yet.
-pub fn add_shred_candidate(
+/// Remembers `(room, epoch)` keys to check for shredding later (each once): one query
+/// for those already remembered, then an insert per new one.
+pub fn add_shred_candidates(
     conn: &mut DbConnection,
-    room_id: &str,
-    epoch: i64,
+    keys: &[(String, i64)],
 ) -> Result<(), StoreError> {
-    let known = key_shred_candidates::table
-        .find((room_id.to_owned(), epoch))
-        .count()
-        .get_result::<i64>(conn)?;
-    if known == 0 {
-        diesel::insert_into(key_shred_candidates::table)
-            .values((
-                key_shred_candidates::room_id.eq(room_id),
-                key_shred_candidates::epoch.eq(epoch),
-            ))
-            .execute(conn)?;
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let mut rooms: Vec<&str> = keys.iter().map(|(room, _)| room.as_str()).collect();
+    rooms.sort_unstable();
+    rooms.dedup();
+    let mut known = std::collections::HashSet::new();
+    for chunk in rooms.chunks(500) {
+        let rows: Vec<(String, i64)> = key_shred_candidates::table
+            .filter(key_shred_candidates::room_id.eq_any(chunk))
+            .select((key_shred_candidates::room_id, key_shred_candidates::epoch))
+            .load(conn)?;
+        known.extend(rows);
+    }
+    for key in keys {
+        if known.insert(key.clone()) {
+            diesel::insert_into(key_shred_candidates::table)
+                .values((
+                    key_shred_candidates::room_id.eq(&key.0),
+                    key_shred_candidates::epoch.eq(key.1),
+                ))
+                .execute(conn)?;
+        }
     }
     Ok(())
 }

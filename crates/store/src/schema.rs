@@ -165,6 +165,7 @@ diesel::table! {
         epoch -> BigInt,
         ciphertext -> Binary,
         created_at -> BigInt,
+        room_id -> Nullable<Text>,
     }
 }
 
