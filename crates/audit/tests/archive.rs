@@ -114,7 +114,7 @@ fn event(minute: i64, actor: Person, kind: EventKind, message_id: Option<&str>) 
         reply_to_id: None,
         text: None,
         attachment: None,
-        recipients: vec![alice(), bob(), eve(), carol()],
+        recipients: vec![alice(), bob(), eve(), carol()].into(),
     }
 }
 
@@ -126,7 +126,7 @@ fn events() -> Vec<ArchiveEvent> {
         EventKind::MemberJoined { member: carol() },
         None,
     );
-    joined.recipients = vec![alice(), bob(), eve()];
+    joined.recipients = vec![alice(), bob(), eve()].into();
     let mut first = event(1, alice(), EventKind::Message, Some("m1"));
     first.text = Some(FIRST_TEXT.into());
     first.attachment = Some(included_attachment());

@@ -504,7 +504,7 @@ fn seed(
         let end = (start + BATCH).min(messages);
         let mut sql = String::with_capacity((end - start) as usize * 400);
         sql.push_str(
-            "INSERT INTO message_versions (message_id, version, epoch, ciphertext, created_at) VALUES ",
+            "INSERT INTO message_versions (message_id, room_id, version, epoch, ciphertext, created_at) VALUES ",
         );
         for i in start..end {
             let (room, _, sender, at) = message(i, first, step);
@@ -530,7 +530,12 @@ fn seed(
             if i > start {
                 sql.push(',');
             }
-            write!(sql, "('{message_id}', 1, {epoch}, {}, {at})", blob(&sealed)).unwrap();
+            write!(
+                sql,
+                "('{message_id}', '{room_id}', 1, {epoch}, {}, {at})",
+                blob(&sealed)
+            )
+            .unwrap();
         }
         conn.batch_execute(&sql).unwrap();
         start = end;

@@ -16,9 +16,9 @@ use conclave_audit::archive::{
     Person,
 };
 use conclave_audit::exports::{ArchiveSource, ExportError, JobScope, RoomArchive, RoomSink};
-use conclave_core::{RoomId, RoomKind, Timestamp, UserId};
+use conclave_core::{MessageId, RoomId, RoomKind, Timestamp, UserId};
 use conclave_crypto::Keyring;
-use conclave_store::messages::{self as message_store, MessageRecord};
+use conclave_store::messages::{self as message_store, MessageRecord, VersionRecord};
 use conclave_store::room_events::{self, RoomEventRecord};
 use conclave_store::{DbConnection, attachments, rooms as room_store, users};
 use serde_json::Value;
@@ -46,11 +46,39 @@ impl From<MessagingError> for ExportError {
 }
 
 /// Who was a member of one room when.
-struct Periods(Vec<(UserId, Timestamp, Option<Timestamp>)>);
+struct Periods {
+    periods: Vec<(UserId, Timestamp, Option<Timestamp>)>,
+    /// Every join and leave time, sorted: the members stay the same between two.
+    changes: Vec<Timestamp>,
+}
 
 impl Periods {
+    fn new(periods: Vec<(UserId, Timestamp, Option<Timestamp>)>) -> Self {
+        let mut changes: Vec<Timestamp> = periods
+            .iter()
+            .flat_map(|(_, joined, left)| std::iter::once(*joined).chain(*left))
+            .collect();
+        changes.sort_unstable();
+        changes.dedup();
+        Self { periods, changes }
+    }
+
+    /// The span `[from, until)` around `at` in which nobody joined or left.
+    fn unchanged_around(&self, at: Timestamp) -> (Timestamp, Timestamp) {
+        let next = self.changes.partition_point(|change| *change <= at);
+        let from = next
+            .checked_sub(1)
+            .map_or(Timestamp::from_micros(i64::MIN), |i| self.changes[i]);
+        let until = self
+            .changes
+            .get(next)
+            .copied()
+            .unwrap_or(Timestamp::from_micros(i64::MAX));
+        (from, until)
+    }
+
     fn members_at(&self, at: Timestamp) -> BTreeSet<UserId> {
-        self.0
+        self.periods
             .iter()
             .filter(|(_, joined, left)| *joined <= at && left.is_none_or(|left| left > at))
             .map(|(user, ..)| *user)
@@ -58,7 +86,7 @@ impl Periods {
     }
 
     fn members_during(&self, from: Timestamp, until: Timestamp) -> BTreeSet<UserId> {
-        self.0
+        self.periods
             .iter()
             .filter(|(_, joined, left)| *joined < until && left.is_none_or(|left| left >= from))
             .map(|(user, ..)| *user)
@@ -66,7 +94,7 @@ impl Periods {
     }
 }
 
-/// Users as the archive names them, read once per export step.
+/// Users as the archive names them, read once per export step (a room), many at a time.
 #[derive(Default)]
 struct People(HashMap<UserId, Person>);
 
@@ -75,22 +103,7 @@ impl People {
         if let Some(person) = self.0.get(&id) {
             return Ok(person.clone());
         }
-        let person = match users::find_by_id(conn, id)? {
-            Some(user) => Person {
-                user_id: id.to_string(),
-                username: user.username.to_string(),
-                display_name: user.display_name,
-                email: user.email,
-            },
-            None => Person {
-                user_id: id.to_string(),
-                username: id.to_string(),
-                display_name: "(unknown user)".into(),
-                email: None,
-            },
-        };
-        self.0.insert(id, person.clone());
-        Ok(person)
+        Ok(self.all(conn, &BTreeSet::from([id]))?.remove(0))
     }
 
     fn all(
@@ -98,7 +111,69 @@ impl People {
         conn: &mut DbConnection,
         ids: &BTreeSet<UserId>,
     ) -> Result<Vec<Person>, ExportError> {
-        ids.iter().map(|id| self.get(conn, *id)).collect()
+        let missing: Vec<UserId> = ids
+            .iter()
+            .filter(|id| !self.0.contains_key(id))
+            .copied()
+            .collect();
+        if !missing.is_empty() {
+            for card in users::cards(conn, &missing)? {
+                let person = Person {
+                    user_id: card.id.to_string(),
+                    username: card.username,
+                    display_name: card.display_name,
+                    email: card.email,
+                };
+                self.0.insert(card.id, person);
+            }
+            for id in missing {
+                self.0.entry(id).or_insert_with(|| Person {
+                    user_id: id.to_string(),
+                    username: id.to_string(),
+                    display_name: "(unknown user)".into(),
+                    email: None,
+                });
+            }
+        }
+        Ok(ids.iter().map(|id| self.0[id].clone()).collect())
+    }
+}
+
+/// The members of a room during a span in which nobody joined or left.
+struct Members {
+    from: Timestamp,
+    until: Timestamp,
+    ids: BTreeSet<UserId>,
+    people: Arc<[Person]>,
+}
+
+/// The messages and versions one page of room events is about, read with one query
+/// each instead of one per event.
+#[derive(Default)]
+struct PageMessages {
+    messages: HashMap<MessageId, MessageRecord>,
+    versions: HashMap<(MessageId, i64), VersionRecord>,
+}
+
+impl PageMessages {
+    fn load(conn: &mut DbConnection, page: &[RoomEventRecord]) -> Result<Self, ExportError> {
+        let ids: Vec<MessageId> = page
+            .iter()
+            .filter_map(|record| record.message_id.as_deref()?.parse().ok())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let messages = message_store::find_many(conn, &ids)?
+            .into_iter()
+            .map(|message| (message.id, message))
+            .collect();
+        let mut versions = HashMap::new();
+        for version in message_store::versions_of_many(conn, &ids)? {
+            if let Ok(id) = version.message_id.parse() {
+                versions.insert((id, version.version), version);
+            }
+        }
+        Ok(Self { messages, versions })
     }
 }
 
@@ -109,6 +184,10 @@ struct Step<'a> {
     files_dir: Option<&'a Path>,
     keys: KeyCache,
     people: People,
+    page: PageMessages,
+    /// The members around the last event asked about: events come in time order, so
+    /// consecutive ones mostly share them.
+    members: Option<Arc<Members>>,
 }
 
 impl Step<'_> {
@@ -118,13 +197,41 @@ impl Step<'_> {
         message: &MessageRecord,
         version: i64,
     ) -> Result<Option<String>, ExportError> {
+        let Some(stored) = self.page.versions.get(&(message.id, version)) else {
+            return Ok(None);
+        };
         Ok(version_text(
             conn,
             self.keyring,
             &mut self.keys,
             message,
-            version,
+            stored,
         )?)
+    }
+
+    fn members_at(
+        &mut self,
+        conn: &mut DbConnection,
+        periods: &Periods,
+        at: Timestamp,
+    ) -> Result<Arc<Members>, ExportError> {
+        if let Some(members) = &self.members
+            && members.from <= at
+            && at < members.until
+        {
+            return Ok(members.clone());
+        }
+        let (from, until) = periods.unchanged_around(at);
+        let ids = periods.members_at(at);
+        let people = self.people.all(conn, &ids)?.into();
+        let members = Arc::new(Members {
+            from,
+            until,
+            ids,
+            people,
+        });
+        self.members = Some(members.clone());
+        Ok(members)
     }
 
     /// The message's attachment metadata; the decrypted file too when files are exported
@@ -179,11 +286,12 @@ impl Step<'_> {
             .actor_id
             .as_deref()
             .and_then(|id| id.parse::<UserId>().ok());
-        let message = match record.message_id.as_deref().and_then(|id| id.parse().ok()) {
-            Some(id) => message_store::find(conn, id)?,
-            None => None,
-        };
-        let recipients = self.people.all(conn, &periods.members_at(at))?;
+        let message = record
+            .message_id
+            .as_deref()
+            .and_then(|id| id.parse::<MessageId>().ok())
+            .and_then(|id| self.page.messages.get(&id).cloned());
+        let recipients = self.members_at(conn, periods, at)?.people.clone();
         let base = |actor: Person, kind: EventKind| ArchiveEvent {
             at,
             conversation: conversation.clone(),
@@ -345,7 +453,7 @@ impl ArchiveSource for ConversationArchive {
             },
             name: room.name.clone(),
         };
-        let periods = Periods(room_store::all_membership_periods(conn, id)?);
+        let periods = Periods::new(room_store::all_membership_periods(conn, id)?);
         // Named rooms are exported whole; rooms reached through custodians only while a
         // custodian was a member (or acted).
         let whole = scope.rooms.iter().any(|r| r == room_id);
@@ -356,11 +464,14 @@ impl ArchiveSource for ConversationArchive {
             files_dir,
             keys: KeyCache::default(),
             people: People::default(),
+            page: PageMessages::default(),
+            members: None,
         };
         let mut opened: Option<RoomArchive> = None;
         let mut after = 0;
         loop {
             let page = room_events::in_window(conn, id, scope.from, scope.until, after, PAGE)?;
+            step.page = PageMessages::load(conn, &page)?;
             for record in &page {
                 let at = Timestamp::from_micros(record.created_at);
                 let in_scope = whole
@@ -370,8 +481,9 @@ impl ArchiveSource for ConversationArchive {
                         .as_deref()
                         .and_then(|a| a.parse::<UserId>().ok())
                         .is_some_and(|actor| custodians.contains(&actor))
-                    || periods
-                        .members_at(at)
+                    || step
+                        .members_at(conn, &periods, at)?
+                        .ids
                         .iter()
                         .any(|m| custodians.contains(m));
                 if !in_scope {

@@ -569,24 +569,22 @@ fn live_message(
     Ok(message)
 }
 
-/// The text of one stored version for compliance (exports): `None` when the version or
-/// its epoch's data key is gone (destroyed by retention); other failures are errors.
+/// The text of one stored version for compliance (exports, which read a page's versions
+/// at once): `None` when its epoch's data key is gone (destroyed by retention); other
+/// failures are errors.
 pub fn version_text(
     conn: &mut DbConnection,
     keyring: &Keyring,
     cache: &mut KeyCache,
     message: &MessageRecord,
-    version: i64,
+    stored: &message_store::VersionRecord,
 ) -> Result<Option<String>, MessagingError> {
-    let Some(stored) = message_store::version(conn, message.id, version)? else {
-        return Ok(None);
-    };
     if !cache.holds(message.room_id, stored.epoch)
         && conclave_store::room_keys::find(conn, message.room_id, stored.epoch)?.is_none()
     {
         return Ok(None);
     }
-    decrypt_version(conn, keyring, cache, message, &stored).map(Some)
+    decrypt_version(conn, keyring, cache, message, stored).map(Some)
 }
 
 fn decrypt_version(

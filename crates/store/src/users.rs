@@ -139,6 +139,44 @@ pub fn find_by_id(conn: &mut DbConnection, id: UserId) -> Result<Option<UserReco
     row.map(|row| hydrate(conn, row)).transpose()
 }
 
+/// How a user is named in records (exports): no roles, no credentials.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserCard {
+    pub id: UserId,
+    pub username: String,
+    pub display_name: String,
+    pub email: Option<String>,
+}
+
+/// The cards of the users with these ids that exist, in no particular order; one query
+/// per 500 ids.
+pub fn cards(conn: &mut DbConnection, ids: &[UserId]) -> Result<Vec<UserCard>, StoreError> {
+    let mut found = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        let chunk: Vec<String> = chunk.iter().map(ToString::to_string).collect();
+        let rows: Vec<(String, String, String, Option<String>)> = users::table
+            .filter(users::id.eq_any(&chunk))
+            .select((
+                users::id,
+                users::username,
+                users::display_name,
+                users::email,
+            ))
+            .load(conn)?;
+        for (id, username, display_name, email) in rows {
+            found.push(UserCard {
+                id: id
+                    .parse()
+                    .map_err(|_| StoreError::Corrupt(format!("user {id}: bad id")))?,
+                username,
+                display_name,
+                email,
+            });
+        }
+    }
+    Ok(found)
+}
+
 /// Accounts in username order, starting after `after`, at most `limit`.
 pub fn list(
     conn: &mut DbConnection,

@@ -77,7 +77,7 @@ struct Line<'a> {
     reply_to_id: Option<&'a str>,
     text: Option<&'a str>,
     attachment: Option<WireAttachment<'a>>,
-    recipients: Vec<WirePerson<'a>>,
+    recipients: WirePeople<'a>,
     // Kind-specific fields: present only with their kind. `previous_text` is
     // `Option<Option<_>>` so an edit with an unknown previous text says `null`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -107,6 +107,15 @@ struct WirePerson<'a> {
     username: &'a str,
     display_name: &'a str,
     email: Option<&'a str>,
+}
+
+/// A list of persons, written straight from the model (no copy per line).
+struct WirePeople<'a>(&'a [Person]);
+
+impl Serialize for WirePeople<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(WirePerson::from))
+    }
 }
 
 impl<'a> From<&'a Person> for WirePerson<'a> {
@@ -162,7 +171,7 @@ impl<'a> From<&'a ArchiveEvent> for Line<'a> {
             reply_to_id: event.reply_to_id.as_deref(),
             text: event.text.as_deref(),
             attachment: event.attachment.as_ref().map(WireAttachment::from),
-            recipients: event.recipients.iter().map(WirePerson::from).collect(),
+            recipients: WirePeople(&event.recipients),
             previous_text: None,
             version: None,
             for_user: None,

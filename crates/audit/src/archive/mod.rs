@@ -29,6 +29,7 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 
 /// A user as the archive names them. Filled from the user row *as it was exported*; an
 /// archive is a record, so later renames do not rewrite it.
@@ -236,8 +237,9 @@ pub struct ArchiveEvent {
     /// last text of a deleted, expired or burned message (when still readable).
     pub text: Option<String>,
     pub attachment: Option<AttachmentMeta>,
-    /// The conversation's members when the event happened, i.e. who could read it.
-    pub recipients: Vec<Person>,
+    /// The conversation's members when the event happened, i.e. who could read it
+    /// (shared: consecutive events of a conversation mostly have the same members).
+    pub recipients: Arc<[Person]>,
 }
 
 impl ArchiveEvent {
@@ -246,7 +248,7 @@ impl ArchiveEvent {
     pub fn people(&self) -> impl Iterator<Item = &Person> {
         std::iter::once(&self.actor)
             .chain(self.kind.subject())
-            .chain(&self.recipients)
+            .chain(self.recipients.iter())
     }
 
     /// Checks what every format relies on, so a runner bug surfaces as an error instead of

@@ -211,7 +211,7 @@ impl<W: Write> XmlWriter<W> {
         if !event.recipients.is_empty() {
             let count = event.recipients.len().to_string();
             self.start("recipients", &[("count", &count)])?;
-            for recipient in &event.recipients {
+            for recipient in event.recipients.iter() {
                 self.empty(
                     "recipient",
                     &[
