@@ -546,7 +546,8 @@ pub fn due_for_destruction(
         .into_boxed();
     if let Some((at, id)) = after {
         let (at, id) = (at.as_micros(), id.to_string());
-        query = query.filter(
+        // The lower bound alone lets the index scan start at the cursor.
+        query = query.filter(messages::retain_until.ge(at)).filter(
             messages::retain_until
                 .gt(at)
                 .or(messages::retain_until.eq(at).and(messages::id.gt(id))),
