@@ -293,16 +293,33 @@ fn output_name(format: ArchiveFormat) -> Option<&'static str> {
 /// Bytes buffered before the output file is written to.
 const OUTPUT_BUFFER: usize = 256 * 1024;
 
-/// The output file, counting what passes through so progress can record its length.
+/// The output file, counting what passes through so progress can record its length,
+/// and hashing it for the manifest when the file is written from its start (a resumed
+/// run's file is hashed from disk at the end instead).
 struct Counting {
     file: BufWriter<File>,
     written: std::rc::Rc<std::cell::Cell<u64>>,
+    hasher: Option<Sha256>,
+}
+
+impl Counting {
+    /// The output's length and SHA-256, when it was hashed as it was written.
+    fn digest(self) -> Option<ManifestFile> {
+        let bytes = self.written.get();
+        self.hasher.map(|hasher| ManifestFile {
+            bytes,
+            sha256: hex::encode(hasher.finalize()),
+        })
+    }
 }
 
 impl Write for Counting {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let written = self.file.write(buf)?;
         self.written.set(self.written.get() + written as u64);
+        if let Some(hasher) = self.hasher.as_mut() {
+            hasher.update(&buf[..written]);
+        }
         Ok(written)
     }
 
@@ -476,6 +493,7 @@ pub fn run(
                 // Lines are kilobytes (every recipient is named): fewer, larger writes.
                 file: BufWriter::with_capacity(OUTPUT_BUFFER, file),
                 written: written.clone(),
+                hasher: fresh.then(Sha256::new),
             };
             Some(match (format, fresh) {
                 (ArchiveFormat::Jsonl, _) => StreamWriter::Jsonl(JsonlWriter::new(out)),
@@ -526,20 +544,21 @@ pub fn run(
         let text = serde_json::to_string(&progress).expect("progress serializes");
         store::record_progress(conn, &job.id, &text, clock.now())?;
     }
-    match stream {
+    let output = match stream {
         Some(StreamWriter::Xml(writer)) => {
-            writer.finish()?;
+            let output = writer.finish()?;
             std::fs::write(dir.join("conclave-archive.xsd"), XML_SCHEMA)?;
+            Some(output)
         }
-        Some(StreamWriter::Csv(writer)) => {
-            writer.finish()?;
-        }
-        Some(StreamWriter::Jsonl(writer)) => {
-            writer.finish()?;
-        }
-        None => {}
-    }
-    write_manifest(&dir, job, &scope, format, &progress, key)?;
+        Some(StreamWriter::Csv(writer)) => Some(writer.finish()?),
+        Some(StreamWriter::Jsonl(writer)) => Some(writer.finish()?),
+        None => None,
+    };
+    let hashed = match (output_name(format), output.and_then(Counting::digest)) {
+        (Some(name), Some(digest)) => Some((name, digest)),
+        _ => None,
+    };
+    write_manifest(&dir, job, &scope, format, &progress, key, hashed)?;
     Ok(())
 }
 
@@ -620,10 +639,15 @@ fn write_manifest(
     format: ArchiveFormat,
     progress: &Progress,
     key: &CheckpointKey,
+    hashed: Option<(&str, ManifestFile)>,
 ) -> Result<(), ExportError> {
     let mut files = BTreeMap::new();
     for name in bundle_files(dir)? {
-        files.insert(name.clone(), hash_file(&dir.join(&name))?);
+        let file = match &hashed {
+            Some((hashed_name, file)) if *hashed_name == name => file.clone(),
+            _ => hash_file(&dir.join(&name))?,
+        };
+        files.insert(name, file);
     }
     let manifest = Manifest {
         export_id: job.id.clone(),

@@ -27,7 +27,9 @@
 use super::{ArchiveError, ArchiveEvent, AttachmentMeta, EventKind, Person};
 use conclave_core::Timestamp;
 use serde::Serialize;
+use serde_json::value::RawValue;
 use std::io::Write;
+use std::sync::Arc;
 
 /// The `format_version` every line carries.
 pub const FORMAT_VERSION: u32 = 1;
@@ -35,18 +37,39 @@ pub const FORMAT_VERSION: u32 = 1;
 /// Writes one JSON object per event, each followed by `\n`.
 pub struct JsonlWriter<W: Write> {
     out: W,
+    /// The line being written: serialized whole, then written at once (serde writes in
+    /// small pieces, each of which would otherwise go through the output's layers).
+    line: Vec<u8>,
+    /// The last recipient list written, as JSON: events share one list while a room's
+    /// membership is unchanged, and names are most of a line.
+    recipients: Option<(Arc<[Person]>, Box<RawValue>)>,
 }
 
 impl<W: Write> JsonlWriter<W> {
     pub fn new(out: W) -> Self {
-        Self { out }
+        Self {
+            out,
+            line: Vec::with_capacity(4096),
+            recipients: None,
+        }
     }
 
     /// Validates and writes one event.
     pub fn write_event(&mut self, event: &ArchiveEvent) -> Result<(), ArchiveError> {
         event.validate()?;
-        serde_json::to_writer(&mut self.out, &Line::from(event))?;
-        self.out.write_all(b"\n")?;
+        let cached = self
+            .recipients
+            .as_ref()
+            .is_some_and(|(list, _)| Arc::ptr_eq(list, &event.recipients));
+        if !cached {
+            let json = serde_json::to_string(&WirePeople(&event.recipients))?;
+            self.recipients = Some((event.recipients.clone(), RawValue::from_string(json)?));
+        }
+        let recipients = &self.recipients.as_ref().expect("cached above").1;
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, &Line::new(event, recipients))?;
+        self.line.push(b'\n');
+        self.out.write_all(&self.line)?;
         Ok(())
     }
 
@@ -77,7 +100,8 @@ struct Line<'a> {
     reply_to_id: Option<&'a str>,
     text: Option<&'a str>,
     attachment: Option<WireAttachment<'a>>,
-    recipients: WirePeople<'a>,
+    /// [`WirePeople`], serialized once per recipient list.
+    recipients: &'a RawValue,
     // Kind-specific fields: present only with their kind. `previous_text` is
     // `Option<Option<_>>` so an edit with an unknown previous text says `null`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -154,8 +178,8 @@ impl<'a> From<&'a AttachmentMeta> for WireAttachment<'a> {
     }
 }
 
-impl<'a> From<&'a ArchiveEvent> for Line<'a> {
-    fn from(event: &'a ArchiveEvent) -> Self {
+impl<'a> Line<'a> {
+    fn new(event: &'a ArchiveEvent, recipients: &'a RawValue) -> Self {
         let mut line = Line {
             format_version: FORMAT_VERSION,
             at: event.at,
@@ -171,7 +195,7 @@ impl<'a> From<&'a ArchiveEvent> for Line<'a> {
             reply_to_id: event.reply_to_id.as_deref(),
             text: event.text.as_deref(),
             attachment: event.attachment.as_ref().map(WireAttachment::from),
-            recipients: WirePeople(&event.recipients),
+            recipients,
             previous_text: None,
             version: None,
             for_user: None,
