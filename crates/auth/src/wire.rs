@@ -244,3 +244,27 @@ pub struct LocalLoginSetting {
 pub struct BreakGlassRequest {
     pub break_glass: bool,
 }
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PeopleQuery {
+    /// Part of a username or display name (1 to 100 characters, case-insensitive).
+    pub q: String,
+    /// At most this many, 1 to 50 (default 20).
+    pub limit: Option<u32>,
+}
+
+/// Someone a user may start a conversation with: names only.
+#[derive(Serialize, ToSchema)]
+pub struct PersonView {
+    pub id: UserId,
+    pub username: String,
+    pub display_name: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PeopleList {
+    /// Active accounts, in username order.
+    pub people: Vec<PersonView>,
+}

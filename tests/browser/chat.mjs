@@ -1,0 +1,222 @@
+// Browser tests of the web client, driven by playwright-core through Debian's Chromium.
+// Started by tests/e2e/browser.rs with the URL of a running `conclave` and two accounts:
+//
+//   CONCLAVE_URL, ADMIN_TOKEN, ALICE_PASSWORD, BOB_PASSWORD, ARTIFACTS_DIR, CHROMIUM
+//
+// Scenarios: two people chatting in real time in two browser contexts; an ephemeral
+// message vanishing in both without a reload (and nothing of it kept in browser storage);
+// an admin tightening the policy and the other person's timer choices changing. On a
+// failure each page's screenshot is saved under ARTIFACTS_DIR and its path printed.
+
+import { chromium } from 'playwright-core';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+const env = (name) => {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set`);
+  return value;
+};
+const url = env('CONCLAVE_URL');
+const adminToken = env('ADMIN_TOKEN');
+const artifacts = env('ARTIFACTS_DIR');
+const executablePath = env('CHROMIUM');
+
+const problems = [];
+const pages = {};
+
+function expect(condition, message) {
+  if (!condition) throw new Error(message);
+}
+
+async function adminApi(method, path, body) {
+  const response = await fetch(`${url}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  expect(response.ok, `${method} ${path}: ${response.status} ${text}`);
+  return text ? JSON.parse(text) : null;
+}
+
+async function newPerson(browser, name) {
+  const context = await browser.newContext({ viewport: { width: 1100, height: 800 } });
+  const page = await context.newPage();
+  page.on('console', (msg) => {
+    // API error statuses are the client's to handle (a 401 before sign-in, say); script
+    // errors and Content-Security-Policy refusals are failures.
+    if (msg.type() === 'error' && !msg.text().startsWith('Failed to load resource')) {
+      problems.push(`${name} console: ${msg.text()}`);
+    }
+  });
+  page.on('pageerror', (err) => problems.push(`${name} page error: ${err.message}`));
+  pages[name] = page;
+  return page;
+}
+
+async function signIn(page, username, password) {
+  await page.goto(url);
+  await page.getByLabel('Username').fill(username);
+  await page.getByLabel('Password').fill(password);
+  await page.getByRole('button', { name: 'Sign in with a local account' }).click();
+  await page.locator('#room-list').waitFor();
+  // The session lives in an HttpOnly cookie: script cannot read it.
+  const visible = await page.evaluate(() => document.cookie);
+  expect(!visible.includes('conclave_session'), `the session cookie is readable by script: ${visible}`);
+}
+
+/** The message whose own text (not a quote of it) contains `text`. */
+function messageWith(page, text) {
+  return page.locator('#messages li.message').filter({ has: page.locator('.text', { hasText: text }) });
+}
+
+/** What the page keeps in browser storage: must never hold message content. */
+async function storedContent(page) {
+  return page.evaluate(async () => {
+    const found = [];
+    for (const store of [localStorage, sessionStorage]) {
+      for (let i = 0; i < store.length; i += 1) found.push(`${store.key(i)}=${store.getItem(store.key(i))}`);
+    }
+    if (indexedDB.databases) for (const db of await indexedDB.databases()) found.push(`indexedDB ${db.name}`);
+    for (const key of await caches.keys()) found.push(`cache ${key}`);
+    const workers = await navigator.serviceWorker.getRegistrations();
+    if (workers.length) found.push(`${workers.length} service workers`);
+    return found;
+  });
+}
+
+/** The timer choices offered once the control is focused (which re-reads the policy). */
+async function timerOptions(page, settled = () => true) {
+  const select = page.locator('#compose-timer');
+  await select.blur();
+  await select.focus();
+  await page.waitForFunction(settled, null, { timeout: 5000 }).catch(() => {});
+  return select.locator('option').allTextContents();
+}
+
+const scenarios = {
+  async 'two people chat in real time'({ alice, bob }) {
+    await alice.getByRole('button', { name: 'New message' }).click();
+    await alice.getByLabel('Find a person').fill('bob');
+    await alice.getByRole('button', { name: 'Message bob' }).click();
+    await alice.locator('#room-title').waitFor();
+    await alice.getByLabel('Message', { exact: true }).fill('Hello Bob, are you there?');
+    await alice.getByLabel('Message', { exact: true }).press('Enter');
+    await messageWith(alice, 'Hello Bob, are you there?').waitFor();
+
+    // Bob's list shows the new conversation with one unread message, without a reload.
+    const unread = bob.locator('#room-list .unread');
+    await unread.waitFor({ timeout: 10000 });
+    expect((await unread.textContent()) === '1', `bob's unread count is ${await unread.textContent()}`);
+    await bob.locator('#room-list a').first().click();
+    await messageWith(bob, 'Hello Bob, are you there?').waitFor();
+    await bob.locator('#room-list .unread').waitFor({ state: 'detached' });
+
+    // Alice sees Bob's read receipt, then his reply and reaction arrive live.
+    await messageWith(alice, 'Hello Bob, are you there?').getByText('Read by bob').waitFor({ timeout: 10000 });
+    await messageWith(bob, 'Hello Bob').getByRole('button', { name: 'Reply' }).click();
+    await bob.getByLabel('Message', { exact: true }).fill('Yes, here.');
+    await bob.getByRole('button', { name: 'Send' }).click();
+    const reply = messageWith(alice, 'Yes, here.');
+    await reply.waitFor({ timeout: 10000 });
+    expect((await reply.locator('.quote').textContent()).includes('Hello Bob'), 'the reply quotes the message');
+    await messageWith(bob, 'Hello Bob').getByRole('button', { name: 'React with 👍' }).click();
+    await messageWith(alice, 'Hello Bob').getByRole('button', { name: /👍 1/ }).waitFor({ timeout: 10000 });
+
+    // Alice edits her message; Bob sees the new text; then she deletes it for everyone.
+    await messageWith(alice, 'Hello Bob').getByRole('button', { name: 'Edit' }).click();
+    await alice.getByLabel('Message', { exact: true }).fill('Hello Bob (edited text)');
+    await alice.getByLabel('Message', { exact: true }).press('Enter');
+    await messageWith(bob, 'Hello Bob (edited text)').waitFor({ timeout: 10000 });
+    alice.once('dialog', (dialog) => dialog.accept());
+    await messageWith(alice, 'Hello Bob (edited text)').getByRole('button', { name: 'Delete' }).click();
+    await messageWith(bob, 'Hello Bob (edited text)').waitFor({ state: 'detached', timeout: 10000 });
+  },
+
+  async 'an ephemeral message vanishes in both browsers without a reload'({ alice, bob }) {
+    await alice.locator('#compose-timer').selectOption({ label: 'Disappears after 10 seconds' });
+    const secret = `ephemeral ${Date.now()}`;
+    await alice.getByLabel('Message', { exact: true }).fill(secret);
+    await alice.getByRole('button', { name: 'Send' }).click();
+    for (const page of [alice, bob]) {
+      const message = messageWith(page, secret);
+      await message.waitFor({ timeout: 10000 });
+      const countdown = await message.locator('.countdown').textContent();
+      expect(/Disappears in \d+ s/.test(countdown), `countdown reads "${countdown}"`);
+    }
+    const sentAt = Date.now();
+    for (const page of [alice, bob]) {
+      await messageWith(page, secret).waitFor({ state: 'detached', timeout: 15000 });
+    }
+    const took = (Date.now() - sentAt) / 1000;
+    expect(took <= 12, `the message took ${took} s to vanish`);
+    for (const [name, page] of [['alice', alice], ['bob', bob]]) {
+      expect(!(await page.content()).includes(secret), `${name}'s page still holds the text`);
+      const stored = await storedContent(page);
+      expect(stored.length === 0, `${name}'s browser stored: ${stored.join('; ')}`);
+    }
+  },
+
+  async 'an admin tightens the policy and the timer choices follow'({ bob }) {
+    const before = await timerOptions(bob);
+    expect(before.includes('No timer'), `before: ${before}`);
+    expect(before.some((o) => o.startsWith('Burn')), `before, burn-on-read is offered: ${before}`);
+    expect(before.includes('Disappears after 1 day'), `before: ${before}`);
+
+    const policy = await adminApi('GET', '/api/v1/admin/policy');
+    const org = policy.policy ?? policy;
+    await adminApi('PUT', '/api/v1/admin/policy', { ...org, expiration_max: 300, burn_on_read_allowed: false });
+
+    const after = await timerOptions(bob, () => ![...document.querySelectorAll('#compose-timer option')]
+      .some((o) => o.textContent === 'No timer'));
+    expect(!after.includes('No timer'), `after: ${after}`);
+    expect(/^Policy (default|maximum) \(disappears after 5 minutes\)$/.test(after[0]), `after: ${after}`);
+    expect(!after.some((o) => o.startsWith('Burn')), `after, burn-on-read is still offered: ${after}`);
+    expect(!after.includes('Disappears after 1 hour'), `after: ${after}`);
+    expect(after.includes('Disappears after 5 minutes'), `after: ${after}`);
+  },
+};
+
+async function main() {
+  mkdirSync(artifacts, { recursive: true });
+  const browser = await chromium.launch({
+    executablePath,
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  let failed = 0;
+  try {
+    const alice = await newPerson(browser, 'alice');
+    const bob = await newPerson(browser, 'bob');
+    await signIn(alice, 'alice', env('ALICE_PASSWORD'));
+    await signIn(bob, 'bob', env('BOB_PASSWORD'));
+    for (const [name, run] of Object.entries(scenarios)) {
+      const started = Date.now();
+      try {
+        await run({ alice, bob });
+        if (problems.length) throw new Error(problems.splice(0).join('\n'));
+        console.log(`ok - ${name} (${Date.now() - started} ms)`);
+      } catch (err) {
+        failed += 1;
+        console.log(`FAILED - ${name}: ${err.stack || err}`);
+        for (const [who, page] of Object.entries(pages)) {
+          const path = join(artifacts, `${name.replace(/[^a-z0-9]+/gi, '-')}-${who}.png`);
+          await page.screenshot({ path, fullPage: true }).catch(() => {});
+          console.log(`screenshot: ${path}`);
+        }
+        problems.length = 0;
+        break;
+      }
+    }
+  } finally {
+    await browser.close();
+  }
+  process.exit(failed ? 1 : 0);
+}
+
+main().catch((err) => {
+  console.log(`FAILED - setup: ${err.stack || err}`);
+  process.exit(1);
+});
