@@ -134,6 +134,35 @@ const scenarios = {
     await messageWith(bob, 'Hello Bob (edited text)').waitFor({ state: 'detached', timeout: 10000 });
   },
 
+  async 'attachments upload with progress and download; burn-on-read opens on demand'({ alice, bob }) {
+    const content = `report body ${Date.now()}\n`.repeat(2000);
+    await bob.locator('#compose-file').setInputFiles({ name: 'report.txt', mimeType: 'text/plain', buffer: Buffer.from(content) });
+    await bob.getByText('report.txt is ready to send').waitFor({ timeout: 10000 });
+    expect(await bob.locator('#upload-status progress').evaluate((p) => p.value) === 1, 'the progress bar is full');
+    await bob.getByLabel('Message', { exact: true }).fill('The report');
+    await bob.getByLabel('Message', { exact: true }).press('Enter');
+    const link = messageWith(alice, 'The report').getByRole('link', { name: /Download report\.txt/ });
+    await link.waitFor({ timeout: 10000 });
+    const [download] = await Promise.all([alice.waitForEvent('download'), link.click()]);
+    const { readFile } = await import('node:fs/promises');
+    const got = await readFile(await download.path(), 'utf8');
+    expect(got === content, `the download differs (${got.length} vs ${content.length} bytes)`);
+
+    // A burn-on-read message arrives without its text; opening it starts the countdown.
+    await alice.locator('#compose-timer').selectOption({ label: 'Burn 1 minute after reading' });
+    await alice.getByLabel('Message', { exact: true }).fill('read me once');
+    await alice.getByLabel('Message', { exact: true }).press('Enter');
+    const reveal = bob.getByRole('button', { name: /Read message/ });
+    await reveal.waitFor({ timeout: 10000 });
+    expect(!(await bob.content()).includes('read me once'), 'the text arrived before it was opened');
+    await reveal.click();
+    const opened = messageWith(bob, 'read me once');
+    await opened.waitFor();
+    const countdown = await opened.locator('.countdown').textContent();
+    expect(/Disappears in (\d+ s|1 min)/.test(countdown), `countdown reads "${countdown}"`);
+    await alice.locator('#compose-timer').selectOption({ value: '' });
+  },
+
   async 'an ephemeral message vanishes in both browsers without a reload'({ alice, bob }) {
     await alice.locator('#compose-timer').selectOption({ label: 'Disappears after 10 seconds' });
     const secret = `ephemeral ${Date.now()}`;
@@ -156,6 +185,19 @@ const scenarios = {
       const stored = await storedContent(page);
       expect(stored.length === 0, `${name}'s browser stored: ${stored.join('; ')}`);
     }
+  },
+
+  async 'at phone width the list and the conversation take turns'({ bob }) {
+    await bob.setViewportSize({ width: 375, height: 700 });
+    expect(!(await bob.locator('#room-list').isVisible()), 'the list hides while a conversation is open');
+    await bob.getByRole('button', { name: '← Conversations' }).click();
+    await bob.locator('#room-list').waitFor({ state: 'visible' });
+    expect(!(await bob.locator('#conversation').isVisible()), 'the conversation hides behind the list');
+    const width = await bob.evaluate(() => document.documentElement.scrollWidth);
+    expect(width <= 375, `the page scrolls sideways (${width} px)`);
+    await bob.locator('#room-list a').first().click();
+    await bob.locator('#compose-timer').waitFor({ state: 'visible' });
+    await bob.setViewportSize({ width: 1100, height: 800 });
   },
 
   async 'an admin tightens the policy and the timer choices follow'({ bob }) {
