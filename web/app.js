@@ -6,6 +6,7 @@
 import { api, describe, setUnauthenticatedHandler } from './api.js';
 import { h, replace } from './dom.js';
 import { Chat } from './chat.js';
+import { Admin, sectionsFor } from './admin.js';
 
 const main = document.getElementById('main');
 const alertBox = document.getElementById('alert');
@@ -13,6 +14,8 @@ const topbar = document.getElementById('topbar');
 
 const app = {
   chat: null,
+  admin: null,
+  inAdmin: false,
   me: null,
 
   showError(error) {
@@ -34,14 +37,16 @@ const app = {
 
   /** Says something to screen readers without moving focus. */
   announce(text) {
-    const status = document.getElementById('connection');
-    status.dataset.last = text;
+    document.getElementById('announcer').textContent = text;
   },
 };
 
 function signedOut(message) {
   if (app.chat) app.chat.stop();
+  if (app.admin) app.admin.stop();
   app.chat = null;
+  app.admin = null;
+  app.inAdmin = false;
   app.me = null;
   topbar.hidden = true;
   showLogin(message);
@@ -126,12 +131,25 @@ function showPasswordChange(me) {
 
 function showTopbar(me) {
   document.getElementById('whoami').textContent = `${me.display_name} (@${me.username})`;
-  replace(document.getElementById('sections'), h('a', { href: '#/' }, 'Conversations'));
+  replace(document.getElementById('sections'), h('a', { href: '#/' }, 'Conversations'),
+    sectionsFor(me).length ? h('a', { href: '#/admin', id: 'admin-link' }, 'Admin') : null);
   topbar.hidden = false;
 }
 
 async function route() {
-  if (app.chat) await app.chat.route(location.hash);
+  if (!app.chat) return;
+  const admin = /^#\/admin(?:\/([a-z]+))?$/.exec(location.hash);
+  if (admin) {
+    app.inAdmin = true;
+    await app.admin.show(main, admin[1]);
+    return;
+  }
+  if (app.inAdmin) {
+    app.admin.stop();
+    app.inAdmin = false;
+    replace(main, app.chat.root);
+  }
+  await app.chat.route(location.hash);
 }
 
 async function boot() {
@@ -148,7 +166,10 @@ async function boot() {
   if (me.password_change_required) return showPasswordChange(me);
   showTopbar(me);
   if (app.chat) app.chat.stop();
+  if (app.admin) app.admin.stop();
   app.chat = new Chat(app, me);
+  app.admin = new Admin(app, me);
+  app.inAdmin = false;
   try {
     await app.chat.start(main);
     await route();

@@ -77,8 +77,10 @@ export class Chat {
       // After a drop: counts may have moved, and rooms may have appeared.
       this.loadRooms().catch((err) => this.app.showError(err));
     }
-    if (state === 'offline' && detail && detail.code === 1006) {
-      // A refused handshake looks like this: find out whether the session ended.
+    if (state === 'offline') {
+      // The server closes the socket when the session ends (logout, revocation,
+      // suspension), and a refused handshake looks like a drop: ask whether the session
+      // is still there (a 401 returns to sign-in).
       api('GET', '/api/v1/me').catch(() => {});
     }
   }

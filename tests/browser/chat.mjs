@@ -1,11 +1,14 @@
 // Browser tests of the web client, driven by playwright-core through Debian's Chromium.
 // Started by tests/e2e/browser.rs with the URL of a running `conclave` and two accounts:
 //
-//   CONCLAVE_URL, ADMIN_TOKEN, ALICE_PASSWORD, BOB_PASSWORD, ARTIFACTS_DIR, CHROMIUM
+//   CONCLAVE_URL, ADMIN_TOKEN, ADMIN_PASSWORD, ALICE_PASSWORD, BOB_PASSWORD,
+//   CAROL_PASSWORD (a compliance officer and auditor), ARTIFACTS_DIR, CHROMIUM
 //
 // Scenarios: two people chatting in real time in two browser contexts; an ephemeral
 // message vanishing in both without a reload (and nothing of it kept in browser storage);
-// an admin tightening the policy and the other person's timer choices changing. On a
+// an admin tightening the policy and the other person's timer choices changing; a
+// compliance officer's console (hold, retention preview, export, audit log); an admin
+// suspending a user from the console, whose open page returns to sign-in. On a
 // failure each page's screenshot is saved under ARTIFACTS_DIR and its path printed.
 
 import { chromium } from 'playwright-core';
@@ -218,6 +221,63 @@ const scenarios = {
     expect(!after.includes('Disappears after 1 hour'), `after: ${after}`);
     expect(after.includes('Disappears after 5 minutes'), `after: ${after}`);
   },
+
+  async 'a compliance officer places a hold, previews retention, runs an export; the audit chain verifies'({ browser }) {
+    const carol = await newPerson(browser, 'carol');
+    await signIn(carol, 'carol', env('CAROL_PASSWORD'));
+    await carol.getByRole('link', { name: 'Admin' }).click();
+    const tabs = await carol.locator('.admin-tabs a').allTextContents();
+    expect(tabs.join(',') === 'Audit log,Retention,Legal holds,Exports', `carol's sections: ${tabs}`);
+
+    await carol.locator('#chain-status.ok-text').waitFor({ timeout: 10000 });
+    expect((await carol.locator('#chain-status').textContent()).startsWith('Chain intact'), 'the chain verifies');
+    await carol.getByLabel('Action').fill('auth.login');
+    await carol.getByRole('button', { name: 'Apply filters' }).click();
+    await carol.waitForFunction(() => {
+      const cells = [...document.querySelectorAll('#audit-results tbody tr td:nth-child(4)')];
+      return cells.length > 0 && cells.every((td) => td.textContent === 'auth.login');
+    }, null, { timeout: 10000 });
+
+    await carol.getByRole('link', { name: 'Legal holds' }).click();
+    await carol.getByLabel('Matter').fill('Matter 42');
+    await carol.getByLabel('Reason').fill('Litigation about the report');
+    await carol.getByLabel('Custodians').fill('alice');
+    await carol.getByRole('button', { name: 'Place hold' }).click();
+    await carol.locator('tr', { hasText: 'Matter 42' }).getByText('Active').waitFor({ timeout: 10000 });
+
+    await carol.getByRole('link', { name: 'Retention' }).click();
+    await carol.getByLabel('Destroy after (days)').fill('1');
+    await carol.getByRole('button', { name: 'Preview' }).click();
+    await carol.locator('#preview-results', { hasText: 'Would destroy' }).waitFor({ timeout: 10000 });
+
+    await carol.getByRole('link', { name: 'Exports' }).click();
+    const local = (d) => new Date(d.getTime() - d.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
+    await carol.getByLabel('Format').selectOption('jsonl');
+    await carol.getByLabel('From').fill(local(new Date(Date.now() - 86400000)));
+    await carol.getByLabel('Until').fill(local(new Date()));
+    await carol.getByLabel('Scope').selectOption({ label: 'Hold: Matter 42' });
+    await carol.getByRole('button', { name: 'Start export' }).click();
+    await carol.locator('#export-list tbody tr').first().getByRole('link', { name: 'manifest.json' }).waitFor({ timeout: 30000 });
+    const state = await carol.locator('#export-list tbody tr .state').first().textContent();
+    expect(state === 'done', `the export is ${state}`);
+  },
+
+  async 'an admin suspends a user, who is signed out at once'({ browser, bob }) {
+    const admin = await newPerson(browser, 'admin');
+    await signIn(admin, 'admin', env('ADMIN_PASSWORD'));
+    await admin.getByRole('link', { name: 'Admin' }).click();
+    const tabs = await admin.locator('.admin-tabs a').allTextContents();
+    expect(tabs.join(',') === 'Users', `the admin's sections: ${tabs} (separation of duties)`);
+    await admin.getByLabel('Find by name or username').fill('bob');
+    await admin.getByRole('button', { name: 'Search' }).click();
+    const row = admin.locator('tr[data-username="bob"]');
+    await row.waitFor();
+    await row.getByRole('button', { name: 'Suspend bob' }).click();
+    await admin.locator('tr[data-username="bob"] .status', { hasText: 'suspended' }).waitFor({ timeout: 10000 });
+    await bob.getByText('Your session has ended. Please sign in again.').waitFor({ timeout: 20000 });
+    await admin.getByRole('button', { name: 'Reactivate bob' }).click();
+    await admin.locator('tr[data-username="bob"] .status', { hasText: 'active' }).waitFor({ timeout: 10000 });
+  },
 };
 
 async function main() {
@@ -237,7 +297,7 @@ async function main() {
     for (const [name, run] of Object.entries(scenarios)) {
       const started = Date.now();
       try {
-        await run({ alice, bob });
+        await run({ alice, bob, browser });
         if (problems.length) throw new Error(problems.splice(0).join('\n'));
         console.log(`ok - ${name} (${Date.now() - started} ms)`);
       } catch (err) {

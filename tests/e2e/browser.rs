@@ -70,16 +70,19 @@ fn run_script(script: &str, server: &Server, env: &[(&str, &str)]) {
 }
 
 #[test]
-fn web_client_chat_ephemeral_and_policy_in_chromium() {
+fn web_client_and_admin_console_in_chromium() {
     let server = Server::start(TestBackend::Sqlite);
     let admin = server.admin_token();
     server.user_with_roles(&admin, "alice", &[]);
     server.user_with_roles(&admin, "bob", &[]);
+    server.user_with_roles(&admin, "carol", &["compliance_officer", "auditor"]);
     run_script(
         "chat.mjs",
         &server,
         &[
             ("ADMIN_TOKEN", &admin),
+            ("ADMIN_PASSWORD", crate::harness::ADMIN_PASSWORD),
+            ("CAROL_PASSWORD", "carol's own passphrase"),
             ("ALICE_PASSWORD", "alice's own passphrase"),
             ("BOB_PASSWORD", "bob's own passphrase"),
         ],

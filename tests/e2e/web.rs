@@ -129,6 +129,31 @@ fn the_page_is_served_with_a_strict_policy_and_the_browser_session_uses_cookies(
         401,
         "unauthenticated",
     );
+    // Admins search accounts in any status; the people directory shows active ones only.
+    let dana = found["people"][0]["id"].as_str().unwrap().to_owned();
+    let suspended = server.send(
+        "POST",
+        &format!("/api/v1/admin/users/{dana}/suspend"),
+        Some(&admin),
+        None,
+    );
+    assert_eq!(suspended.status(), 200);
+    let people: Value = server
+        .get("/api/v1/users?q=scully", Some(&admin))
+        .json()
+        .unwrap();
+    assert!(people["people"].as_array().unwrap().is_empty());
+    let accounts: Value = server
+        .get("/api/v1/admin/users?q=Scully", Some(&admin))
+        .json()
+        .unwrap();
+    assert_eq!(accounts["users"][0]["status"], "suspended");
+    assert!(accounts["next_after"].is_null());
+    expect_error(
+        server.get("/api/v1/admin/users?q=%07", Some(&admin)),
+        422,
+        "invalid_input",
+    );
 
     // Logout clears both cookies.
     let logout = client

@@ -372,6 +372,25 @@ pub fn search_people(
     )?)
 }
 
+/// For admins: accounts in any status whose username or display name contains `needle`
+/// (rules as [`search_people`]), at most `limit` (1 to 100), in username order.
+pub fn search(
+    conn: &mut DbConnection,
+    needle: &str,
+    limit: u32,
+) -> Result<Vec<UserRecord>, AuthError> {
+    let needle = needle.trim();
+    if needle.is_empty() || needle.chars().count() > 100 || needle.chars().any(char::is_control) {
+        return Err(conclave_core::ValidationError::new(
+            "q",
+            "must be 1 to 100 characters, without control characters",
+        )
+        .into());
+    }
+    let cards = user_store::search(conn, needle, false, i64::from(limit.clamp(1, 100)))?;
+    cards.into_iter().map(|card| find(conn, card.id)).collect()
+}
+
 pub fn find(conn: &mut DbConnection, user_id: UserId) -> Result<UserRecord, AuthError> {
     user_store::find_by_id(conn, user_id)?.ok_or(AuthError::NotFound)
 }

@@ -385,8 +385,18 @@ async fn list_users(
     _admin: AdminUser,
     query: web::Query<UserListQuery>,
 ) -> Result<web::Json<UserList>, ApiError> {
-    let UserListQuery { after, limit } = query.into_inner();
+    let UserListQuery { after, q, limit } = query.into_inner();
     let limit = limit.unwrap_or(100).clamp(1, 500);
+    if let Some(q) = q {
+        let users = state
+            .db
+            .run(move |conn| accounts::search(conn, &q, limit))
+            .await?;
+        return Ok(web::Json(UserList {
+            users: users.iter().map(UserView::from).collect(),
+            next_after: None,
+        }));
+    }
     // The cursor is a username: one that cannot exist is bad input, not a query.
     let after = after
         .map(|name| Username::parse(&name).map(|u| u.to_string()))

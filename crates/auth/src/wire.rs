@@ -133,6 +133,9 @@ pub struct SetRolesRequest {
 pub struct UserListQuery {
     /// Return accounts whose username sorts after this one (the previous page's `next_after`).
     pub after: Option<String>,
+    /// Only accounts (any status) whose username or display name contains this
+    /// (case-insensitive; 1 to 100 characters); one page, no `next_after`.
+    pub q: Option<String>,
     /// Page size, 1 to 500 (default 100).
     pub limit: Option<u32>,
 }

@@ -42,6 +42,7 @@ const ASSETS: &[Asset] = &[
     asset!("realtime.js", JS),
     asset!("timers.js", JS),
     asset!("dom.js", JS),
+    asset!("admin.js", JS),
     asset!("chat.js", JS),
 ];
 

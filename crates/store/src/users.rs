@@ -207,6 +207,17 @@ pub fn search_active(
     needle: &str,
     limit: i64,
 ) -> Result<Vec<UserCard>, StoreError> {
+    search(conn, needle, true, limit)
+}
+
+/// Accounts (only active ones when `active_only`) whose username or display name contains
+/// `needle` (case-insensitive), in username order, at most `limit`.
+pub fn search(
+    conn: &mut DbConnection,
+    needle: &str,
+    active_only: bool,
+    limit: i64,
+) -> Result<Vec<UserCard>, StoreError> {
     let mut escaped = String::with_capacity(needle.len() + 2);
     escaped.push('%');
     for c in needle.to_lowercase().chars() {
@@ -216,8 +227,11 @@ pub fn search_active(
         escaped.push(c);
     }
     escaped.push('%');
-    let rows: Vec<(String, String, String, Option<String>)> = users::table
-        .filter(users::status.eq(UserStatus::Active.as_str()))
+    let mut query = users::table.into_boxed();
+    if active_only {
+        query = query.filter(users::status.eq(UserStatus::Active.as_str()));
+    }
+    let rows: Vec<(String, String, String, Option<String>)> = query
         .filter(
             lower(users::username)
                 .like(&escaped)
