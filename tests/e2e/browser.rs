@@ -88,3 +88,37 @@ fn web_client_and_admin_console_in_chromium() {
         ],
     );
 }
+
+#[test]
+fn single_sign_on_in_chromium() {
+    use crate::sso::{CLIENT_SECRET, free_port, start_provider};
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let provider = start_provider(&url);
+    let config_dir = tempfile::tempdir().unwrap();
+    let config = config_dir.path().join("conclave.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[[identity.oidc]]
+id = "test"
+display_name = "Test Agency SSO"
+issuer = "{issuer}"
+client_id = "conclave"
+client_secret = "{CLIENT_SECRET}"
+scopes = ["email", "profile", "groups"]
+"#,
+            issuer = provider.issuer,
+        ),
+    )
+    .unwrap();
+    let server = Server::start_with(
+        TestBackend::Sqlite,
+        &[
+            ("CONCLAVE_BIND", &format!("127.0.0.1:{port}")),
+            ("CONCLAVE_PUBLIC_URL", &url),
+            ("CONCLAVE_CONFIG", config.to_str().unwrap()),
+        ],
+    );
+    run_script("sso.mjs", &server, &[("ISSUER", &provider.issuer)]);
+}
