@@ -13,6 +13,7 @@
 
 import { chromium } from 'playwright-core';
 import { mkdirSync } from 'node:fs';
+import net from 'node:net';
 import { join } from 'node:path';
 
 const env = (name) => {
@@ -24,6 +25,33 @@ const url = env('CONCLAVE_URL');
 const adminToken = env('ADMIN_TOKEN');
 const artifacts = env('ARTIFACTS_DIR');
 const executablePath = env('CHROMIUM');
+
+/**
+ * A TCP relay in front of the server for one browser, so a test can cut that browser's
+ * network: `cut()` drops every open connection and refuses new ones until `restore()`.
+ */
+async function relay(target) {
+  const { hostname, port } = new URL(target);
+  const open = new Set();
+  let down = false;
+  const server = net.createServer((client) => {
+    if (down) { client.destroy(); return; }
+    const upstream = net.connect(Number(port), hostname);
+    open.add(client); open.add(upstream);
+    client.pipe(upstream); upstream.pipe(client);
+    for (const s of [client, upstream]) {
+      s.on('error', () => { client.destroy(); upstream.destroy(); });
+      s.on('close', () => { open.delete(s); client.destroy(); upstream.destroy(); });
+    }
+  });
+  await new Promise((ready) => server.listen(0, '127.0.0.1', ready));
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    cut() { down = true; for (const s of open) s.destroy(); },
+    restore() { down = false; },
+    close() { server.close(); for (const s of open) s.destroy(); },
+  };
+}
 
 const problems = [];
 const pages = {};
@@ -58,8 +86,8 @@ async function newPerson(browser, name) {
   return page;
 }
 
-async function signIn(page, username, password) {
-  await page.goto(url);
+async function signIn(page, username, password, through = url) {
+  await page.goto(through);
   await page.getByLabel('Username').fill(username);
   await page.getByLabel('Password').fill(password);
   await page.getByRole('button', { name: 'Sign in with a local account' }).click();
@@ -190,6 +218,26 @@ const scenarios = {
     }
   },
 
+  async 'after a network drop the missed messages arrive in order without a reload'({ alice, bob, bobsNetwork }) {
+    bobsNetwork.cut();
+    await bob.locator('#connection', { hasText: 'Offline' }).waitFor({ timeout: 10000 });
+    for (const text of ['missed one', 'missed two', 'missed three']) {
+      await alice.getByLabel('Message', { exact: true }).fill(text);
+      await alice.getByLabel('Message', { exact: true }).press('Enter');
+      await messageWith(alice, text).waitFor();
+    }
+    await messageWith(alice, 'missed two').getByRole('button', { name: 'Edit' }).click();
+    await alice.getByLabel('Message', { exact: true }).fill('missed two, edited');
+    await alice.getByLabel('Message', { exact: true }).press('Enter');
+    await messageWith(alice, 'missed two, edited').waitFor();
+    bobsNetwork.restore();
+    await bob.locator('#connection', { hasText: 'Connected' }).waitFor({ timeout: 20000 });
+    await messageWith(bob, 'missed three').waitFor({ timeout: 10000 });
+    const texts = await bob.locator('#messages li.message .text').allTextContents();
+    const tail = texts.slice(-3);
+    expect(tail.join('|') === 'missed one|missed two, edited|missed three', `bob's last messages: ${tail}`);
+  },
+
   async 'at phone width the list and the conversation take turns'({ bob }) {
     await bob.setViewportSize({ width: 375, height: 700 });
     expect(!(await bob.locator('#room-list').isVisible()), 'the list hides while a conversation is open');
@@ -293,11 +341,13 @@ async function main() {
     const alice = await newPerson(browser, 'alice');
     const bob = await newPerson(browser, 'bob');
     await signIn(alice, 'alice', env('ALICE_PASSWORD'));
-    await signIn(bob, 'bob', env('BOB_PASSWORD'));
+    // Bob reaches the server through a relay the drop scenario cuts.
+    const bobsNetwork = await relay(url);
+    await signIn(bob, 'bob', env('BOB_PASSWORD'), bobsNetwork.url);
     for (const [name, run] of Object.entries(scenarios)) {
       const started = Date.now();
       try {
-        await run({ alice, bob, browser });
+        await run({ alice, bob, browser, bobsNetwork });
         if (problems.length) throw new Error(problems.splice(0).join('\n'));
         console.log(`ok - ${name} (${Date.now() - started} ms)`);
       } catch (err) {
