@@ -13,6 +13,8 @@ export function sectionsFor(me) {
   const has = (role) => me.roles.includes(role);
   return [
     has('admin') && { id: 'users', label: 'Users' },
+    has('admin') && { id: 'policy', label: 'Messaging policy' },
+    has('admin') && { id: 'directory', label: 'Directory' },
     has('auditor') && { id: 'audit', label: 'Audit log' },
     has('compliance_officer') && { id: 'retention', label: 'Retention' },
     has('compliance_officer') && { id: 'holds', label: 'Legal holds' },
@@ -118,6 +120,78 @@ export class Admin {
       h('td', {}, toggle, ' ', endSessions));
   }
 
+  // ---- messaging policy ---------------------------------------------------------------
+
+  async policy() {
+    const policy = await api('GET', '/api/v1/admin/policy');
+    const seconds = (key, label) => {
+      const input = h('input', { type: 'number', min: '60', max: String(365 * 86400), value: policy[key] ?? '' });
+      return { key, kind: 'seconds', input, parts: field(`policy-${key}`, label, input) };
+    };
+    const flag = (key, label) => {
+      const input = h('input', { type: 'checkbox', checked: policy[key] });
+      input.id = `policy-${key}`;
+      return { key, kind: 'flag', input, parts: [h('span', { class: 'check' }, input, h('label', { for: input.id, class: 'inline' }, label))] };
+    };
+    const count = (key, label) => {
+      const input = h('input', { type: 'number', min: '1', value: policy[key] });
+      return { key, kind: 'count', input, parts: field(`policy-${key}`, label, input) };
+    };
+    const fields = [
+      seconds('expiration_max', 'Longest message timer (seconds; empty: messages may be kept)'),
+      seconds('expiration_default', 'Default message timer (seconds; empty: none)'),
+      flag('burn_on_read_allowed', 'Burn-on-read allowed'),
+      seconds('burn_on_read_max', 'Longest burn-on-read timer (seconds; empty: no limit)'),
+      seconds('burn_on_read_default', 'Default burn-on-read timer (seconds; empty: none)'),
+      flag('files_enabled', 'Files may be shared'),
+      flag('file_download_enabled', 'Shared files may be downloaded'),
+      count('file_max_bytes', 'Largest file (bytes)'),
+      flag('may_create_rooms', 'Members may create rooms'),
+      count('max_room_size', 'Most members in a room'),
+      count('session_lifetime_minutes', 'Longest session (minutes)'),
+      count('session_idle_minutes', 'Session idle timeout (minutes)'),
+    ];
+    const problem = h('p', { class: 'error-text', role: 'alert' });
+    const form = h('form', { 'aria-label': 'Organisation messaging policy', id: 'policy-form' },
+      fields.map((f) => f.parts), problem,
+      h('button', { type: 'submit', class: 'primary' }, 'Save policy'));
+    form.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      const next = { ...policy };
+      for (const f of fields) {
+        if (f.kind === 'flag') next[f.key] = f.input.checked;
+        else if (f.kind === 'seconds') next[f.key] = f.input.value === '' ? null : Number(f.input.value);
+        else next[f.key] = Number(f.input.value);
+      }
+      try {
+        await api('PUT', '/api/v1/admin/policy', next);
+        problem.textContent = '';
+        this.app.announce('The policy is saved.');
+        await this.policy();
+        this.body.querySelector('#policy-saved').hidden = false;
+      } catch (err) { problem.textContent = describe(err); }
+    });
+    replace(this.body, h('p', { class: 'hint' }, 'The organisation default. Security groups and rooms may only tighten it. Changes apply to what happens from now on.'),
+      h('p', { class: 'ok-text', id: 'policy-saved', role: 'status', hidden: true }, 'Saved.'), form);
+  }
+
+  // ---- directory ----------------------------------------------------------------------
+
+  async directory() {
+    const out = h('div', { id: 'sync-report', 'aria-live': 'polite' });
+    const run = (dryRun) => this.act(api('POST', '/api/v1/admin/directory/sync', { dry_run: dryRun }), (r) => replace(out,
+      h('p', { class: 'ok-text' }, dryRun ? 'Dry run: nothing was changed.' : 'Synchronised.'),
+      table('Directory sync report', ['Entries', 'Created', 'Updated', 'Reactivated', 'Deprovisioned', 'Skipped', 'Took'], [h('tr', {},
+        [r.entries, r.created, r.updated, r.reactivated, r.deprovisioned, r.skipped, `${r.duration_ms} ms`].map((v) => h('td', {}, String(v))))]),
+      r.deprovisioning_skipped ? h('p', {}, `Deprovisioning skipped: ${r.deprovisioning_skipped}`) : null,
+      r.problems.length ? h('ul', { 'aria-label': 'Problems' }, r.problems.map((p) => h('li', {}, p))) : null));
+    replace(this.body,
+      h('p', { class: 'hint' }, 'Reads the LDAP directory and brings accounts, roles and directory security groups in step. A dry run reports what would change.'),
+      h('button', { type: 'button', onclick: () => run(true) }, 'Dry run'), ' ',
+      h('button', { type: 'button', class: 'primary', onclick: () => run(false) }, 'Synchronise now'),
+      out);
+  }
+
   // ---- audit log ----------------------------------------------------------------------
 
   async audit() {
@@ -177,7 +251,15 @@ export class Admin {
     const form = h('form', { 'aria-label': 'Preview a retention policy', class: 'filters' },
       ...field('retention-scope', 'Scope (org, group:ID or room:ID)', scope),
       ...field('retention-min', 'Keep at least (days)', min), ...field('retention-max', 'Destroy after (days)', max),
-      h('button', { type: 'submit' }, 'Preview'));
+      h('button', { type: 'submit' }, 'Preview'),
+      h('button', {
+        type: 'button', class: 'primary', id: 'retention-apply',
+        onclick: () => {
+          if (!window.confirm(`Set the retention policy of ${scope.value.trim()}? Messages past it will be destroyed.`)) return;
+          this.act(api('PUT', `/api/v1/compliance/retention-policies/${encodeURIComponent(scope.value.trim())}`,
+            { min_days: min.value ? Number(min.value) : null, max_days: max.value ? Number(max.value) : null }), () => this.retention());
+        },
+      }, 'Apply'));
     form.addEventListener('submit', (e) => {
       e.preventDefault();
       const body = { scope: scope.value.trim(), min_days: min.value ? Number(min.value) : null, max_days: max.value ? Number(max.value) : null };
@@ -188,9 +270,17 @@ export class Admin {
           h('td', {}, String(r.destroy_within_30_days)), h('td', {}, String(r.held)))))));
     });
     replace(this.body,
-      table('Retention policies', ['Scope', 'Keep at least', 'Destroy after', 'Updated'], policies.map((p) => h('tr', {},
+      table('Retention policies', ['Scope', 'Keep at least', 'Destroy after', 'Updated', 'Actions'], policies.map((p) => h('tr', {},
         h('td', {}, p.scope), h('td', {}, p.min_days ? `${p.min_days} days` : '—'),
-        h('td', {}, p.max_days ? `${p.max_days} days` : '—'), h('td', {}, formatTime(p.updated_at))))),
+        h('td', {}, p.max_days ? `${p.max_days} days` : '—'), h('td', {}, formatTime(p.updated_at)),
+        h('td', {}, h('button', {
+          type: 'button', class: 'danger', 'aria-label': `Remove the policy of ${p.scope}`,
+          onclick: () => {
+            if (window.confirm(`Remove the retention policy of ${p.scope}?`)) {
+              this.act(api('DELETE', `/api/v1/compliance/retention-policies/${encodeURIComponent(p.scope)}`), () => this.retention());
+            }
+          },
+        }, 'Remove'))))),
       h('h2', {}, 'Preview a change'), h('p', { class: 'hint' }, 'A preview changes nothing.'), form, out);
   }
 

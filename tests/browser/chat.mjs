@@ -86,6 +86,17 @@ async function newPerson(browser, name) {
   return page;
 }
 
+let adminPromise = null;
+/** The admin's browser, signed in once. */
+function adminPage(browser) {
+  adminPromise = adminPromise || (async () => {
+    const admin = await newPerson(browser, 'admin');
+    await signIn(admin, 'admin', env('ADMIN_PASSWORD'));
+    return admin;
+  })();
+  return adminPromise;
+}
+
 async function signIn(page, username, password, through = url) {
   await page.goto(through);
   await page.getByLabel('Username').fill(username);
@@ -251,15 +262,22 @@ const scenarios = {
     await bob.setViewportSize({ width: 1100, height: 800 });
   },
 
-  async 'an admin tightens the policy and the timer choices follow'({ bob }) {
+  async 'an admin tightens the policy and the timer choices follow'({ bob, browser }) {
     const before = await timerOptions(bob);
     expect(before.includes('No timer'), `before: ${before}`);
     expect(before.some((o) => o.startsWith('Burn')), `before, burn-on-read is offered: ${before}`);
     expect(before.includes('Disappears after 1 day'), `before: ${before}`);
 
-    const policy = await adminApi('GET', '/api/v1/admin/policy');
-    const org = policy.policy ?? policy;
-    await adminApi('PUT', '/api/v1/admin/policy', { ...org, expiration_max: 300, burn_on_read_allowed: false });
+    // The admin tightens the org policy in the console.
+    const admin = await adminPage(browser);
+    await admin.getByRole('link', { name: 'Admin' }).click();
+    await admin.getByRole('link', { name: 'Messaging policy' }).click();
+    await admin.getByLabel('Longest message timer (seconds; empty: messages may be kept)').fill('300');
+    await admin.getByLabel('Burn-on-read allowed').uncheck();
+    await admin.getByRole('button', { name: 'Save policy' }).click();
+    await admin.locator('#policy-saved').waitFor({ state: 'visible', timeout: 10000 });
+    const saved = await adminApi('GET', '/api/v1/admin/policy');
+    expect(saved.expiration_max === 300 && saved.burn_on_read_allowed === false, `saved: ${JSON.stringify(saved)}`);
 
     const after = await timerOptions(bob, () => ![...document.querySelectorAll('#compose-timer option')]
       .some((o) => o.textContent === 'No timer'));
@@ -297,6 +315,12 @@ const scenarios = {
     await carol.getByLabel('Destroy after (days)').fill('1');
     await carol.getByRole('button', { name: 'Preview' }).click();
     await carol.locator('#preview-results', { hasText: 'Would destroy' }).waitFor({ timeout: 10000 });
+    carol.once('dialog', (dialog) => dialog.accept());
+    await carol.getByRole('button', { name: 'Apply' }).click();
+    await carol.getByRole('button', { name: 'Remove the policy of org' }).waitFor({ timeout: 10000 });
+    carol.once('dialog', (dialog) => dialog.accept());
+    await carol.getByRole('button', { name: 'Remove the policy of org' }).click();
+    await carol.getByRole('button', { name: 'Remove the policy of org' }).waitFor({ state: 'detached', timeout: 10000 });
 
     await carol.getByRole('link', { name: 'Exports' }).click();
     const local = (d) => new Date(d.getTime() - d.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
@@ -311,11 +335,11 @@ const scenarios = {
   },
 
   async 'an admin suspends a user, who is signed out at once'({ browser, bob }) {
-    const admin = await newPerson(browser, 'admin');
-    await signIn(admin, 'admin', env('ADMIN_PASSWORD'));
+    const admin = await adminPage(browser);
     await admin.getByRole('link', { name: 'Admin' }).click();
     const tabs = await admin.locator('.admin-tabs a').allTextContents();
-    expect(tabs.join(',') === 'Users', `the admin's sections: ${tabs} (separation of duties)`);
+    expect(tabs.join(',') === 'Users,Messaging policy,Directory', `the admin's sections: ${tabs} (separation of duties)`);
+    await admin.getByRole('link', { name: 'Users' }).click();
     await admin.getByLabel('Find by name or username').fill('bob');
     await admin.getByRole('button', { name: 'Search' }).click();
     const row = admin.locator('tr[data-username="bob"]');
