@@ -14,6 +14,7 @@ export function sectionsFor(me) {
   return [
     has('admin') && { id: 'users', label: 'Users' },
     has('admin') && { id: 'policy', label: 'Messaging policy' },
+    has('admin') && { id: 'groups', label: 'Security groups' },
     has('admin') && { id: 'directory', label: 'Directory' },
     has('auditor') && { id: 'audit', label: 'Audit log' },
     has('compliance_officer') && { id: 'retention', label: 'Retention' },
@@ -173,6 +174,95 @@ export class Admin {
     });
     replace(this.body, h('p', { class: 'hint' }, 'The organisation default. Security groups and rooms may only tighten it. Changes apply to what happens from now on.'),
       h('p', { class: 'ok-text', id: 'policy-saved', role: 'status', hidden: true }, 'Saved.'), form);
+  }
+
+  // ---- security groups ----------------------------------------------------------------
+
+  async groups(openId) {
+    const { groups } = await api('GET', '/api/v1/admin/security-groups');
+    const summary = (o) => {
+      const parts = [];
+      if (o.expiration_max) parts.push(`timer ≤ ${o.expiration_max} s`);
+      if (o.burn_on_read_allowed === false) parts.push('no burn-on-read');
+      if (o.files_enabled === false) parts.push('no files');
+      if (o.barriers.length) {
+        parts.push(`barrier with ${o.barriers.map((id) => (groups.find((g) => g.id === id) || { name: id }).name).join(', ')}`);
+      }
+      return parts.join('; ') || 'inherits the org policy';
+    };
+    const name = h('input', { required: true, maxlength: '100' });
+    const precedence = h('input', { type: 'number', min: '0', max: '1000000', value: '100', required: true });
+    const create = h('form', { 'aria-label': 'New security group', class: 'filters' },
+      ...field('group-name', 'Name', name), ...field('group-precedence', 'Precedence (lower wins)', precedence),
+      h('button', { type: 'submit', class: 'primary' }, 'Create group'));
+    create.addEventListener('submit', (e) => {
+      e.preventDefault();
+      this.act(api('POST', '/api/v1/admin/security-groups', { name: name.value, precedence: Number(precedence.value) }),
+        (g) => this.groups(g.group ? g.group.id : g.id));
+    });
+    const detail = h('section', { id: 'group-detail', 'aria-live': 'polite' });
+    replace(this.body,
+      table('Security groups (precedence order)', ['Group', 'Precedence', 'Members', 'Policy', ''], groups.map((g) => h('tr', { dataset: { group: g.name } },
+        h('td', {}, g.name, g.is_default ? ' (default)' : ''), h('td', {}, String(g.precedence)),
+        h('td', {}, String(g.member_count)), h('td', {}, summary(g.overrides)),
+        h('td', {}, h('button', { type: 'button', 'aria-label': `Manage ${g.name}`, onclick: () => this.act(this.group(detail, g.id, groups)) }, 'Manage'))))),
+      h('h2', {}, 'New group'), create, detail);
+    if (openId) await this.group(detail, openId, groups);
+  }
+
+  async group(detail, id, groups) {
+    const { group, member_ids: memberIds } = await api('GET', `/api/v1/admin/security-groups/${id}`);
+    const members = await Promise.all(memberIds.map((m) => api('GET', `/api/v1/admin/users/${m}`).catch(() => ({ id: m, username: m, display_name: m }))));
+    const o = group.overrides;
+    const who = h('input', { placeholder: 'username' });
+    const addForm = h('form', { 'aria-label': `Add a member to ${group.name}`, class: 'filters' },
+      ...field('group-add-member', 'Add member (username)', who), h('button', { type: 'submit' }, 'Add member'));
+    addForm.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      try {
+        const { users } = await api('GET', `/api/v1/admin/users?q=${encodeURIComponent(who.value.trim())}&limit=100`);
+        const user = users.find((u) => u.username === who.value.trim().toLowerCase());
+        if (!user) throw new Error(`No account is named ${who.value.trim()}.`);
+        await api('PUT', `/api/v1/admin/security-groups/${id}/members/${user.id}`);
+        this.app.clearError();
+        await this.groups(id);
+      } catch (err) { this.app.showError(err); }
+    });
+    const tri = (value) => (value === true ? 'yes' : value === false ? 'no' : '');
+    const triSelect = (value) => h('select', {}, [['', 'Inherit'], ['yes', 'Allowed'], ['no', 'Not allowed']]
+      .map(([v, label]) => h('option', { value: v, selected: tri(value) === v }, label)));
+    const expiration = h('input', { type: 'number', min: '60', value: o.expiration_max ?? '' });
+    const burn = triSelect(o.burn_on_read_allowed);
+    const files = triSelect(o.files_enabled);
+    const barriers = groups.filter((g) => g.id !== id).map((g) => {
+      const box = h('input', { type: 'checkbox', id: `barrier-${g.id}`, checked: o.barriers.includes(g.id), value: g.id });
+      return h('span', { class: 'check' }, box, h('label', { for: box.id, class: 'inline' }, `No contact with ${g.name}`));
+    });
+    const policyForm = h('form', { 'aria-label': `Policy of ${group.name}` },
+      ...field('group-expiration-max', 'Longest message timer (seconds; empty: inherit)', expiration),
+      ...field('group-burn', 'Burn-on-read', burn), ...field('group-files', 'Files', files),
+      h('fieldset', {}, h('legend', {}, 'Information barriers'), barriers),
+      h('button', { type: 'submit', class: 'primary' }, 'Save group policy'));
+    const fromTri = (v) => (v === 'yes' ? true : v === 'no' ? false : null);
+    policyForm.addEventListener('submit', (e) => {
+      e.preventDefault();
+      const next = {
+        ...o,
+        expiration_max: expiration.value === '' ? null : Number(expiration.value),
+        burn_on_read_allowed: fromTri(burn.value),
+        files_enabled: fromTri(files.value),
+        barriers: barriers.map((b) => b.querySelector('input')).filter((b) => b.checked).map((b) => b.value),
+      };
+      this.act(api('PUT', `/api/v1/admin/security-groups/${id}/policy`, next), () => this.groups(id));
+    });
+    replace(detail, h('h2', { id: 'group-title' }, `Group: ${group.name}`),
+      h('ul', { 'aria-label': `Members of ${group.name}` }, members.map((m) => h('li', {}, `${m.display_name} (@${m.username}) `,
+        group.is_default ? null : h('button', {
+          type: 'button', class: 'link danger', 'aria-label': `Remove ${m.username} from ${group.name}`,
+          onclick: () => this.act(api('DELETE', `/api/v1/admin/security-groups/${id}/members/${m.id}`), () => this.groups(id)),
+        }, 'Remove')))),
+      group.is_default ? h('p', { class: 'hint' }, 'Everyone in no other group is in this one.') : addForm,
+      h('h3', {}, 'Policy (only tightens the org policy)'), policyForm);
   }
 
   // ---- directory ----------------------------------------------------------------------

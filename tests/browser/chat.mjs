@@ -288,6 +288,26 @@ const scenarios = {
     expect(after.includes('Disappears after 5 minutes'), `after: ${after}`);
   },
 
+  async 'an admin puts a user in a security group with a tighter timer'({ bob, browser }) {
+    const admin = await adminPage(browser);
+    await admin.getByRole('link', { name: 'Security groups' }).click();
+    await admin.getByLabel('Name', { exact: true }).fill('Contractors');
+    await admin.getByLabel('Precedence (lower wins)').fill('10');
+    await admin.getByRole('button', { name: 'Create group' }).click();
+    await admin.locator('#group-title', { hasText: 'Contractors' }).waitFor({ timeout: 10000 });
+    await admin.getByLabel('Add member (username)').fill('bob');
+    await admin.getByRole('button', { name: 'Add member' }).click();
+    await admin.getByRole('button', { name: 'Remove bob from Contractors' }).waitFor({ timeout: 10000 });
+    await admin.getByLabel('Longest message timer (seconds; empty: inherit)').fill('60');
+    await admin.getByRole('button', { name: 'Save group policy' }).click();
+    await admin.locator('tr[data-group="Contractors"]', { hasText: 'timer ≤ 60 s' }).waitFor({ timeout: 10000 });
+
+    const after = await timerOptions(bob, () => ![...document.querySelectorAll('#compose-timer option')]
+      .some((o) => o.textContent === 'Disappears after 5 minutes'));
+    expect(/^Policy (default|maximum) \(disappears after 1 minute\)$/.test(after[0]), `in the group: ${after}`);
+    expect(after.includes('Disappears after 1 minute') && !after.includes('Disappears after 5 minutes'), `in the group: ${after}`);
+  },
+
   async 'a compliance officer places a hold, previews retention, runs an export; the audit chain verifies'({ browser }) {
     const carol = await newPerson(browser, 'carol');
     await signIn(carol, 'carol', env('CAROL_PASSWORD'));
@@ -338,7 +358,7 @@ const scenarios = {
     const admin = await adminPage(browser);
     await admin.getByRole('link', { name: 'Admin' }).click();
     const tabs = await admin.locator('.admin-tabs a').allTextContents();
-    expect(tabs.join(',') === 'Users,Messaging policy,Directory', `the admin's sections: ${tabs} (separation of duties)`);
+    expect(tabs.join(',') === 'Users,Messaging policy,Security groups,Directory', `the admin's sections: ${tabs} (separation of duties)`);
     await admin.getByRole('link', { name: 'Users' }).click();
     await admin.getByLabel('Find by name or username').fill('bob');
     await admin.getByRole('button', { name: 'Search' }).click();
