@@ -192,6 +192,8 @@ export class Chat {
         type: 'button', id: 'members-toggle', 'aria-expanded': 'false', 'aria-controls': 'members-panel',
         onclick: (e) => this.toggleMembers(e.currentTarget),
       }, `Members (${c.members.size})`),
+      room.kind !== 'direct' && ['owner', 'moderator'].includes(room.my_role)
+        ? h('button', { type: 'button', id: 'room-settings', onclick: () => this.settings() }, 'Settings') : null,
       room.kind !== 'direct' ? h('button', { type: 'button', class: 'danger', onclick: () => this.leave() }, 'Leave') : null);
     const older = c.hasMore
       ? h('button', { type: 'button', class: 'link', id: 'load-older', onclick: () => this.loadOlder() }, 'Load older messages')
@@ -217,9 +219,27 @@ export class Chat {
     if (!c || !this.membersPanel) return;
     const room = this.rooms.get(c.id);
     const canAdd = room.kind !== 'direct' && ['owner', 'moderator'].includes(room.my_role);
+    const owner = room.kind !== 'direct' && room.my_role === 'owner';
+    const memberLine = (m) => {
+      const parts = [`${m.display_name} (@${m.username})`];
+      if (owner && m.user_id !== this.me.id) {
+        const select = h('select', { 'aria-label': `Role of ${m.display_name}` },
+          ['member', 'moderator', 'owner'].map((r) => h('option', { value: r, selected: m.role === r }, r)));
+        select.addEventListener('change', () => this.setRole(m.user_id, select.value));
+        parts.push(' ', select);
+      } else if (m.role !== 'member') {
+        parts.push(`, ${m.role}`);
+      }
+      if (canAdd && m.user_id !== this.me.id && (owner || m.role === 'member')) {
+        parts.push(' ', h('button', {
+          type: 'button', class: 'link danger', 'aria-label': `Remove ${m.display_name} from the room`,
+          onclick: () => this.removeMember(m),
+        }, 'Remove'));
+      }
+      return h('li', {}, parts);
+    };
     replace(this.membersPanel,
-      h('ul', { 'aria-label': 'Members' }, [...c.members.values()].map((m) =>
-        h('li', {}, `${m.display_name} (@${m.username})`, m.role !== 'member' ? `, ${m.role}` : ''))),
+      h('ul', { 'aria-label': 'Members' }, [...c.members.values()].map(memberLine)),
       canAdd ? h('button', { type: 'button', onclick: () => this.addMember() }, 'Add member') : null);
     const toggle = this.pane.querySelector('#members-toggle');
     if (toggle) toggle.textContent = `Members (${c.members.size})`;
@@ -620,6 +640,8 @@ export class Chat {
       room.name = data.name;
       room.topic = data.topic;
       this.renderRooms();
+      const title = this.current && this.current.id === event.room_id && this.pane.querySelector('#room-title');
+      if (title) title.textContent = this.roomName(room);
     }
     if (event.type === 'member.left' && data.user_id === this.me.id) {
       this.rooms.delete(event.room_id);
@@ -664,7 +686,18 @@ export class Chat {
       const detail = await api('GET', `/api/v1/rooms/${c.id}`);
       if (this.current !== c) return;
       c.members = new Map(detail.members.map((m) => [m.user_id, m]));
-      this.rooms.set(c.id, { ...this.rooms.get(c.id), ...detail.room, unread_count: 0 });
+      const before = this.rooms.get(c.id);
+      this.rooms.set(c.id, { ...before, ...detail.room, unread_count: 0 });
+      if (before && before.my_role !== detail.room.my_role) {
+        // Our own role changed: what we may do (settings, removing members) changed too.
+        const input = this.pane.querySelector('#compose-text');
+        const draft = input ? input.value : '';
+        const open = this.membersPanel && !this.membersPanel.hidden;
+        this.renderRoom();
+        const again = this.pane.querySelector('#compose-text');
+        if (again) again.value = draft;
+        if (open) this.toggleMembers(this.pane.querySelector('#members-toggle'));
+      }
       this.renderMembers();
     } catch (err) { this.app.showError(err); }
   }
@@ -755,6 +788,67 @@ export class Chat {
       }, 'Add'),
       h('div', { class: 'buttons' }, h('button', { type: 'button', onclick: () => close() }, 'Cancel')),
     ]);
+  }
+
+  async setRole(userId, role) {
+    const c = this.current;
+    try {
+      await api('PUT', `/api/v1/rooms/${c.id}/members/${userId}`, { role });
+    } catch (err) { this.app.showError(err); }
+    this.reloadMembers();
+  }
+
+  async removeMember(member) {
+    const c = this.current;
+    if (!window.confirm(`Remove ${member.display_name} from this room?`)) return;
+    try {
+      await api('DELETE', `/api/v1/rooms/${c.id}/members/${member.user_id}`);
+    } catch (err) { this.app.showError(err); }
+    this.reloadMembers();
+  }
+
+  /** Rename, topic (moderators and owners), and the room's own timer limit (owners). */
+  settings() {
+    const c = this.current;
+    const room = this.rooms.get(c.id);
+    const name = h('input', { id: 'settings-name', value: room.name || '', maxlength: '100' });
+    const topic = h('input', { id: 'settings-topic', value: room.topic || '', maxlength: '500' });
+    const owner = room.my_role === 'owner';
+    const limit = h('input', { id: 'settings-timer', type: 'number', min: '60' });
+    const problem = h('p', { class: 'error-text', role: 'alert' });
+    const close = modal('Room settings', () => {
+      const form = h('form', {},
+        h('label', { for: 'settings-name' }, 'Name'), name,
+        h('label', { for: 'settings-topic' }, 'Topic'), topic,
+        owner ? [h('label', { for: 'settings-timer' }, 'Longest message timer in this room (seconds; empty: as the policy above)'), limit,
+          h('p', { class: 'hint' }, 'A room can only tighten the policy that applies to its members.')] : null,
+        problem,
+        h('div', { class: 'buttons' },
+          h('button', { type: 'button', onclick: () => close() }, 'Cancel'),
+          h('button', { type: 'submit', class: 'primary' }, 'Save')));
+      form.addEventListener('submit', async (e) => {
+        e.preventDefault();
+        try {
+          const detail = await api('PATCH', `/api/v1/rooms/${c.id}`, { name: name.value, topic: topic.value });
+          if (owner) {
+            const current = await api('GET', `/api/v1/rooms/${c.id}/policy`);
+            await api('PUT', `/api/v1/rooms/${c.id}/policy`, {
+              ...current.overrides, expiration_max: limit.value === '' ? null : Number(limit.value),
+            });
+          }
+          close();
+          this.rooms.set(c.id, { ...room, ...detail.room, unread_count: 0 });
+          this.renderRooms();
+          const title = this.pane.querySelector('#room-title');
+          if (title) title.textContent = this.roomName(this.rooms.get(c.id));
+          await this.refreshPolicy();
+        } catch (err) { problem.textContent = describe(err); }
+      });
+      return form;
+    });
+    if (owner) {
+      api('GET', `/api/v1/rooms/${c.id}/policy`).then((p) => { limit.value = p.overrides.expiration_max ?? ''; }).catch(() => {});
+    }
   }
 
   async leave() {

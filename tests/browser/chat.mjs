@@ -262,6 +262,41 @@ const scenarios = {
     await bob.setViewportSize({ width: 1100, height: 800 });
   },
 
+  async 'a new room: created with a member, renamed live, its own timer limit, a member role'({ alice, bob }) {
+    await alice.getByRole('button', { name: 'New room' }).click();
+    await alice.getByLabel('Name', { exact: true }).fill('Project X');
+    await alice.getByLabel('Topic (optional)').fill('Planning');
+    await alice.getByLabel('Find a person').fill('bob');
+    await alice.getByRole('button', { name: 'Add bob' }).click();
+    await alice.getByRole('list', { name: 'Members to add' }).getByText('bob').waitFor();
+    await alice.getByRole('button', { name: 'Create room' }).click();
+    await alice.locator('#room-title', { hasText: 'Project X' }).waitFor({ timeout: 10000 });
+    await alice.getByLabel('Message', { exact: true }).fill('kickoff');
+    await alice.getByLabel('Message', { exact: true }).press('Enter');
+
+    const entry = bob.locator('#room-list a', { hasText: 'Project X' });
+    await entry.locator('.unread', { hasText: '1' }).waitFor({ timeout: 10000 });
+    await entry.click();
+    await messageWith(bob, 'kickoff').waitFor({ timeout: 10000 });
+
+    await alice.getByRole('button', { name: 'Settings' }).click();
+    await alice.getByLabel('Name', { exact: true }).fill('Project Y');
+    await alice.getByLabel('Longest message timer in this room (seconds; empty: as the policy above)').fill('60');
+    await alice.getByRole('button', { name: 'Save' }).click();
+    await bob.locator('#room-title', { hasText: 'Project Y' }).waitFor({ timeout: 10000 });
+    const options = await timerOptions(bob, () => ![...document.querySelectorAll('#compose-timer option')]
+      .some((o) => o.textContent === 'No timer'));
+    expect(!options.includes('No timer') && !options.includes('Disappears after 5 minutes')
+      && options.includes('Disappears after 1 minute'), `in the room: ${options}`);
+
+    await alice.getByRole('button', { name: /Members/ }).click();
+    await alice.getByLabel('Role of bob').selectOption('moderator');
+    // Bob's new role reaches his open page live: moderators get the settings.
+    await bob.getByRole('button', { name: 'Settings' }).waitFor({ timeout: 10000 });
+    await bob.locator('#room-list a', { hasText: 'alice' }).click();
+    await bob.locator('#room-title', { hasText: 'alice' }).waitFor();
+  },
+
   async 'an admin tightens the policy and the timer choices follow'({ bob, browser }) {
     const before = await timerOptions(bob);
     expect(before.includes('No timer'), `before: ${before}`);
