@@ -417,6 +417,55 @@ export class Admin {
       h('h2', {}, 'Place a hold'), form);
   }
 
+  /**
+   * An export's files, and its verification in the browser: the manifest's Ed25519
+   * signature (WebCrypto) and every file's SHA-256 against the manifest. The key is the
+   * one the manifest names: compare its id with the server's (`conclave export verify`
+   * checks against a key you trust).
+   */
+  async bundle(panel, id) {
+    const base = `/api/v1/compliance/exports/${id}/files`;
+    const fetchBytes = async (path) => {
+      const response = await fetch(`${base}/${path}`, { credentials: 'same-origin', cache: 'no-store' });
+      if (!response.ok) throw new Error(`${path}: the server answered ${response.status}`);
+      return new Uint8Array(await response.arrayBuffer());
+    };
+    const manifestBytes = await fetchBytes('manifest.json');
+    const manifest = JSON.parse(new TextDecoder().decode(manifestBytes));
+    const status = h('p', { id: 'export-verification', role: 'status' });
+    const verify = async () => {
+      status.textContent = 'Verifying…';
+      try {
+        const signature = Uint8Array.from(atob(new TextDecoder().decode(await fetchBytes('manifest.sig')).trim()), (c) => c.charCodeAt(0));
+        const key = await crypto.subtle.importKey('raw', Uint8Array.from(atob(manifest.signing_key), (c) => c.charCodeAt(0)), { name: 'Ed25519' }, false, ['verify']);
+        const label = new TextEncoder().encode('conclave-export-manifest-v1');
+        const message = new Uint8Array(label.length + manifestBytes.length);
+        message.set(label); message.set(manifestBytes, label.length);
+        const signed = await crypto.subtle.verify({ name: 'Ed25519' }, key, signature, message);
+        const bad = [];
+        for (const [path, expected] of Object.entries(manifest.files)) {
+          const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', await fetchBytes(path)));
+          const hex = [...digest].map((b) => b.toString(16).padStart(2, '0')).join('');
+          if (hex !== expected.sha256) bad.push(path);
+        }
+        const count = Object.keys(manifest.files).length;
+        status.className = signed && !bad.length ? 'ok-text' : 'error-text';
+        status.textContent = signed && !bad.length
+          ? `Verified: the signature is valid (key ${manifest.signing_key_id}) and all ${count} files match their SHA-256.`
+          : `NOT verified: ${signed ? '' : 'the signature is invalid. '}${bad.length ? `Files differing: ${bad.join(', ')}.` : ''}`;
+      } catch (err) {
+        status.className = 'error-text';
+        status.textContent = `Verification failed: ${describe(err)}`;
+      }
+    };
+    replace(panel, h('h2', {}, `Export ${id}`),
+      h('p', {}, `${manifest.events} events from ${manifest.rooms_exported} rooms, format ${manifest.format}, signed by key ${manifest.signing_key_id}.`),
+      h('ul', { 'aria-label': 'Files in the export' }, Object.entries(manifest.files).map(([path, f]) => h('li', {},
+        h('a', { href: `${base}/${path.split('/').map(encodeURIComponent).join('/')}`, download: path.split('/').pop() }, path),
+        ` (${f.bytes} bytes, SHA-256 ${f.sha256.slice(0, 16)}…)`))),
+      h('button', { type: 'button', class: 'primary', onclick: verify }, 'Verify signature and files'), status);
+  }
+
   // ---- exports ------------------------------------------------------------------------
 
   async exports() {
@@ -431,7 +480,8 @@ export class Admin {
         h('td', { class: 'state' }, x.status + (x.error ? `: ${x.error}` : '')),
         h('td', {}, x.status === 'done' ? [
           h('a', { href: `/api/v1/compliance/exports/${x.id}/files/manifest.json`, download: 'manifest.json' }, 'manifest.json'), ' ',
-          h('a', { href: `/api/v1/compliance/exports/${x.id}/files/manifest.sig`, download: 'manifest.sig' }, 'manifest.sig'),
+          h('a', { href: `/api/v1/compliance/exports/${x.id}/files/manifest.sig`, download: 'manifest.sig' }, 'manifest.sig'), ' ',
+          h('button', { type: 'button', 'aria-label': `Files and verification of export ${x.id}`, onclick: () => this.act(this.bundle(files, x.id)) }, 'Files and verify'),
         ] : '')))));
       return exports.some((x) => x.status === 'pending' || x.status === 'running');
     };
@@ -441,16 +491,16 @@ export class Admin {
     const until = h('input', { type: 'datetime-local', required: true });
     const hold = h('select', {}, h('option', { value: '' }, 'Everything in the window'),
       holds.map((x) => h('option', { value: x.id }, `Hold: ${x.name}`)));
-    const files = h('input', { type: 'checkbox' });
+    const withFiles = h('input', { type: 'checkbox' });
     const form = h('form', { 'aria-label': 'Start an export', class: 'filters' },
       ...field('export-format', 'Format', format), ...field('export-from', 'From', from),
       ...field('export-until', 'Until', until), ...field('export-hold', 'Scope', hold),
-      h('span', {}, files, h('label', { for: 'export-files', class: 'inline' }, 'Include attachment files')),
+      h('span', {}, withFiles, h('label', { for: 'export-files', class: 'inline' }, 'Include attachment files')),
       h('button', { type: 'submit', class: 'primary' }, 'Start export'));
-    files.id = 'export-files';
+    withFiles.id = 'export-files';
     form.addEventListener('submit', (e) => {
       e.preventDefault();
-      const body = { format: format.value, from: instant(from.value), until: instant(until.value), include_files: files.checked };
+      const body = { format: format.value, from: instant(from.value), until: instant(until.value), include_files: withFiles.checked };
       if (hold.value) body.hold_id = hold.value;
       this.act(api('POST', '/api/v1/compliance/exports', body), () => watch());
     });
@@ -462,7 +512,8 @@ export class Admin {
         }, 1500);
       }
     };
-    replace(this.body, h('h2', {}, 'Start an export'), form, list);
+    const files = h('section', { id: 'export-files-panel', 'aria-live': 'polite' });
+    replace(this.body, h('h2', {}, 'Start an export'), form, list, files);
     await watch();
   }
 }

@@ -387,6 +387,10 @@ const scenarios = {
     await carol.locator('#export-list tbody tr').first().getByRole('link', { name: 'manifest.json' }).waitFor({ timeout: 30000 });
     const state = await carol.locator('#export-list tbody tr .state').first().textContent();
     expect(state === 'done', `the export is ${state}`);
+    await carol.getByRole('button', { name: /Files and verification of export/ }).first().click();
+    await carol.getByRole('button', { name: 'Verify signature and files' }).click();
+    await carol.locator('#export-verification.ok-text', { hasText: 'Verified' }).waitFor({ timeout: 10000 });
+    expect((await carol.getByRole('list', { name: 'Files in the export' }).locator('li').count()) > 0, 'the export lists files');
   },
 
   async 'an admin suspends a user, who is signed out at once'({ browser, bob }) {
