@@ -1,11 +1,13 @@
 //! End-to-end tests: the real `conclave` binary, started as a process on a free loopback
 //! port, against SQLite and a throwaway PostgreSQL, driven over HTTP and its command line.
 
+mod browser;
 mod compliance;
 mod ephemeral;
 mod harness;
 mod messaging;
 mod sso;
+mod web;
 
 use conclave_store::audit::{self, ChainStatus};
 use conclave_testkit::TestBackend;

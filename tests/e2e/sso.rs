@@ -13,12 +13,12 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-const CLIENT_SECRET: &str = "e2e-oidc-client-secret-4711";
+pub(crate) const CLIENT_SECRET: &str = "e2e-oidc-client-secret-4711";
 
 /// The provider process; killed on drop.
-struct Provider {
+pub(crate) struct Provider {
     child: Child,
-    issuer: String,
+    pub(crate) issuer: String,
 }
 
 impl Drop for Provider {
@@ -32,7 +32,7 @@ fn oidc_dir() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/oidc")
 }
 
-fn start_provider(conclave_url: &str) -> Provider {
+pub(crate) fn start_provider(conclave_url: &str) -> Provider {
     let dir = oidc_dir();
     if !dir.join("node_modules/oidc-provider").exists() {
         let status = Command::new("npm")
@@ -73,7 +73,7 @@ fn start_provider(conclave_url: &str) -> Provider {
     Provider { child, issuer }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -1,7 +1,8 @@
 // A real OpenID Connect provider (oidc-provider, OpenID Certified) for Conclave's
 // end-to-end tests. Usage: PORT=0 REDIRECT_URI=... POST_LOGOUT_URI=... node op.mjs
 // Prints "OP ready <issuer>" once listening. A fresh RSA signing key per run; PKCE
-// required; `login_hint=<user>` logs that user in at once (HTTP-driven tests); consent is
+// required; `login_hint=<user>` logs that user in at once (HTTP-driven tests), without one
+// a sign-in form asks for the username (browser tests); consent is
 // granted automatically (a first-party client).
 import http from 'node:http';
 import crypto from 'node:crypto';
@@ -66,18 +67,44 @@ server.listen(Number(process.env.PORT || 0), '127.0.0.1', () => {
     return { consent: { grantId: await grant.save() } };
   }
 
+  // The sign-in page a browser sees (browser tests type a username into it).
+  function loginForm(res, uid, problem) {
+    res.writeHead(problem ? 401 : 200, { 'content-type': 'text/html; charset=utf-8' });
+    res.end(`<!doctype html><html lang="en"><head><title>Test identity provider</title></head><body>
+<h1>Test identity provider</h1><p>${problem}</p>
+<form method="post" action="/interaction/${uid}"><label for="login">Username</label>
+<input id="login" name="login" autocomplete="username"><button type="submit">Sign in</button></form>
+</body></html>`);
+  }
+
   const callback = provider.callback();
   server.on('request', async (req, res) => {
     if (!req.url.startsWith('/interaction/')) return callback(req, res);
     try {
       const details = await provider.interactionDetails(req, res);
       if (details.prompt.name === 'login') {
+        // A browser's form post: the username typed in.
+        if (req.method === 'POST') {
+          const body = new URLSearchParams(await new Promise((done) => {
+            let data = '';
+            req.on('data', (chunk) => { data += chunk; });
+            req.on('end', () => done(data));
+          }));
+          const login = body.get('login');
+          if (ACCOUNTS[login]) {
+            return provider.interactionFinished(req, res, { login: { accountId: login } }, { mergeWithLastSubmission: false });
+          }
+          return loginForm(res, details.uid, 'Unknown user.');
+        }
         const hint = details.params.login_hint;
         if (hint && ACCOUNTS[hint]) {
           return provider.interactionFinished(req, res, { login: { accountId: hint } }, { mergeWithLastSubmission: false });
         }
-        res.writeHead(401, { 'content-type': 'text/plain' });
-        return res.end('unknown login_hint');
+        if (hint) {
+          res.writeHead(401, { 'content-type': 'text/plain' });
+          return res.end('unknown login_hint');
+        }
+        return loginForm(res, details.uid, '');
       }
       if (details.prompt.name === 'consent') {
         return provider.interactionFinished(req, res, await grantConsent(details), { mergeWithLastSubmission: true });

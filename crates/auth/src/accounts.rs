@@ -349,6 +349,48 @@ pub fn list(
     )?)
 }
 
+/// The people directory: active accounts whose username or display name contains
+/// `needle` (1 to 100 characters, case-insensitive), at most `limit` (1 to 50), for
+/// picking someone to talk to. Only names: no roles, no status, no credentials.
+pub fn search_people(
+    conn: &mut DbConnection,
+    needle: &str,
+    limit: u32,
+) -> Result<Vec<conclave_store::users::UserCard>, AuthError> {
+    let needle = needle.trim();
+    if needle.is_empty() || needle.chars().count() > 100 || needle.chars().any(char::is_control) {
+        return Err(conclave_core::ValidationError::new(
+            "q",
+            "must be 1 to 100 characters, without control characters",
+        )
+        .into());
+    }
+    Ok(user_store::search_active(
+        conn,
+        needle,
+        i64::from(limit.clamp(1, 50)),
+    )?)
+}
+
+/// For admins: accounts in any status whose username or display name contains `needle`
+/// (rules as [`search_people`]), at most `limit` (1 to 100), in username order.
+pub fn search(
+    conn: &mut DbConnection,
+    needle: &str,
+    limit: u32,
+) -> Result<Vec<UserRecord>, AuthError> {
+    let needle = needle.trim();
+    if needle.is_empty() || needle.chars().count() > 100 || needle.chars().any(char::is_control) {
+        return Err(conclave_core::ValidationError::new(
+            "q",
+            "must be 1 to 100 characters, without control characters",
+        )
+        .into());
+    }
+    let cards = user_store::search(conn, needle, false, i64::from(limit.clamp(1, 100)))?;
+    cards.into_iter().map(|card| find(conn, card.id)).collect()
+}
+
 pub fn find(conn: &mut DbConnection, user_id: UserId) -> Result<UserRecord, AuthError> {
     user_store::find_by_id(conn, user_id)?.ok_or(AuthError::NotFound)
 }

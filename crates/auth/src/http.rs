@@ -3,8 +3,11 @@
 //! [`crate::sessions`] and [`crate::accounts`].
 
 use crate::accounts::{self, NewLocalAccount};
-use crate::extract::{AdminUser, SESSION_COOKIE, SessionUser, audit_context, client_addr};
+use crate::extract::{
+    AdminUser, AuthUser, SESSION_COOKIE, SessionUser, audit_context, client_addr,
+};
 use crate::identity::IdentityState;
+use crate::identity::http::CSRF_COOKIE;
 use crate::login::{self, LoginAttempt};
 use crate::sessions;
 use crate::settings::{AuthState, Revoked};
@@ -21,6 +24,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/api/v1/auth/login").route(web::post().to(login)))
         .service(web::resource("/api/v1/auth/logout").route(web::post().to(logout)))
         .service(web::resource("/api/v1/me").route(web::get().to(me)))
+        .service(web::resource("/api/v1/users").route(web::get().to(search_people)))
         .service(web::resource("/api/v1/me/password").route(web::post().to(change_password)))
         .service(web::resource("/api/v1/me/sessions").route(web::get().to(list_my_sessions)))
         .service(
@@ -53,12 +57,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 #[derive(OpenApi)]
 #[openapi(
     paths(
-        login, logout, me, change_password, list_my_sessions, revoke_my_session,
+        login, logout, me, search_people, change_password, list_my_sessions, revoke_my_session,
         list_users, create_user, get_user, set_roles, suspend_user, reactivate_user, end_user_sessions,
     ),
     components(schemas(
         LoginRequest, LoginResponse, LogoutResponse, UserView, SessionView, SessionList, ChangePasswordRequest,
         CreateUserRequest, CreateUserResponse, SetRolesRequest, UserList, SessionsEnded, ErrorBody,
+        PersonView, PeopleList,
     )),
     tags(
         (name = "auth", description = "Login, logout, the caller's account and sessions"),
@@ -139,11 +144,38 @@ pub(crate) fn session_cookie(state: &AuthState, token: &str) -> Cookie<'static> 
         .finish()
 }
 
-/// A login's answer: the session cookie for browsers, the token for API clients.
+/// The readable cookie carrying the session's CSRF token, so a web client that reloads
+/// (or arrived by a sign-in redirect) can echo it as `X-CSRF-Token`. SameSite=Strict: only
+/// this site's pages can read or send it.
+pub(crate) fn csrf_cookie(state: &AuthState, csrf_token: String) -> Cookie<'static> {
+    let lifetime = state.settings.sessions.absolute_lifetime;
+    Cookie::build(CSRF_COOKIE, csrf_token)
+        .http_only(false)
+        .secure(state.settings.secure_cookies)
+        .same_site(SameSite::Strict)
+        .path("/")
+        .max_age(CookieDuration::seconds(
+            i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX),
+        ))
+        .finish()
+}
+
+/// Cookies that end the browser's session: the session and CSRF cookies, expired.
+pub(crate) fn removal_cookies() -> [Cookie<'static>; 2] {
+    [SESSION_COOKIE, CSRF_COOKIE].map(|name| {
+        let mut removal = Cookie::build(name, "").path("/").finish();
+        removal.make_removal();
+        removal
+    })
+}
+
+/// A login's answer: the session and CSRF cookies for browsers, the token for API
+/// clients.
 pub(crate) fn login_response(state: &AuthState, success: login::LoginSuccess) -> HttpResponse {
     let token = success.session.token;
     HttpResponse::Ok()
         .cookie(session_cookie(state, token.expose()))
+        .cookie(csrf_cookie(state, token.csrf_token()))
         .json(LoginResponse {
             csrf_token: token.csrf_token(),
             token: token.expose().to_owned(),
@@ -177,8 +209,7 @@ async fn logout(
         .run(move |conn| sessions::logout(conn, &user.0, &context, now))
         .await?;
     state.revocations.notify(Revoked::Session(session_id));
-    let mut removal = Cookie::build(SESSION_COOKIE, "").path("/").finish();
-    removal.make_removal();
+    let [session_removal, csrf_removal] = removal_cookies();
     let end_session = match (
         provider.as_deref().and_then(|p| p.strip_prefix("oidc:")),
         identity,
@@ -191,9 +222,13 @@ async fn logout(
     };
     Ok(match end_session {
         Some(end_session_url) => HttpResponse::Ok()
-            .cookie(removal)
+            .cookie(session_removal)
+            .cookie(csrf_removal)
             .json(LogoutResponse { end_session_url }),
-        None => HttpResponse::NoContent().cookie(removal).finish(),
+        None => HttpResponse::NoContent()
+            .cookie(session_removal)
+            .cookie(csrf_removal)
+            .finish(),
     })
 }
 
@@ -207,6 +242,38 @@ async fn logout(
 )]
 async fn me(user: SessionUser) -> web::Json<UserView> {
     web::Json(UserView::from(&user.user))
+}
+
+/// Find people to talk to: active accounts whose username or display name contains `q`.
+#[utoipa::path(
+    get, path = "/api/v1/users", tag = "auth", security(("bearer" = [])),
+    params(PeopleQuery),
+    responses(
+        (status = 200, body = PeopleList),
+        (status = 401, description = "No valid session", body = ErrorBody),
+        (status = 422, description = "Empty or overlong `q`", body = ErrorBody),
+    )
+)]
+async fn search_people(
+    state: web::Data<AuthState>,
+    _user: AuthUser,
+    query: web::Query<PeopleQuery>,
+) -> Result<web::Json<PeopleList>, ApiError> {
+    let PeopleQuery { q, limit } = query.into_inner();
+    let found = state
+        .db
+        .run(move |conn| accounts::search_people(conn, &q, limit.unwrap_or(20)))
+        .await?;
+    Ok(web::Json(PeopleList {
+        people: found
+            .into_iter()
+            .map(|card| PersonView {
+                id: card.id,
+                username: card.username,
+                display_name: card.display_name,
+            })
+            .collect(),
+    }))
 }
 
 /// Change the caller's password; ends the caller's other sessions.
@@ -318,8 +385,18 @@ async fn list_users(
     _admin: AdminUser,
     query: web::Query<UserListQuery>,
 ) -> Result<web::Json<UserList>, ApiError> {
-    let UserListQuery { after, limit } = query.into_inner();
+    let UserListQuery { after, q, limit } = query.into_inner();
     let limit = limit.unwrap_or(100).clamp(1, 500);
+    if let Some(q) = q {
+        let users = state
+            .db
+            .run(move |conn| accounts::search(conn, &q, limit))
+            .await?;
+        return Ok(web::Json(UserList {
+            users: users.iter().map(UserView::from).collect(),
+            next_after: None,
+        }));
+    }
     // The cursor is a username: one that cannot exist is bad input, not a query.
     let after = after
         .map(|name| Username::parse(&name).map(|u| u.to_string()))

@@ -133,6 +133,9 @@ pub struct SetRolesRequest {
 pub struct UserListQuery {
     /// Return accounts whose username sorts after this one (the previous page's `next_after`).
     pub after: Option<String>,
+    /// Only accounts (any status) whose username or display name contains this
+    /// (case-insensitive; 1 to 100 characters); one page, no `next_after`.
+    pub q: Option<String>,
     /// Page size, 1 to 500 (default 100).
     pub limit: Option<u32>,
 }
@@ -243,4 +246,28 @@ pub struct LocalLoginSetting {
 #[serde(deny_unknown_fields)]
 pub struct BreakGlassRequest {
     pub break_glass: bool,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PeopleQuery {
+    /// Part of a username or display name (1 to 100 characters, case-insensitive).
+    pub q: String,
+    /// At most this many, 1 to 50 (default 20).
+    pub limit: Option<u32>,
+}
+
+/// Someone a user may start a conversation with: names only.
+#[derive(Serialize, ToSchema)]
+pub struct PersonView {
+    pub id: UserId,
+    pub username: String,
+    pub display_name: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PeopleList {
+    /// Active accounts, in username order.
+    pub people: Vec<PersonView>,
 }

@@ -96,7 +96,41 @@ fn conn(db: &Db) -> conclave_store::connection::PooledDbConnection {
     db.conn().unwrap()
 }
 
+fn conn_of(db: &Db) -> conclave_store::connection::PooledDbConnection {
+    conn(db)
+}
+
 backend_tests! {
+    fn the_people_directory_finds_active_accounts_by_part_of_a_name(db) {
+        let mut conn = conn(db);
+        let alice = create(&mut conn, "alice.martin", &[]);
+        create(&mut conn, "bob_smith", &[]);
+        let carol = create(&mut conn, "carol", &[]);
+        accounts::suspend(&mut conn, &admin_context(), t0(), carol).unwrap();
+        let names = |q: &str| -> Vec<String> {
+            accounts::search_people(&mut conn_of(db), q, 20)
+                .unwrap()
+                .into_iter()
+                .map(|card| card.username)
+                .collect()
+        };
+        assert_eq!(names("MARTIN"), vec!["alice.martin"]);
+        assert_eq!(names("o"), vec!["bob_smith"], "carol is suspended");
+        // LIKE wildcards in the query are literal characters.
+        assert_eq!(names("_"), vec!["bob_smith"]);
+        assert!(names("%").is_empty());
+        assert!(names("zed").is_empty());
+        let found = accounts::search_people(&mut conn, "alice", 20).unwrap();
+        assert_eq!(found[0].id, alice);
+        for bad in ["", "   ", &"x".repeat(101), "a\u{7}b"] {
+            assert!(matches!(
+                accounts::search_people(&mut conn, bad, 20),
+                Err(AuthError::Invalid(_))
+            ));
+        }
+        assert_eq!(accounts::search_people(&mut conn, "a", 1).unwrap().len(), 1);
+    }
+
     fn login_opens_a_session_that_authenticates(db) {
         let mut conn = conn(db);
         let id = create(&mut conn, "alice", &[]);

@@ -121,7 +121,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: &AppState) {
         .configure(conclave_audit::exports_http::routes)
         .configure(conclave_policy::http::routes)
         .configure(conclave_policy::compliance_http::routes)
-        .configure(conclave_messaging::http::routes);
+        .configure(conclave_messaging::http::routes)
+        .configure(crate::web::routes);
 }
 
 /// Headers on every response: no sniffing, no framing, no referrer leaks, and API

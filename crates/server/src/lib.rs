@@ -16,3 +16,4 @@ pub mod openapi;
 pub mod serve;
 pub mod settings;
 pub mod telemetry;
+pub mod web;

@@ -195,6 +195,72 @@ pub fn list(
     rows.into_iter().map(|row| hydrate(conn, row)).collect()
 }
 
+diesel::define_sql_function! {
+    /// SQL `lower`, the same on both backends for ASCII.
+    fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text;
+}
+
+/// Active accounts whose username or display name contains `needle` (case-insensitive),
+/// in username order, at most `limit`: the people directory users pick from.
+pub fn search_active(
+    conn: &mut DbConnection,
+    needle: &str,
+    limit: i64,
+) -> Result<Vec<UserCard>, StoreError> {
+    search(conn, needle, true, limit)
+}
+
+/// Accounts (only active ones when `active_only`) whose username or display name contains
+/// `needle` (case-insensitive), in username order, at most `limit`.
+pub fn search(
+    conn: &mut DbConnection,
+    needle: &str,
+    active_only: bool,
+    limit: i64,
+) -> Result<Vec<UserCard>, StoreError> {
+    let mut escaped = String::with_capacity(needle.len() + 2);
+    escaped.push('%');
+    for c in needle.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped.push('%');
+    let mut query = users::table.into_boxed();
+    if active_only {
+        query = query.filter(users::status.eq(UserStatus::Active.as_str()));
+    }
+    let rows: Vec<(String, String, String, Option<String>)> = query
+        .filter(
+            lower(users::username)
+                .like(&escaped)
+                .escape('\\')
+                .or(lower(users::display_name).like(&escaped).escape('\\')),
+        )
+        .order(users::username.asc())
+        .limit(limit)
+        .select((
+            users::id,
+            users::username,
+            users::display_name,
+            users::email,
+        ))
+        .load(conn)?;
+    rows.into_iter()
+        .map(|(id, username, display_name, email)| {
+            Ok(UserCard {
+                id: id
+                    .parse()
+                    .map_err(|_| StoreError::Corrupt(format!("user {id}: bad id")))?,
+                username,
+                display_name,
+                email,
+            })
+        })
+        .collect()
+}
+
 pub fn count(conn: &mut DbConnection) -> Result<i64, StoreError> {
     Ok(users::table.count().get_result(conn)?)
 }

@@ -14,7 +14,7 @@ use super::login::Origin;
 use super::oidc::{Callback, Finished, FlowMode};
 use super::{local_login, sync};
 use crate::extract::{AdminUser, audit_context, client_addr};
-use crate::http::{blocking, login_response, session_cookie, user_agent};
+use crate::http::{blocking, csrf_cookie, login_response, session_cookie, user_agent};
 use crate::login::LoginAttempt;
 use crate::settings::AuthState;
 use crate::wire::*;
@@ -295,12 +295,7 @@ async fn oidc_callback(
     match finished? {
         Finished::Browser { success, return_to } => {
             let token = success.session.token;
-            let csrf = Cookie::build(CSRF_COOKIE, token.csrf_token())
-                .http_only(false)
-                .secure(state.settings.secure_cookies)
-                .same_site(SameSite::Strict)
-                .path("/")
-                .finish();
+            let csrf = csrf_cookie(&state, token.csrf_token());
             Ok(HttpResponse::Found()
                 .insert_header((header::LOCATION, return_to))
                 .cookie(session_cookie(&state, token.expose()))
