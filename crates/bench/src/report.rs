@@ -101,6 +101,9 @@ pub struct Report {
     pub exactly_once: bool,
     pub delivery: Outcome,
     pub server: Option<ServerUsage>,
+    /// CPU the bench itself used in the measured phase, in cores (it shares the machine
+    /// with the server).
+    pub bench_cpu_cores_busy: f64,
 }
 
 fn mib(kib: u64) -> String {
@@ -209,6 +212,10 @@ impl Report {
                 ),
             );
         }
+        row(
+            "bench CPU (measured phase)",
+            format!("{:.2} cores busy", self.bench_cpu_cores_busy),
+        );
         out.push('\n');
         let _ = writeln!(
             out,

@@ -424,6 +424,7 @@ async fn run_sampled(
         plan.duration
     );
     let cpu_before = target.server_pid.and_then(procfs::cpu_seconds);
+    let bench_cpu_before = procfs::cpu_seconds(std::process::id());
     let started = Instant::now();
     if plan.sends() {
         match plan.rate {
@@ -435,6 +436,10 @@ async fn run_sampled(
     }
     let measured_seconds = started.elapsed().as_secs_f64();
     let cpu_after = target.server_pid.and_then(procfs::cpu_seconds);
+    let bench_cpu = match (bench_cpu_before, procfs::cpu_seconds(std::process::id())) {
+        (Some(before), Some(after)) => after - before,
+        _ => 0.0,
+    };
 
     // Drain: wait for every expected delivery, or the timeout.
     let drain_deadline = Instant::now() + plan.drain_timeout;
@@ -502,6 +507,7 @@ async fn run_sampled(
         exactly_once: delivery.exactly_once(),
         delivery,
         server,
+        bench_cpu_cores_busy: bench_cpu / measured_seconds.max(f64::EPSILON),
     })
 }
 

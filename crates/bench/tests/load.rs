@@ -9,21 +9,25 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-/// The `conclave` binary: `CONCLAVE_BIN`, or the workspace's build of it (built now if
-/// needed, so `cargo test -p conclave-bench` alone works).
+/// The `conclave` binary: `CONCLAVE_BIN`, or the workspace's debug build beside this
+/// test (`make test` and `cargo test --workspace` build it first; built here if
+/// missing, so `cargo test -p conclave-bench` works alone. After changing the server,
+/// rebuild it or set `CONCLAVE_BIN`).
 fn conclave_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("CONCLAVE_BIN") {
         return path.into();
     }
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "-q", "-p", "conclave-server", "--bin", "conclave"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("run cargo build");
-    assert!(status.success(), "building conclave failed");
     // This test runs from target/<profile>/deps/.
     let exe = std::env::current_exe().unwrap();
     let path = exe.parent().unwrap().parent().unwrap().join("conclave");
+    if !path.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "conclave-server", "--bin", "conclave"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building conclave failed");
+    }
     assert!(path.exists(), "no conclave binary at {}", path.display());
     path
 }
