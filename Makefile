@@ -1,7 +1,7 @@
 # Conclave: the two commands a newcomer needs are `make run` and `make test`.
 CARGO ?= cargo
 
-.PHONY: run test bench lint fmt docs migrate clean
+.PHONY: run test bench bench-load lint fmt docs migrate clean
 
 ## Serve on http://127.0.0.1:8080 with SQLite under ./data; prints how to log in.
 run:
@@ -21,10 +21,18 @@ test:
 ## retention sweeper over a large archive under live traffic, and compliance exports
 ## (250,000 messages by default; EXPORT_BENCH_MESSAGES=1000000 for the full size), on
 ## SQLite and on a throwaway PostgreSQL. Prints tables; asserts nothing about time.
+## Then the load scenarios (`bench-load`).
 bench:
 	$(CARGO) run -q --release -p conclave-testkit --bin with-postgres -- $(CARGO) bench -p conclave-messaging --bench timers
 	$(CARGO) run -q --release -p conclave-testkit --bin with-postgres -- $(CARGO) bench -p conclave-messaging --bench sweeper
 	$(CARGO) run -q --release -p conclave-testkit --bin with-postgres -- $(CARGO) bench -p conclave-messaging --bench export
+	$(MAKE) bench-load
+
+## Load scenarios of conclave-bench (steady, burst, fanout, connections) against a release
+## server on SQLite and on a throwaway PostgreSQL; sizes through BENCH_SCENARIOS,
+## BENCH_BACKENDS, BENCH_ARGS and BENCH_<SCENARIO>_ARGS (see scripts/bench-load.sh).
+bench-load:
+	$(CARGO) run -q --release -p conclave-testkit --bin with-postgres -- scripts/bench-load.sh
 
 ## Formatting and clippy with warnings as errors.
 lint:
