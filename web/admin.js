@@ -255,7 +255,25 @@ export class Admin {
       };
       this.act(api('PUT', `/api/v1/admin/security-groups/${id}/policy`, next), () => this.groups(id));
     });
+    const rename = h('input', { value: group.name, maxlength: '100' });
+    const order = h('input', { type: 'number', min: '0', max: '1000000', value: String(group.precedence) });
+    const editForm = h('form', { 'aria-label': `Rename ${group.name}`, class: 'filters' },
+      ...field('group-rename', 'Name', rename), ...field('group-order', 'Precedence', order),
+      h('button', { type: 'submit' }, 'Save name and precedence'),
+      h('button', {
+        type: 'button', class: 'danger', 'aria-label': `Delete ${group.name}`,
+        onclick: () => {
+          if (window.confirm(`Delete the group "${group.name}"? Its members fall back to the next group.`)) {
+            this.act(api('DELETE', `/api/v1/admin/security-groups/${id}`), () => this.groups());
+          }
+        },
+      }, 'Delete group'));
+    editForm.addEventListener('submit', (e) => {
+      e.preventDefault();
+      this.act(api('PATCH', `/api/v1/admin/security-groups/${id}`, { name: rename.value, precedence: Number(order.value) }), () => this.groups(id));
+    });
     replace(detail, h('h2', { id: 'group-title' }, `Group: ${group.name}`),
+      group.is_default ? null : editForm,
       h('ul', { 'aria-label': `Members of ${group.name}` }, members.map((m) => h('li', {}, `${m.display_name} (@${m.username}) `,
         group.is_default ? null : h('button', {
           type: 'button', class: 'link danger', 'aria-label': `Remove ${m.username} from ${group.name}`,

@@ -341,6 +341,9 @@ const scenarios = {
     await admin.getByLabel('Longest message timer (seconds; empty: inherit)').fill('60');
     await admin.getByRole('button', { name: 'Save group policy' }).click();
     await admin.locator('tr[data-group="Contractors"]', { hasText: 'timer ≤ 60 s' }).waitFor({ timeout: 10000 });
+    await admin.locator('#group-rename').fill('Contractors (external)');
+    await admin.getByRole('button', { name: 'Save name and precedence' }).click();
+    await admin.locator('tr[data-group="Contractors (external)"]').waitFor({ timeout: 10000 });
 
     const after = await timerOptions(bob, () => ![...document.querySelectorAll('#compose-timer option')]
       .some((o) => o.textContent === 'Disappears after 5 minutes'));
