@@ -367,6 +367,11 @@ const scenarios = {
       return cells.length > 0 && cells.every((td) => td.textContent === 'auth.login');
     }, null, { timeout: 10000 });
 
+    const [csv] = await Promise.all([carol.waitForEvent('download'), carol.getByRole('link', { name: 'Download CSV' }).click()]);
+    const { readFile } = await import('node:fs/promises');
+    const rows = (await readFile(await csv.path(), 'utf8')).trim().split('\n');
+    expect(rows.length > 1 && rows.slice(1).every((r) => r.includes('auth.login')), `the CSV export: ${rows.slice(0, 3).join(' / ')}`);
+
     await carol.getByRole('link', { name: 'Legal holds' }).click();
     await carol.getByLabel('Matter').fill('Matter 42');
     await carol.getByLabel('Reason').fill('Litigation about the report');
