@@ -255,7 +255,25 @@ export class Admin {
       };
       this.act(api('PUT', `/api/v1/admin/security-groups/${id}/policy`, next), () => this.groups(id));
     });
+    const rename = h('input', { value: group.name, maxlength: '100' });
+    const order = h('input', { type: 'number', min: '0', max: '1000000', value: String(group.precedence) });
+    const editForm = h('form', { 'aria-label': `Rename ${group.name}`, class: 'filters' },
+      ...field('group-rename', 'Name', rename), ...field('group-order', 'Precedence', order),
+      h('button', { type: 'submit' }, 'Save name and precedence'),
+      h('button', {
+        type: 'button', class: 'danger', 'aria-label': `Delete ${group.name}`,
+        onclick: () => {
+          if (window.confirm(`Delete the group "${group.name}"? Its members fall back to the next group.`)) {
+            this.act(api('DELETE', `/api/v1/admin/security-groups/${id}`), () => this.groups());
+          }
+        },
+      }, 'Delete group'));
+    editForm.addEventListener('submit', (e) => {
+      e.preventDefault();
+      this.act(api('PATCH', `/api/v1/admin/security-groups/${id}`, { name: rename.value, precedence: Number(order.value) }), () => this.groups(id));
+    });
     replace(detail, h('h2', { id: 'group-title' }, `Group: ${group.name}`),
+      group.is_default ? null : editForm,
       h('ul', { 'aria-label': `Members of ${group.name}` }, members.map((m) => h('li', {}, `${m.display_name} (@${m.username}) `,
         group.is_default ? null : h('button', {
           type: 'button', class: 'link danger', 'aria-label': `Remove ${m.username} from ${group.name}`,
@@ -291,6 +309,10 @@ export class Admin {
     const from = h('input', { type: 'datetime-local' });
     const until = h('input', { type: 'datetime-local' });
     const results = h('div', { id: 'audit-results' });
+    const downloads = h('p', { class: 'downloads' },
+      h('a', { dataset: { format: 'csv' }, download: 'audit.csv' }), ' ',
+      h('a', { dataset: { format: 'jsonl' }, download: 'audit.jsonl' }),
+      h('span', { class: 'hint' }, ' (the filtered events, every page)'));
     let after = null;
     const load = async (more) => {
       const params = new URLSearchParams({ limit: '50' });
@@ -300,6 +322,13 @@ export class Admin {
       if (until.value) params.set('until', instant(until.value));
       if (more && after) params.set('after', String(after));
       const page = await api('GET', `/api/v1/audit/events?${params}`);
+      const exportParams = new URLSearchParams([...params].filter(([k]) => !['limit', 'after'].includes(k)));
+      for (const [format, label] of [['csv', 'Download CSV'], ['jsonl', 'Download JSONL']]) {
+        exportParams.set('format', format);
+        const link = downloads.querySelector(`[data-format="${format}"]`);
+        link.href = `/api/v1/audit/export?${exportParams}`;
+        link.textContent = label;
+      }
       after = page.next_after;
       const rows = page.events.map((e) => h('tr', {},
         h('td', {}, String(e.seq)), h('td', {}, h('time', { datetime: e.occurred_at }, formatTime(e.occurred_at))),
@@ -319,7 +348,7 @@ export class Admin {
       ...field('audit-from', 'From', from), ...field('audit-until', 'Until', until),
       h('button', { type: 'submit' }, 'Apply filters'));
     form.addEventListener('submit', (e) => { e.preventDefault(); after = null; this.act(load(false)); });
-    replace(this.body, status, form, results);
+    replace(this.body, status, form, downloads, results);
     await load(false);
     try {
       const v = await api('GET', '/api/v1/audit/verification');

@@ -19,10 +19,13 @@ export class Realtime {
     this.reconnectTimer = null;
   }
 
-  /** Sets where a room's stream starts (its `last_event_seq` when its messages were read). */
+  /**
+   * Sets where a room's stream starts (its `last_event_seq` when its messages were read),
+   * for a room not followed yet. A followed room's position only moves with the events
+   * delivered, so a room list read during a replay cannot skip what is still arriving.
+   */
   position(roomId, seq) {
-    const known = this.positions.get(roomId);
-    if (known === undefined || seq > known) this.positions.set(roomId, seq);
+    if (!this.positions.has(roomId)) this.positions.set(roomId, seq);
   }
 
   start() {
