@@ -14,10 +14,9 @@
 //! stderr at 10/25/50/75/90/100 % of the run, so growth shows); then times
 //! `exports::verify` of each bundle and removes it.
 //!
-//! The default size keeps a run to a few minutes per backend on two cores: the export
-//! goes at about 9,000 events/s on SQLite and 6,000 on PostgreSQL whatever the format,
-//! so one million messages take about 8 minutes on SQLite and 12 on PostgreSQL for the
-//! four formats. `EXPORT_BENCH_MESSAGES=1000000` runs that; `EXPORT_BENCH_PG_MESSAGES`
+//! The default size keeps a run to a few minutes per backend on two cores (seeding one
+//! million messages alone takes about 90 s per backend; a JSONL export of them about 30 s
+//! on SQLite and 60 s on PostgreSQL, measured 2026-12-04). `EXPORT_BENCH_MESSAGES=1000000` runs that; `EXPORT_BENCH_PG_MESSAGES`
 //! sets the size on PostgreSQL alone, `EXPORT_BENCH_FORMATS` the formats (comma
 //! separated; default `jsonl,csv,xml,eml`). Figures are printed, never asserted: these
 //! machines are shared and noisy.

@@ -1,25 +1,24 @@
 //! `make bench`: the retention sweeper over a large archive, under live traffic.
 //!
-//! Seeds an archive of `MESSAGES` messages in `ROOMS` rooms (each with an encrypted
-//! version and every `REACTION_EVERY`th with a reaction, plus the rooms' data keys), of
-//! which `DUE` are past their retention deadline under an org maximum of
-//! `RETENTION_DAYS` days (and announced), in epochs of their own so that destroying them
-//! empties their keys. Then, on SQLite and on PostgreSQL when `TESTKIT_PG_URL` names a
-//! cluster (as `make bench` arranges):
+//! Seeds an archive of `RETAINED` kept messages in `ROOMS` rooms (each with an encrypted
+//! version and every `REACTION_EVERY`th with a reaction, plus the rooms' data keys), and
+//! `SWEEPER_BENCH_DUE` more (one million by default, as the issue asks) past their
+//! retention deadline under an org maximum of `RETENTION_DAYS` days (and announced), in
+//! epochs of their own so that destroying them empties their keys. Then, on SQLite and
+//! on PostgreSQL when `TESTKIT_PG_URL` names a cluster (as `make bench` arranges;
+//! `SWEEPER_BENCH_BACKENDS=postgres` or `sqlite` picks one):
 //!
 //! - a baseline: real sends (`messages::send`), one after another, for
 //!   `BASELINE_SECONDS`, with nothing else running;
 //! - one due message among the whole archive: the wall time of the sweep that destroys it;
-//! - a full sweep (the real `sweeper::sweep`, batches of 500 with 20 ms pauses, as
-//!   configured by default) while another connection sends as fast as it can, recording
-//!   each send's latency and each batch's duration; then the due messages are seeded
-//!   again and the same is measured with no pause between batches.
+//! - a full sweep (the real `sweeper::sweep`, batches of `SWEEPER_BENCH_BATCH` (500, as
+//!   `[retention] batch_size` by default) with 20 ms pauses) while another connection
+//!   sends as fast as it can, recording each send's latency and each batch's duration;
+//!   then the due messages are seeded again and the same is measured with no pause
+//!   between batches.
 //!
-//! `DUE` is 1% of the archive rather than a fifth, so that a run takes minutes, not an
-//! hour: each batch examines 500 due messages spread over up to 500 rooms whatever `DUE`
-//! is, so the batch figures carry over, and the number of batches grows with `DUE`. A
-//! sweep that live traffic makes fail is run again at once, until `SWEEP_BUDGET`; one left
-//! unfinished is finished without traffic, unmeasured, before the next round.
+//! A sweep that live traffic makes fail is run again at once, until `SWEEP_BUDGET`; one
+//! left unfinished is finished without traffic, unmeasured, before the next round.
 //!
 //! Figures are printed, never asserted: these machines are shared and noisy.
 
