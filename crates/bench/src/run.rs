@@ -221,6 +221,8 @@ struct Received {
     receipts: Vec<Receipt>,
     /// The server closed it, or it broke, before the bench closed it.
     lost: bool,
+    /// `error` frames the server sent (e.g. a replay that failed: events were skipped).
+    error_frames: u64,
 }
 
 /// Reads one connection until shut down, recording this run's message events.
@@ -233,11 +235,12 @@ async fn read(
     received: Arc<AtomicU64>,
 ) -> Received {
     let mut receipts = Vec::new();
+    let mut error_frames = 0;
     loop {
         tokio::select! {
             _ = shutdown.changed() => {
                 let _ = socket.close(None).await;
-                return Received { receipts, lost: false };
+                return Received { receipts, lost: false, error_frames };
             }
             frame = socket.next() => match frame {
                 Some(Ok(Message::Text(text))) => {
@@ -254,10 +257,12 @@ async fn read(
                             latency_us: now_us.saturating_sub(sent_us),
                         });
                         received.fetch_add(1, Ordering::Relaxed);
+                    } else if text.starts_with("{\"type\":\"error\"") {
+                        error_frames += 1;
                     }
                 }
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
-                    return Received { receipts, lost: true };
+                    return Received { receipts, lost: true, error_frames };
                 }
                 Some(Ok(_)) => {}
             }
@@ -451,10 +456,12 @@ async fn run_sampled(
     let _ = shutdown_tx.send(true);
     let mut receipts = Vec::new();
     let mut connections_lost = 0;
+    let mut error_frames = 0;
     for reader in readers {
         match reader.await {
             Ok(got) => {
                 connections_lost += u64::from(got.lost);
+                error_frames += got.error_frames;
                 receipts.extend(got.receipts);
             }
             Err(_) => connections_lost += 1,
@@ -496,6 +503,7 @@ async fn run_sampled(
         measured_seconds,
         connections_failed,
         connections_lost,
+        error_frames,
         sends_attempted: sending.attempted.load(Ordering::Relaxed),
         sends_acknowledged: acks.len() as u64,
         errors: std::mem::take(&mut *lock(&sending.errors)),

@@ -128,6 +128,7 @@ async fn a_small_steady_run_delivers_everything_exactly_once() {
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     assert_eq!(report.connections_failed, 0);
     assert_eq!(report.connections_lost, 0);
+    assert_eq!(report.error_frames, 0);
     // 20 messages/s for 3 s, every one acknowledged.
     assert_eq!(report.sends_attempted, 60);
     assert_eq!(report.sends_acknowledged, 60);
