@@ -2,7 +2,7 @@
 //! scenario must deliver every acknowledged message to every member exactly once, with
 //! figures that agree with each other.
 
-use conclave_bench::{Plan, Scenario, Target};
+use conclave_bench::{Plan, Scenario, System, Target};
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -92,6 +92,7 @@ impl Server {
 
     fn target(&self) -> Target {
         Target {
+            system: System::Conclave,
             url: self.url.clone(),
             admin_user: "admin".into(),
             admin_password: self.admin_password.clone(),
