@@ -11,7 +11,7 @@ use std::time::Duration;
 /// server memory and exactly-once delivery. Every size has the default for the
 /// scenario and can be overridden.
 #[derive(Parser)]
-#[command(name = "conclave-bench", version)]
+#[command(name = "conclave-bench", version, args_override_self = true)]
 struct Cli {
     /// What is measured: Conclave, or a Matrix homeserver (Synapse) for comparison.
     #[arg(long, value_enum, default_value_t = System::Conclave)]
