@@ -91,7 +91,7 @@ if ! curl -sf "$synapse_url/_matrix/client/versions" >/dev/null 2>&1; then
     tail -20 "$SYN/stdout.txt" >&2
     exit 1
 fi
-echo "Synapse $("$VENV/bin/python" -c 'import synapse; print(synapse.__version__)') at $synapse_url (PostgreSQL)"
+echo "Synapse $("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("matrix-synapse"))') at $synapse_url (PostgreSQL)"
 
 failed=0
 for scenario in $SCENARIOS; do
