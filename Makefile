@@ -1,7 +1,7 @@
 # Conclave: the two commands a newcomer needs are `make run` and `make test`.
 CARGO ?= cargo
 
-.PHONY: run test bench bench-load lint fmt docs migrate clean
+.PHONY: run test bench bench-load bench-compare lint fmt docs migrate clean
 
 ## Serve on http://127.0.0.1:8080 with SQLite under ./data; prints how to log in.
 run:
@@ -33,6 +33,11 @@ bench:
 ## BENCH_BACKENDS, BENCH_ARGS and BENCH_<SCENARIO>_ARGS (see scripts/bench-load.sh).
 bench-load:
 	$(CARGO) run -q --release -p conclave-testkit --bin with-postgres -- scripts/bench-load.sh
+
+## The same scenarios against Conclave and Matrix Synapse (installed from PyPI into
+## target/synapse-venv), both on PostgreSQL, with ratios; see scripts/bench-compare.sh.
+bench-compare:
+	$(CARGO) run -q --release -p conclave-testkit --bin with-postgres -- scripts/bench-compare.sh
 
 ## Formatting and clippy with warnings as errors.
 lint:

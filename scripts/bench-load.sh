@@ -12,6 +12,7 @@
 #   BENCH_STEADY_ARGS, BENCH_BURST_ARGS, BENCH_FANOUT_ARGS, BENCH_CONNECTIONS_ARGS
 #                                                        flags for one scenario, e.g.
 #   BENCH_STEADY_ARGS="--users 200 --rooms 20 --rate 500"
+#   BENCH_SERVER_ENV="MALLOC_ARENA_MAX=2"                extra environment for the server
 # Exits non-zero if a run fails or a message was not delivered exactly once (after
 # running the rest).
 set -uo pipefail
@@ -49,8 +50,9 @@ trap stop_server EXIT
 start_server() {
     local dir=$1 database=$2
     rm -rf "$dir" && mkdir -p "$dir"
-    CONCLAVE_DATA_DIR="$dir" CONCLAVE_DATABASE__URL="$database" CONCLAVE_LOG__LEVEL=warn \
-        CONCLAVE_LOG__FORMAT=json "$CONCLAVE" serve --bind 127.0.0.1:0 \
+    # shellcheck disable=SC2086 # BENCH_SERVER_ENV is a list of NAME=VALUE words
+    env ${BENCH_SERVER_ENV:-} CONCLAVE_DATA_DIR="$dir" CONCLAVE_DATABASE__URL="$database" \
+        CONCLAVE_LOG__LEVEL=warn CONCLAVE_LOG__FORMAT=json "$CONCLAVE" serve --bind 127.0.0.1:0 \
         >"$dir/stdout.txt" 2>"$dir/server.log" &
     server_pid=$!
     for _ in $(seq 600); do

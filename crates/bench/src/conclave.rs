@@ -15,7 +15,8 @@ pub type Socket =
 /// A logged-in account.
 #[derive(Clone, Debug)]
 pub struct Account {
-    pub id: Uuid,
+    /// The user's id as the server writes it.
+    pub id: String,
     pub token: String,
 }
 
@@ -128,7 +129,7 @@ impl Client {
             .await?;
         }
         Ok(Account {
-            id: login.user.id,
+            id: login.user.id.to_string(),
             token: login.token,
         })
     }
@@ -161,8 +162,8 @@ impl Client {
         &self,
         owner: &str,
         name: &str,
-        members: &[Uuid],
-    ) -> Result<Uuid, BenchError> {
+        members: &[String],
+    ) -> Result<String, BenchError> {
         let created = self
             .call(
                 reqwest::Method::POST,
@@ -173,7 +174,7 @@ impl Client {
             .await?;
         created["room"]["id"]
             .as_str()
-            .and_then(|id| id.parse().ok())
+            .map(str::to_owned)
             .ok_or_else(|| BenchError::Protocol("room creation returned no id".into()))
     }
 
@@ -181,7 +182,7 @@ impl Client {
     pub async fn send(
         &self,
         token: &str,
-        room: Uuid,
+        room: &str,
         idempotency_key: &str,
         text: &str,
     ) -> Result<Uuid, BenchError> {

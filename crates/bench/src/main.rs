@@ -2,7 +2,7 @@
 //! and writes the JSON report. Exits 2 when a message was not delivered exactly once.
 
 use clap::Parser;
-use conclave_bench::{Plan, Scenario, Target};
+use conclave_bench::{Plan, Scenario, System, Target};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -11,8 +11,11 @@ use std::time::Duration;
 /// server memory and exactly-once delivery. Every size has the default for the
 /// scenario and can be overridden.
 #[derive(Parser)]
-#[command(name = "conclave-bench", version)]
+#[command(name = "conclave-bench", version, args_override_self = true)]
 struct Cli {
+    /// What is measured: Conclave, or a Matrix homeserver (Synapse) for comparison.
+    #[arg(long, value_enum, default_value_t = System::Conclave)]
+    target: System,
     /// The server's base URL.
     #[arg(
         long,
@@ -23,8 +26,9 @@ struct Cli {
     /// An admin account, which creates the bench's users.
     #[arg(long, env = "CONCLAVE_BENCH_ADMIN_USER", default_value = "admin")]
     admin_user: String,
+    /// The admin's password (Conclave only; Matrix users register themselves).
     #[arg(long, env = "CONCLAVE_BENCH_ADMIN_PASSWORD", hide_env_values = true)]
-    admin_password: String,
+    admin_password: Option<String>,
     /// Set as the admin's password if it still has a one-time password.
     #[arg(
         long,
@@ -127,10 +131,17 @@ impl Cli {
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let plan = cli.plan();
+    if cli.target == System::Conclave && cli.admin_password.is_none() {
+        eprintln!(
+            "conclave-bench: --admin-password (or CONCLAVE_BENCH_ADMIN_PASSWORD) is required"
+        );
+        return std::process::ExitCode::FAILURE;
+    }
     let target = Target {
+        system: cli.target,
         url: cli.url.clone(),
         admin_user: cli.admin_user.clone(),
-        admin_password: cli.admin_password.clone(),
+        admin_password: cli.admin_password.clone().unwrap_or_default(),
         admin_new_password: cli.admin_new_password.clone(),
         server_pid: cli.server_pid,
         label: cli.label.clone(),

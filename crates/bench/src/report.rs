@@ -86,6 +86,9 @@ pub struct Report {
     pub connections_failed: u64,
     /// Connections the server closed (or that broke) before the bench closed them.
     pub connections_lost: u64,
+    /// `error` frames received on the WebSockets (the bench does not resume after them,
+    /// so what they skipped counts as missing).
+    pub error_frames: u64,
     pub sends_attempted: u64,
     pub sends_acknowledged: u64,
     /// Failed sends by HTTP status and error code (or transport failure).
@@ -113,7 +116,7 @@ fn mib(kib: u64) -> String {
 fn latency_row(out: &mut String, name: &str, latency: &Latency) {
     let _ = writeln!(
         out,
-        "| {name:<34} | {:>8} | {:>8.2} | {:>8.2} | {:>8.2} | {:>8.2} |",
+        "| {name:<42} | {:>8} | {:>8.2} | {:>8.2} | {:>8.2} | {:>8.2} |",
         latency.count, latency.p50_ms, latency.p90_ms, latency.p99_ms, latency.max_ms
     );
 }
@@ -144,10 +147,10 @@ impl Report {
             self.measured_seconds
         );
         out.push('\n');
-        let _ = writeln!(out, "| {:<34} | {:>56} |", "figure", "value");
-        let _ = writeln!(out, "|{:-<36}|{:->58}|", "", "");
+        let _ = writeln!(out, "| {:<42} | {:>48} |", "figure", "value");
+        let _ = writeln!(out, "|{:-<44}|{:->50}|", "", "");
         let mut row = |name: &str, value: String| {
-            let _ = writeln!(out, "| {name:<34} | {value:>56} |");
+            let _ = writeln!(out, "| {name:<42} | {value:>48} |");
         };
         row(
             "messages acknowledged / attempted",
@@ -172,8 +175,11 @@ impl Report {
         };
         row("send errors", errors);
         row(
-            "connections failed / lost",
-            format!("{} / {}", self.connections_failed, self.connections_lost),
+            "connections failed / lost / error frames",
+            format!(
+                "{} / {} / {}",
+                self.connections_failed, self.connections_lost, self.error_frames
+            ),
         );
         let d = &self.delivery;
         row(
@@ -219,12 +225,12 @@ impl Report {
         out.push('\n');
         let _ = writeln!(
             out,
-            "| {:<34} | {:>8} | {:>8} | {:>8} | {:>8} | {:>8} |",
+            "| {:<42} | {:>8} | {:>8} | {:>8} | {:>8} | {:>8} |",
             "latency (ms)", "count", "p50", "p90", "p99", "max"
         );
         let _ = writeln!(
             out,
-            "|{:-<36}|{:->10}|{:->10}|{:->10}|{:->10}|{:->10}|",
+            "|{:-<44}|{:->10}|{:->10}|{:->10}|{:->10}|{:->10}|",
             "", "", "", "", "", ""
         );
         latency_row(&mut out, "send (request to ack)", &self.send_latency);

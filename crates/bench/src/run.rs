@@ -138,9 +138,20 @@ impl Plan {
     }
 }
 
+/// Which kind of server is measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum System {
+    /// Conclave: admin API, WebSocket.
+    Conclave,
+    /// A Matrix homeserver (Synapse) through the client-server API: open registration,
+    /// `/sync` long-polls instead of WebSockets.
+    Matrix,
+}
+
 /// The server under test.
 #[derive(Clone, Debug)]
 pub struct Target {
+    pub system: System,
     pub url: String,
     pub admin_user: String,
     pub admin_password: String,
@@ -153,7 +164,7 @@ pub struct Target {
 }
 
 struct Room {
-    id: Uuid,
+    id: String,
     members: Vec<usize>,
     /// Every open connection of every member.
     recipients: Arc<[Connection]>,
@@ -164,9 +175,76 @@ struct Acknowledged {
     send_us: u64,
 }
 
+/// One of the two clients; the scenario code is the same for both.
+#[derive(Clone)]
+enum Api {
+    Conclave(Client),
+    Matrix(crate::matrix::Client),
+}
+
+impl Api {
+    async fn provision_user(&self, admin: &str, name: &str) -> Result<Account, BenchError> {
+        match self {
+            Self::Conclave(client) => client.provision_user(admin, name).await,
+            Self::Matrix(client) => client.register(name).await,
+        }
+    }
+
+    async fn create_room(
+        &self,
+        owner: &Account,
+        name: &str,
+        others: &[&Account],
+        concurrency: usize,
+    ) -> Result<String, BenchError> {
+        match self {
+            Self::Conclave(client) => {
+                let ids: Vec<String> = others.iter().map(|a| a.id.clone()).collect();
+                client.create_room(&owner.token, name, &ids).await
+            }
+            Self::Matrix(client) => {
+                let room = client.create_room(&owner.token, name).await?;
+                stream::iter(others)
+                    .map(|member| client.join(&member.token, &room))
+                    .buffer_unordered(concurrency)
+                    .try_collect::<Vec<()>>()
+                    .await?;
+                Ok(room)
+            }
+        }
+    }
+
+    async fn send(
+        &self,
+        token: &str,
+        room: &str,
+        key: &str,
+        text: &str,
+    ) -> Result<Uuid, BenchError> {
+        match self {
+            Self::Conclave(client) => client.send(token, room, key, text).await,
+            Self::Matrix(client) => client.send(token, room, key, text).await,
+        }
+    }
+}
+
+/// A receiving side that is open and caught up: a WebSocket after its `ready` frame, or
+/// a Matrix account's `/sync` position.
+enum Inbox {
+    Socket(Box<Socket>),
+    Sync(SyncInbox),
+}
+
+/// A Matrix account's receiving side: where its next `/sync` starts.
+struct SyncInbox {
+    client: crate::matrix::Client,
+    token: String,
+    since: String,
+}
+
 /// State the send tasks share.
 struct Sending {
-    client: Client,
+    client: Api,
     tokens: Vec<String>,
     rooms: Vec<Room>,
     run_id: String,
@@ -190,7 +268,7 @@ impl Sending {
         let started = Instant::now();
         match self
             .client
-            .send(&self.tokens[sender], room.id, &key, &text)
+            .send(&self.tokens[sender], &room.id, &key, &text)
             .await
         {
             Ok(message_id) => {
@@ -221,6 +299,63 @@ struct Received {
     receipts: Vec<Receipt>,
     /// The server closed it, or it broke, before the bench closed it.
     lost: bool,
+    /// `error` frames the server sent (e.g. a replay that failed: events were skipped).
+    error_frames: u64,
+}
+
+/// A received message's text, if it is one of this run's: its send time.
+fn sent_at(prefix: &str, body: &str) -> Option<u64> {
+    body.strip_prefix(prefix)
+        .and_then(|rest| rest.rsplit_once(':'))
+        .and_then(|(_, sent)| sent.parse::<u64>().ok())
+}
+
+/// Long-polls one Matrix account's `/sync` until shut down, recording this run's
+/// messages.
+async fn read_sync(
+    inbox: SyncInbox,
+    connection: Connection,
+    prefix: Arc<str>,
+    epoch: Instant,
+    mut shutdown: watch::Receiver<bool>,
+    received: Arc<AtomicU64>,
+) -> Received {
+    let SyncInbox {
+        client,
+        token,
+        mut since,
+    } = inbox;
+    let mut receipts = Vec::new();
+    let mut error_frames = 0;
+    loop {
+        let poll = client.sync(&token, Some(&since), Duration::from_secs(10));
+        tokio::select! {
+            _ = shutdown.changed() => {
+                return Received { receipts, lost: false, error_frames };
+            }
+            batch = poll => match batch {
+                Ok((next, messages)) => {
+                    let now_us = epoch.elapsed().as_micros() as u64;
+                    since = next;
+                    for (message_id, body) in messages {
+                        if let Some(sent_us) = sent_at(&prefix, &body) {
+                            receipts.push(Receipt {
+                                message_id,
+                                connection,
+                                latency_us: now_us.saturating_sub(sent_us),
+                            });
+                            received.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                // Counted, then polled again from the same position: nothing is lost.
+                Err(_) => {
+                    error_frames += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
 }
 
 /// Reads one connection until shut down, recording this run's message events.
@@ -233,20 +368,18 @@ async fn read(
     received: Arc<AtomicU64>,
 ) -> Received {
     let mut receipts = Vec::new();
+    let mut error_frames = 0;
     loop {
         tokio::select! {
             _ = shutdown.changed() => {
                 let _ = socket.close(None).await;
-                return Received { receipts, lost: false };
+                return Received { receipts, lost: false, error_frames };
             }
             frame = socket.next() => match frame {
                 Some(Ok(Message::Text(text))) => {
                     let now_us = epoch.elapsed().as_micros() as u64;
                     if let Some((message_id, body)) = message_created(&text)
-                        && let Some(sent_us) = body
-                            .strip_prefix(&*prefix)
-                            .and_then(|rest| rest.rsplit_once(':'))
-                            .and_then(|(_, sent)| sent.parse::<u64>().ok())
+                        && let Some(sent_us) = sent_at(&prefix, &body)
                     {
                         receipts.push(Receipt {
                             message_id,
@@ -254,10 +387,12 @@ async fn read(
                             latency_us: now_us.saturating_sub(sent_us),
                         });
                         received.fetch_add(1, Ordering::Relaxed);
+                    } else if text.starts_with("{\"type\":\"error\"") {
+                        error_frames += 1;
                     }
                 }
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
-                    return Received { receipts, lost: true };
+                    return Received { receipts, lost: true, error_frames };
                 }
                 Some(Ok(_)) => {}
             }
@@ -283,15 +418,28 @@ async fn run_sampled(
     plan: &Plan,
     sampler: Option<&PeakSampler>,
 ) -> Result<Report, BenchError> {
-    let client = Client::new(&target.url, plan.request_timeout)?;
     let setup_started = Instant::now();
-    let admin = client
-        .login(
-            &target.admin_user,
-            &target.admin_password,
-            target.admin_new_password.as_deref(),
-        )
-        .await?;
+    let (client, admin_token) = match target.system {
+        System::Conclave => {
+            let client = Client::new(&target.url, plan.request_timeout)?;
+            let admin = client
+                .login(
+                    &target.admin_user,
+                    &target.admin_password,
+                    target.admin_new_password.as_deref(),
+                )
+                .await?;
+            (Api::Conclave(client), admin.token)
+        }
+        // Open registration: no admin.
+        System::Matrix => (
+            Api::Matrix(crate::matrix::Client::new(
+                &target.url,
+                plan.request_timeout,
+            )?),
+            String::new(),
+        ),
+    };
     let run_id = Uuid::new_v4().simple().to_string()[..8].to_owned();
     eprintln!(
         "[{}] creating {} users ({} at a time)…",
@@ -301,7 +449,7 @@ async fn run_sampled(
     );
     let accounts: Vec<Account> = stream::iter(0..plan.users)
         .map(|i| {
-            let (client, admin, name) = (&client, &admin.token, format!("bench-{run_id}-{i}"));
+            let (client, admin, name) = (&client, &admin_token, format!("bench-{run_id}-{i}"));
             async move { client.provision_user(admin, &name).await }
         })
         .buffered(plan.setup_concurrency)
@@ -311,19 +459,22 @@ async fn run_sampled(
     let users = plan.users;
     let connections_of = |user: usize| (user..plan.connections).step_by(users);
     eprintln!("[{}] creating {} rooms…", plan.scenario.name(), plan.rooms);
-    let rooms: Vec<(Uuid, Vec<usize>)> = stream::iter(0..plan.rooms)
+    let rooms: Vec<(String, Vec<usize>)> = stream::iter(0..plan.rooms)
         .map(|r| {
             let members: Vec<usize> = (0..plan.room_size)
                 .map(|j| (r * plan.room_size + j) % users)
                 .collect();
-            let others: Vec<Uuid> = members[1..].iter().map(|&m| accounts[m].id).collect();
-            let (client, owner, name) = (
-                &client,
-                &accounts[members[0]].token,
-                format!("bench {run_id} {r}"),
-            );
+            let (client, accounts, name) = (&client, &accounts, format!("bench {run_id} {r}"));
             async move {
-                let id = client.create_room(owner, &name, &others).await?;
+                let others: Vec<&Account> = members[1..].iter().map(|&m| &accounts[m]).collect();
+                let id = client
+                    .create_room(
+                        &accounts[members[0]],
+                        &name,
+                        &others,
+                        plan.setup_concurrency,
+                    )
+                    .await?;
                 Ok::<_, BenchError>((id, members))
             }
         })
@@ -341,10 +492,25 @@ async fn run_sampled(
         plan.scenario.name(),
         plan.connections
     );
-    let opened: Vec<Result<Socket, BenchError>> = stream::iter(0..plan.connections)
+    let opened: Vec<Result<Inbox, BenchError>> = stream::iter(0..plan.connections)
         .map(|c| {
             let (client, token) = (&client, &accounts[c % users].token);
-            async move { client.connect(token, plan.request_timeout).await }
+            async move {
+                match client {
+                    Api::Conclave(client) => client
+                        .connect(token, plan.request_timeout)
+                        .await
+                        .map(|socket| Inbox::Socket(Box::new(socket))),
+                    Api::Matrix(client) => {
+                        let (since, _) = client.sync(token, None, Duration::ZERO).await?;
+                        Ok(Inbox::Sync(SyncInbox {
+                            client: client.clone(),
+                            token: token.clone(),
+                            since,
+                        }))
+                    }
+                }
+            }
         })
         .buffered(plan.connect_concurrency)
         .collect()
@@ -359,10 +525,21 @@ async fn run_sampled(
     let mut readers = Vec::with_capacity(plan.connections);
     for (c, socket) in opened.into_iter().enumerate() {
         match socket {
-            Ok(socket) => {
+            Ok(Inbox::Socket(socket)) => {
                 is_open[c] = true;
                 readers.push(tokio::spawn(read(
-                    socket,
+                    *socket,
+                    c as Connection,
+                    Arc::clone(&prefix),
+                    epoch,
+                    shutdown_rx.clone(),
+                    Arc::clone(&received),
+                )));
+            }
+            Ok(Inbox::Sync(inbox)) => {
+                is_open[c] = true;
+                readers.push(tokio::spawn(read_sync(
+                    inbox,
                     c as Connection,
                     Arc::clone(&prefix),
                     epoch,
@@ -451,10 +628,12 @@ async fn run_sampled(
     let _ = shutdown_tx.send(true);
     let mut receipts = Vec::new();
     let mut connections_lost = 0;
+    let mut error_frames = 0;
     for reader in readers {
         match reader.await {
             Ok(got) => {
                 connections_lost += u64::from(got.lost);
+                error_frames += got.error_frames;
                 receipts.extend(got.receipts);
             }
             Err(_) => connections_lost += 1,
@@ -483,7 +662,11 @@ async fn run_sampled(
         }
     });
     Ok(Report {
-        target: "conclave".into(),
+        target: match target.system {
+            System::Conclave => "conclave",
+            System::Matrix => "matrix",
+        }
+        .into(),
         label: target.label.clone(),
         scenario: plan.scenario.name().into(),
         users: plan.users,
@@ -496,6 +679,7 @@ async fn run_sampled(
         measured_seconds,
         connections_failed,
         connections_lost,
+        error_frames,
         sends_attempted: sending.attempted.load(Ordering::Relaxed),
         sends_acknowledged: acks.len() as u64,
         errors: std::mem::take(&mut *lock(&sending.errors)),

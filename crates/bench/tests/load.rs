@@ -2,7 +2,7 @@
 //! scenario must deliver every acknowledged message to every member exactly once, with
 //! figures that agree with each other.
 
-use conclave_bench::{Plan, Scenario, Target};
+use conclave_bench::{Plan, Scenario, System, Target};
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -92,6 +92,7 @@ impl Server {
 
     fn target(&self) -> Target {
         Target {
+            system: System::Conclave,
             url: self.url.clone(),
             admin_user: "admin".into(),
             admin_password: self.admin_password.clone(),
@@ -128,6 +129,7 @@ async fn a_small_steady_run_delivers_everything_exactly_once() {
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     assert_eq!(report.connections_failed, 0);
     assert_eq!(report.connections_lost, 0);
+    assert_eq!(report.error_frames, 0);
     // 20 messages/s for 3 s, every one acknowledged.
     assert_eq!(report.sends_attempted, 60);
     assert_eq!(report.sends_acknowledged, 60);
