@@ -13,6 +13,10 @@ fn main() -> ExitCode {
             Command::Serve(args) => args.bind,
             _ => None,
         },
+        role: match &cli.command {
+            Command::Serve(args) => args.role,
+            _ => None,
+        },
         data_dir: cli.data_dir.clone(),
     };
     let settings = match Settings::load(cli.config.as_deref(), &overrides) {
