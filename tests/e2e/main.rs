@@ -6,6 +6,7 @@ mod compliance;
 mod ephemeral;
 mod harness;
 mod messaging;
+mod nodes;
 mod sso;
 mod web;
 
