@@ -74,8 +74,7 @@ fn a_message_sent_through_one_node_reaches_a_websocket_on_another_in_order() {
         let message = send(&a, &admin, &room, &format!("k{i}"), json!({}));
         sent.push(message["id"].as_str().unwrap().to_owned());
     }
-    let mut seq = last_seq;
-    for id in &sent {
+    for (seq, id) in (last_seq..).zip(&sent) {
         let event = ws.next_of("message.created");
         assert_eq!(event["room_id"], room.as_str());
         assert_eq!(
@@ -84,7 +83,6 @@ fn a_message_sent_through_one_node_reaches_a_websocket_on_another_in_order() {
             "in order, no gap: {event}"
         );
         assert_eq!(event["data"]["message"]["id"], id.as_str());
-        seq += 1;
     }
     // Nothing was delivered twice.
     ws.expect_silence(Duration::from_millis(500));
