@@ -149,6 +149,54 @@ mod tests {
         assert!(took_over, "the lock is released with its session");
     }
 
+    #[tokio::test]
+    async fn workers_start_on_winning_and_are_aborted_on_losing() {
+        use std::sync::atomic::AtomicUsize;
+        let (tx, rx) = watch::channel(false);
+        let started = Arc::new(AtomicUsize::new(0));
+        let (alive_tx, mut alive_rx) = tokio::sync::mpsc::channel::<()>(1);
+        let counter = Arc::clone(&started);
+        let runner = tokio::spawn(run_while_leading(rx, move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let alive = alive_tx.clone();
+            // A worker that lives until aborted, holding a sender to show it is alive.
+            vec![tokio::spawn(async move {
+                let _alive = alive;
+                std::future::pending::<()>().await;
+            })]
+        }));
+        let settle = || tokio::time::sleep(Duration::from_millis(50));
+        settle().await;
+        assert_eq!(
+            started.load(Ordering::SeqCst),
+            0,
+            "not leading: nothing runs"
+        );
+        tx.send(true).unwrap();
+        settle().await;
+        assert_eq!(started.load(Ordering::SeqCst), 1);
+        tx.send(false).unwrap();
+        settle().await;
+        tx.send(true).unwrap();
+        settle().await;
+        assert_eq!(
+            started.load(Ordering::SeqCst),
+            2,
+            "started again on winning again"
+        );
+        tx.send(false).unwrap();
+        drop(tx);
+        runner.await.unwrap();
+        // Every worker was aborted: the only sender left is the start closure's, dropped
+        // with the runner, so the channel closes.
+        assert!(
+            tokio::time::timeout(Duration::from_secs(10), alive_rx.recv())
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+
     #[test]
     fn sqlite_always_leads() {
         let db = TestDb::new(TestBackend::Sqlite);

@@ -31,6 +31,7 @@ fn main() -> ExitCode {
             println!("configuration is valid");
             println!("  bind:      {}", settings.bind);
             println!("  data_dir:  {}", settings.data_dir.display());
+            println!("  role:      {}", settings.role.name());
             match conclave_store::Backend::from_url(&settings.database_url()) {
                 Ok(backend) => println!("  database:  {}", backend.display()),
                 Err(err) => println!("  database:  {err}"),
