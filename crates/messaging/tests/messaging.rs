@@ -492,6 +492,25 @@ fn events_cross_nodes_and_a_lost_listener_makes_local_clients_resume() {
         node_a.hub.is_idle(),
         "A had no connection and delivered nothing locally"
     );
+    // A node skips its own announcements, and recipients with no connection here.
+    let own = fanout::Notice {
+        node: node_b.hub.node_id(),
+        room_id,
+        seq: sent.published[0].seq,
+        recipients: vec![alice],
+    };
+    assert_eq!(fanout::deliver(&node_b, &own).unwrap(), 0);
+    let elsewhere = fanout::Notice {
+        node: node_a.hub.node_id(),
+        recipients: vec![UserId::new()],
+        ..own.clone()
+    };
+    assert_eq!(fanout::deliver(&node_b, &elsewhere).unwrap(), 0);
+    let for_alice = fanout::Notice {
+        node: node_a.hub.node_id(),
+        ..own
+    };
+    assert_eq!(fanout::deliver(&node_b, &for_alice).unwrap(), 1);
 
     // Kill every other session of this database, the listener's among them.
     diesel::sql_query(
