@@ -6,6 +6,7 @@ mod compliance;
 mod ephemeral;
 mod harness;
 mod messaging;
+mod nodes;
 mod sso;
 mod web;
 
@@ -720,12 +721,13 @@ fn command_line_admin_and_config_check() {
     // Configuration: a good file passes; a wrong key or value exits 2 naming it.
     std::fs::write(
         data.path().join("good.toml"),
-        "bind = \"127.0.0.1:9999\"\n[log]\nformat = \"json\"\n",
+        "bind = \"127.0.0.1:9999\"\nrole = \"worker\"\n[log]\nformat = \"json\"\n",
     )
     .unwrap();
     let (code, out, _) = run(&["--config", "good.toml", "config", "check"]);
     assert_eq!(code, 0);
     assert!(out.contains("127.0.0.1:9999"), "{out}");
+    assert!(out.contains("role:      worker"), "{out}");
     std::fs::write(
         data.path().join("typo.toml"),
         "[sessions]\nidle_timeout_minuts = 5\n",
@@ -743,6 +745,9 @@ fn command_line_admin_and_config_check() {
     assert!(err.contains("missing.toml"), "{err}");
     let (code, _, _) = run(&["serve", "--bind", "not-an-address"]);
     assert_eq!(code, 2);
+    let (code, _, err) = run(&["serve", "--role", "leader"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("api, worker"), "{err}");
 
     let sample = include_str!("../../conclave.sample.toml");
     std::fs::write(data.path().join("sample.toml"), sample).unwrap();

@@ -438,3 +438,96 @@ backend_tests! {
         });
     }
 }
+
+/// Two states with their own hubs on one PostgreSQL database stand for two nodes: an
+/// event published through A reaches a connection on B through LISTEN/NOTIFY; when B's
+/// listening connection is killed, B closes its connections (so clients resume from the
+/// log) once it listens again.
+#[test]
+fn events_cross_nodes_and_a_lost_listener_makes_local_clients_resume() {
+    use conclave_messaging::realtime::{self, fanout};
+    use std::time::{Duration, Instant};
+    let test_db = conclave_testkit::TestDb::new(conclave_testkit::TestBackend::Postgres);
+    let dir = tempfile::tempdir().unwrap();
+    let node_a = state(&test_db.db, Keyring::generate().unwrap(), dir.path());
+    let mut node_b = node_a.clone();
+    node_b.hub = conclave_messaging::Hub::default();
+    let mut conn = test_db.db.conn().unwrap();
+    let alice = user(&mut conn, "alice");
+    let room_id = room(&mut conn, alice, &[]);
+    let sent = messages::send(
+        &mut conn,
+        &node_a.keyring,
+        t0(),
+        alice,
+        room_id,
+        input("hello", "k1"),
+    )
+    .unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+
+    fanout::spawn_listener(node_b.clone(), test_db.url.clone()).unwrap();
+    let (_, mut queue) = node_b.hub.register(alice, 1024);
+    // The listener may not listen yet: announce until B delivers (duplicates are the
+    // client's to drop, as after any resume).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let delivered = loop {
+        assert!(Instant::now() < deadline, "no cross-node delivery");
+        runtime.block_on(realtime::publish(&node_a, sent.published.clone()));
+        std::thread::sleep(Duration::from_millis(100));
+        if let Ok(delivery) = queue.try_recv() {
+            break delivery;
+        }
+    };
+    assert_eq!(
+        (delivered.room_id, delivered.seq),
+        (room_id, sent.published[0].seq)
+    );
+    assert!(
+        delivered.json.contains("message.created"),
+        "{}",
+        delivered.json
+    );
+    assert!(
+        node_a.hub.is_idle(),
+        "A had no connection and delivered nothing locally"
+    );
+    // A node skips its own announcements, and recipients with no connection here.
+    let own = fanout::Notice {
+        node: node_b.hub.node_id(),
+        room_id,
+        seq: sent.published[0].seq,
+        recipients: vec![alice],
+    };
+    assert_eq!(fanout::deliver(&node_b, &own).unwrap(), 0);
+    let elsewhere = fanout::Notice {
+        node: node_a.hub.node_id(),
+        recipients: vec![UserId::new()],
+        ..own.clone()
+    };
+    assert_eq!(fanout::deliver(&node_b, &elsewhere).unwrap(), 0);
+    let for_alice = fanout::Notice {
+        node: node_a.hub.node_id(),
+        ..own
+    };
+    assert_eq!(fanout::deliver(&node_b, &for_alice).unwrap(), 1);
+
+    // Kill every other session of this database, the listener's among them.
+    diesel::sql_query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .execute(&mut conn)
+    .unwrap();
+    let closed = runtime.block_on(async {
+        tokio::time::timeout(Duration::from_secs(60), async {
+            while queue.recv().await.is_some() {}
+        })
+        .await
+    });
+    assert!(
+        closed.is_ok(),
+        "B's connection was not closed after the listener came back"
+    );
+    assert_eq!(node_b.hub.connection_count(), 0);
+}

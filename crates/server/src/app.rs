@@ -31,6 +31,9 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Single sign-on providers and the directory.
     pub identity: IdentityState,
+    /// Whether this node leads the singleton workers now.
+    pub leadership: crate::leader::Leadership,
+    pub role: crate::settings::Role,
 }
 
 /// Opens the database pool the settings describe.
@@ -97,15 +100,29 @@ impl AppState {
             max_json_body_bytes: settings.http.max_json_body_bytes,
             max_body_bytes: settings.http.max_body_bytes,
             identity,
+            leadership: crate::leader::Leadership::default(),
+            role: settings.role,
         }
     }
+}
+
+/// What `/healthz`, `/readyz` and `/metrics` need, and their routes: all a `worker`
+/// node serves.
+pub fn configure_probes(cfg: &mut web::ServiceConfig, state: &AppState) {
+    cfg.app_data(web::Data::new(state.db.clone()))
+        .app_data(web::Data::new(crate::health::NodeStatus {
+            role: state.role,
+            leadership: state.leadership.clone(),
+        }))
+        .configure(crate::health::routes)
+        .configure(crate::metrics::routes);
 }
 
 /// Registers state and routes; `App::new().configure(|cfg| configure(cfg, &state))`.
 pub fn configure(cfg: &mut web::ServiceConfig, state: &AppState) {
     conclave_api::extract::configure(cfg, state.max_json_body_bytes);
+    configure_probes(cfg, state);
     cfg.app_data(web::PayloadConfig::new(state.max_body_bytes))
-        .app_data(web::Data::new(state.db.clone()))
         .app_data(web::Data::new(state.auth.clone()))
         .app_data(web::Data::new(state.messaging.clone()))
         .app_data(web::Data::new(state.audit_key.clone()))
@@ -113,8 +130,6 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: &AppState) {
         .app_data(web::Data::new(conclave_audit::exports_http::ExportsDir(
             state.exports_dir.clone(),
         )))
-        .configure(crate::health::routes)
-        .configure(crate::metrics::routes)
         .configure(crate::openapi::routes)
         .configure(conclave_auth::http::routes)
         .configure(conclave_audit::http::routes)
@@ -154,7 +169,13 @@ pub fn build(
     App::new()
         .wrap(security_headers())
         .wrap(RequestIdMiddleware)
-        .configure(|cfg| configure(cfg, &state))
+        .configure(|cfg| {
+            if state.role.serves_api() {
+                configure(cfg, &state);
+            } else {
+                configure_probes(cfg, &state);
+            }
+        })
         .default_service(web::to(not_found))
 }
 

@@ -212,6 +212,9 @@ pub struct ServeArgs {
     /// Address and port to listen on (default 127.0.0.1:8080).
     #[arg(long, value_name = "ADDR:PORT")]
     pub bind: Option<SocketAddr>,
+    /// What this node does: all (default), api or worker (see docs/deployment.md).
+    #[arg(long, value_enum, value_name = "ROLE")]
+    pub role: Option<crate::settings::Role>,
 }
 
 #[derive(Debug, Subcommand)]

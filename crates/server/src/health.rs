@@ -1,5 +1,6 @@
 //! `/healthz`: the process is alive. `/readyz`: the database answers and its schema is
-//! current, so a load balancer can send traffic here.
+//! current, so a load balancer can send traffic here; its body also says this node's
+//! role and whether it leads the singleton workers.
 
 use actix_web::{HttpResponse, web};
 use conclave_api::{ApiError, ErrorBody};
@@ -27,6 +28,17 @@ pub struct Readiness {
     pub status: &'static str,
     /// `postgres` or `sqlite`.
     pub database: &'static str,
+    /// `all`, `api` or `worker`.
+    pub role: &'static str,
+    /// Whether this node runs the singleton workers now (timers, sweeper, exports, …).
+    pub worker_leader: bool,
+}
+
+/// This node's role and leadership, for the probes and `/metrics`.
+#[derive(Clone, Debug)]
+pub struct NodeStatus {
+    pub role: crate::settings::Role,
+    pub leadership: crate::leader::Leadership,
 }
 
 /// Liveness: answers as long as the process serves HTTP.
@@ -43,7 +55,10 @@ pub async fn healthz() -> web::Json<Health> {
         (status = 503, description = "Database unreachable or migrations pending", body = ErrorBody),
     )
 )]
-pub async fn readyz(db: web::Data<Db>) -> Result<HttpResponse, ApiError> {
+pub async fn readyz(
+    db: web::Data<Db>,
+    node: web::Data<NodeStatus>,
+) -> Result<HttpResponse, ApiError> {
     let backend = db.backend().name();
     let checked = db
         .run_within(READINESS_TIMEOUT, migrations::has_pending)
@@ -52,6 +67,8 @@ pub async fn readyz(db: web::Data<Db>) -> Result<HttpResponse, ApiError> {
         Ok(false) => Ok(HttpResponse::Ok().json(Readiness {
             status: "ready",
             database: backend,
+            role: node.role.name(),
+            worker_leader: node.leadership.is_leader(),
         })),
         Ok(true) => Err(ApiError::unavailable(
             "database migrations are pending; run `conclave migrate`",

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod compliance;
 pub mod health;
 pub mod keys;
+pub mod leader;
 pub mod metrics;
 pub mod openapi;
 pub mod serve;

@@ -13,6 +13,10 @@ fn main() -> ExitCode {
             Command::Serve(args) => args.bind,
             _ => None,
         },
+        role: match &cli.command {
+            Command::Serve(args) => args.role,
+            _ => None,
+        },
         data_dir: cli.data_dir.clone(),
     };
     let settings = match Settings::load(cli.config.as_deref(), &overrides) {
@@ -27,6 +31,7 @@ fn main() -> ExitCode {
             println!("configuration is valid");
             println!("  bind:      {}", settings.bind);
             println!("  data_dir:  {}", settings.data_dir.display());
+            println!("  role:      {}", settings.role.name());
             match conclave_store::Backend::from_url(&settings.database_url()) {
                 Ok(backend) => println!("  database:  {}", backend.display()),
                 Err(err) => println!("  database:  {err}"),

@@ -3,6 +3,7 @@
 //! export jobs by status, and how far syslog forwarding lags the audit log. They are
 //! read from the database at scrape time, so every node reports the same totals
 //! whichever ran the work. Counts only: nothing here names a user, room or message.
+//! `conclave_worker_leader` is this node's own: 1 while it runs the singleton workers.
 //! (Request and delivery metrics and OTLP export arrive with the deployment work.)
 
 use actix_web::{HttpResponse, web};
@@ -49,9 +50,17 @@ fn by_label(
     registry.register(name, help, family);
 }
 
-/// The figures, in the OpenMetrics text format.
-pub fn render(conn: &mut DbConnection) -> Result<String, StoreError> {
+/// The figures, in the OpenMetrics text format; `leader`: whether this node leads the
+/// singleton workers.
+pub fn render(conn: &mut DbConnection, leader: bool) -> Result<String, StoreError> {
     let mut registry = Registry::with_prefix("conclave");
+    let leading: Gauge = Gauge::default();
+    leading.set(i64::from(leader));
+    registry.register(
+        "worker_leader",
+        "1 while this node runs the singleton workers (timers, sweeper, exports), else 0",
+        leading,
+    );
     let (messages, attachments, keys) = retention::sweep_totals(conn)?;
     counter(
         &mut registry,
@@ -112,13 +121,20 @@ pub fn render(conn: &mut DbConnection) -> Result<String, StoreError> {
     Ok(out)
 }
 
-async fn metrics(db: web::Data<Db>) -> Result<HttpResponse, ApiError> {
-    let text = db.run(render).await.map_err(|err| match err {
-        StoreError::Unavailable(_) => {
-            ApiError::unavailable("the database is unavailable; retry shortly")
-        }
-        other => ApiError::internal(&other),
-    })?;
+async fn metrics(
+    db: web::Data<Db>,
+    node: web::Data<crate::health::NodeStatus>,
+) -> Result<HttpResponse, ApiError> {
+    let leader = node.leadership.is_leader();
+    let text = db
+        .run(move |conn| render(conn, leader))
+        .await
+        .map_err(|err| match err {
+            StoreError::Unavailable(_) => {
+                ApiError::unavailable("the database is unavailable; retry shortly")
+            }
+            other => ApiError::internal(&other),
+        })?;
     Ok(HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(text))
@@ -131,7 +147,7 @@ mod tests {
     #[test]
     fn an_empty_installation_reports_zeros_in_openmetrics_text() {
         let db = conclave_testkit::TestDb::new(conclave_testkit::TestBackend::Sqlite);
-        let text = render(&mut db.db.conn().unwrap()).unwrap();
+        let text = render(&mut db.db.conn().unwrap(), true).unwrap();
         assert!(
             text.contains("conclave_retention_messages_destroyed_total 0"),
             "{text}"
@@ -140,6 +156,7 @@ mod tests {
             text.contains("conclave_export_jobs{status=\"failed\"} 0"),
             "{text}"
         );
+        assert!(text.contains("conclave_worker_leader 1"), "{text}");
         assert!(text.trim_end().ends_with("# EOF"), "{text}");
     }
 }

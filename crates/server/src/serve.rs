@@ -1,6 +1,9 @@
 //! `conclave serve`: migrate (or check), create the first admin on a new installation,
 //! print how to log in, and serve until SIGTERM or Ctrl-C, letting in-flight requests
-//! finish.
+//! finish. With several nodes on PostgreSQL it also starts the cross-node fan-out
+//! listener (`api` and `all` roles) and the election of the singleton workers (`worker`
+//! and `all`, see [`crate::leader`]); on SQLite it holds a lock beside the database so a
+//! second node is refused.
 
 use crate::app::{self, AppState};
 use crate::openapi::REFERENCE_PATH;
@@ -31,11 +34,45 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
     #[error("master keys: {0}")]
     Keys(#[from] crate::keys::KeyError),
+    #[error(
+        "another `conclave serve` is already using the SQLite database {0}: SQLite serves one node only; to run several nodes, use PostgreSQL (database.url = \"postgres://...\")"
+    )]
+    SqliteInUse(String),
+}
+
+/// Held for the life of a node on SQLite: an exclusive lock on `{database}.node-lock`.
+#[derive(Debug)]
+pub struct SqliteNodeLock {
+    _file: std::fs::File,
+}
+
+/// Takes the SQLite node lock, or says that another node holds it. The lock is the
+/// operating system's, so it goes with the process however it ends.
+pub fn lock_sqlite_node(database: &std::path::Path) -> Result<SqliteNodeLock, ServeError> {
+    let mut name = database.as_os_str().to_owned();
+    name.push(".node-lock");
+    let path = std::path::PathBuf::from(name);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(SqliteNodeLock { _file: file }),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(ServeError::SqliteInUse(database.display().to_string()))
+        }
+        Err(std::fs::TryLockError::Error(err)) => Err(ServeError::Io(err)),
+    }
 }
 
 pub async fn run(settings: Settings) -> Result<(), ServeError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let db = app::open_db(&settings)?;
+    let _node_lock = match db.backend() {
+        conclave_store::Backend::Sqlite { path } => Some(lock_sqlite_node(path)?),
+        conclave_store::Backend::Postgres { .. } => None,
+    };
     let migrate = settings.database.migrate_on_start;
     let applied = db
         .run(move |conn| {
@@ -78,40 +115,19 @@ pub async fn run(settings: Settings) -> Result<(), ServeError> {
         .run(move |conn| accounts::ensure_first_admin(conn, now))
         .await?;
 
-    // The timer worker announces expiries; every read path hides them regardless.
-    actix_web::rt::spawn(conclave_messaging::expiry::run(state.messaging.clone()));
-    if let Some(syslog) = settings.syslog_settings() {
-        tracing::info!(address = %syslog.address, transport = ?syslog.transport, "forwarding the audit log to syslog");
-        actix_web::rt::spawn(conclave_audit::syslog::run(db.clone(), syslog));
+    if settings.role.runs_workers() {
+        let leading = crate::leader::elect(db.backend().clone(), state.leadership.clone())?;
+        let (state, settings, clock) = (state.clone(), settings.clone(), clock.clone());
+        actix_web::rt::spawn(crate::leader::run_while_leading(leading, move || {
+            spawn_workers(&state, &settings, &clock)
+        }));
+    } else {
+        tracing::info!("role api: this node never runs the singleton workers");
     }
-    if settings.export.worker_enabled {
-        actix_web::rt::spawn(run_exports(
-            state.clone(),
-            clock.clone(),
-            settings.export_schedules(),
-        ));
-    }
-    if settings.retention.sweeper_enabled {
-        actix_web::rt::spawn(conclave_policy::sweeper::run(
-            db.clone(),
-            clock.clone(),
-            settings.sweep_settings(),
-        ));
-    }
-    actix_web::rt::spawn(sign_checkpoints(
-        state.clone(),
-        clock.clone(),
-        Duration::from_secs(settings.audit.checkpoint_interval_seconds),
-    ));
-
-    if let (Some(directory), Some(config)) = (&state.identity.directory, &settings.identity.ldap)
-        && config.sync_interval_minutes > 0
+    if settings.role.serves_api()
+        && let conclave_store::Backend::Postgres { url } = db.backend()
     {
-        actix_web::rt::spawn(sync_directory(
-            state.clone(),
-            directory.clone(),
-            Duration::from_secs(config.sync_interval_minutes * 60),
-        ));
+        conclave_messaging::realtime::fanout::spawn_listener(state.messaging.clone(), url.clone())?;
     }
 
     let http = &settings.http;
@@ -134,11 +150,60 @@ pub async fn run(settings: Settings) -> Result<(), ServeError> {
         Some(_) => settings.public_url(),
         None => format!("http://{bound}"),
     };
-    tracing::info!(%url, database = %db.backend().display(), "Conclave is serving");
+    tracing::info!(%url, database = %db.backend().display(), role = settings.role.name(), "Conclave is serving");
     print_banner(&url, first_admin.as_ref(), keys.generated.as_deref());
     server.run().await?;
     tracing::info!("Conclave stopped");
     Ok(())
+}
+
+/// Starts the singleton workers; run only on the node that leads them.
+fn spawn_workers(
+    state: &AppState,
+    settings: &Settings,
+    clock: &Arc<dyn Clock>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let db = &state.db;
+    // The timer worker announces expiries; every read path hides them regardless.
+    let mut tasks = vec![actix_web::rt::spawn(conclave_messaging::expiry::run(
+        state.messaging.clone(),
+    ))];
+    if let Some(syslog) = settings.syslog_settings() {
+        tracing::info!(address = %syslog.address, transport = ?syslog.transport, "forwarding the audit log to syslog");
+        tasks.push(actix_web::rt::spawn(conclave_audit::syslog::run(
+            db.clone(),
+            syslog,
+        )));
+    }
+    if settings.export.worker_enabled {
+        tasks.push(actix_web::rt::spawn(run_exports(
+            state.clone(),
+            clock.clone(),
+            settings.export_schedules(),
+        )));
+    }
+    if settings.retention.sweeper_enabled {
+        tasks.push(actix_web::rt::spawn(conclave_policy::sweeper::run(
+            db.clone(),
+            clock.clone(),
+            settings.sweep_settings(),
+        )));
+    }
+    tasks.push(actix_web::rt::spawn(sign_checkpoints(
+        state.clone(),
+        clock.clone(),
+        Duration::from_secs(settings.audit.checkpoint_interval_seconds),
+    )));
+    if let (Some(directory), Some(config)) = (&state.identity.directory, &settings.identity.ldap)
+        && config.sync_interval_minutes > 0
+    {
+        tasks.push(actix_web::rt::spawn(sync_directory(
+            state.clone(),
+            directory.clone(),
+            Duration::from_secs(config.sync_interval_minutes * 60),
+        )));
+    }
+    tasks
 }
 
 /// What a person starting the server needs: where it is and how to log in. Printed to

@@ -26,6 +26,10 @@ pub struct Settings {
     /// The URL users reach this server at, when it differs from `http://{bind}` (a
     /// load balancer, an ingress); used in printed links.
     pub public_url: Option<String>,
+    /// What this node does: `all` (the default), `api` (serve the API and WebSockets,
+    /// never the singleton workers) or `worker` (the singleton workers when elected, and
+    /// only the probes and `/metrics` over HTTP).
+    pub role: Role,
     pub database: DatabaseSettings,
     pub http: HttpSettings,
     pub log: LogSettings,
@@ -234,6 +238,37 @@ pub struct HttpSettings {
     pub workers: usize,
 }
 
+/// A node's part in a deployment of several (see `docs/deployment.md`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The API, the WebSockets and (when elected) the singleton workers.
+    #[default]
+    All,
+    /// The API and the WebSockets only.
+    Api,
+    /// The singleton workers (when elected), the probes and `/metrics`.
+    Worker,
+}
+
+impl Role {
+    pub fn serves_api(self) -> bool {
+        matches!(self, Role::All | Role::Api)
+    }
+
+    pub fn runs_workers(self) -> bool {
+        matches!(self, Role::All | Role::Worker)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::All => "all",
+            Role::Api => "api",
+            Role::Worker => "worker",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -281,6 +316,7 @@ impl Default for Settings {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./data"),
             public_url: None,
+            role: Role::All,
             database: DatabaseSettings::default(),
             http: HttpSettings::default(),
             log: LogSettings::default(),
@@ -391,6 +427,7 @@ pub enum ConfigError {
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
     pub bind: Option<SocketAddr>,
+    pub role: Option<Role>,
     pub data_dir: Option<PathBuf>,
 }
 
@@ -420,6 +457,9 @@ impl Settings {
         }
         if let Some(dir) = &overrides.data_dir {
             figment = figment.merge(Serialized::default("data_dir", dir));
+        }
+        if let Some(role) = overrides.role {
+            figment = figment.merge(Serialized::default("role", role));
         }
         let settings: Settings = figment.extract().map_err(|err| {
             ConfigError::Load(
@@ -782,12 +822,13 @@ mod tests {
         Jail::expect_with(|jail| {
             jail.create_file(
                 "conclave.toml",
-                "bind = \"127.0.0.1:9000\"\n[log]\nformat = \"pretty\"\n",
+                "bind = \"127.0.0.1:9000\"\nrole = \"worker\"\n[log]\nformat = \"pretty\"\n",
             )?;
             jail.set_env("CONCLAVE_LOG__FORMAT", "json");
             jail.set_env("CONCLAVE_DATA_DIR", "/srv/conclave");
             let overrides = Overrides {
                 bind: Some("0.0.0.0:8443".parse().unwrap()),
+                role: Some(Role::Api),
                 data_dir: None,
             };
             outcome = Some(Settings::load(None, &overrides).unwrap());
@@ -797,6 +838,16 @@ mod tests {
         assert_eq!(settings.log.format, LogFormat::Json);
         assert_eq!(settings.data_dir, PathBuf::from("/srv/conclave"));
         assert_eq!(settings.bind.to_string(), "0.0.0.0:8443");
+        assert_eq!(settings.role, Role::Api, "--role overrides the file");
+    }
+
+    #[test]
+    fn the_role_is_read_from_the_file_and_a_wrong_one_is_named() {
+        let settings = load_in_jail("role = \"worker\"\n", &[]).unwrap();
+        assert_eq!(settings.role, Role::Worker);
+        assert!(!settings.role.serves_api() && settings.role.runs_workers());
+        let err = load_in_jail("role = \"leader\"\n", &[]).unwrap_err();
+        assert!(err.contains("role"), "{err}");
     }
 
     #[test]

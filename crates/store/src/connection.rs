@@ -61,7 +61,9 @@ impl Backend {
         }
     }
 
-    fn connect(&self) -> Result<DbConnection, diesel::ConnectionError> {
+    /// Opens one connection outside any pool (the pool's connections, and long-lived
+    /// ones such as a node's leadership lock).
+    pub fn connect(&self) -> Result<DbConnection, diesel::ConnectionError> {
         match self {
             Backend::Postgres { url } => {
                 diesel::PgConnection::establish(url).map(DbConnection::Postgresql)

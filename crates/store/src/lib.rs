@@ -19,6 +19,7 @@ pub mod login_failures;
 pub mod message_reads;
 pub mod messages;
 pub mod migrations;
+pub mod notify;
 pub mod oidc_flows;
 pub mod org_settings;
 pub mod policies;

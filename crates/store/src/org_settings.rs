@@ -58,6 +58,13 @@ pub fn try_lock_singleton(conn: &mut DbConnection, key: i64) -> Result<bool, Sto
     }
 }
 
+/// A round trip on `conn`: an error when the connection (and any session lock it held)
+/// is gone.
+pub fn ping(conn: &mut DbConnection) -> Result<(), StoreError> {
+    use diesel::connection::SimpleConnection;
+    Ok(conn.batch_execute("SELECT 1")?)
+}
+
 pub fn unlock_singleton(conn: &mut DbConnection, key: i64) -> Result<(), StoreError> {
     if let DbConnection::Postgresql(_) = conn {
         diesel::sql_query("SELECT pg_advisory_unlock($1)")

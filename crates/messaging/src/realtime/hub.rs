@@ -1,8 +1,8 @@
 //! The in-process hub: each connected WebSocket registers a bounded queue under its
 //! user; publishing puts an event on the queues of its recipients' connections. A queue
 //! that is full belongs to a slow consumer: the hub drops it, which closes that
-//! connection with a resume hint, so a slow client never holds up a room. (Fan-out across
-//! nodes through PostgreSQL LISTEN/NOTIFY builds on this with the deployment issue.)
+//! connection with a resume hint, so a slow client never holds up a room. Events committed
+//! on other nodes arrive through [`super::fanout`], which publishes them here too.
 
 use conclave_core::{RoomId, UserId};
 use std::collections::HashMap;
@@ -22,10 +22,22 @@ pub struct Delivery {
 /// Each user's open connections: (connection id, queue).
 type Registry = HashMap<UserId, Vec<(u64, mpsc::Sender<Arc<Delivery>>)>>;
 
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Hub {
     connections: Arc<Mutex<Registry>>,
     next_id: Arc<AtomicU64>,
+    /// This process among the nodes sharing a database: random per process.
+    node_id: uuid::Uuid,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self {
+            connections: Arc::default(),
+            next_id: Arc::default(),
+            node_id: uuid::Uuid::new_v4(),
+        }
+    }
 }
 
 impl std::fmt::Debug for Hub {
@@ -73,6 +85,31 @@ impl Hub {
             });
         }
         connections.retain(|_, list| !list.is_empty());
+    }
+
+    /// The recipients among `users` with at least one connection here.
+    pub fn connected(&self, users: &[UserId]) -> Vec<UserId> {
+        let connections = self.lock();
+        users
+            .iter()
+            .filter(|user| connections.contains_key(user))
+            .copied()
+            .collect()
+    }
+
+    /// Closes every connection's queue: each client is told to resume (the same path as
+    /// a slow consumer) and replays what it missed from the event log. Used when events
+    /// from other nodes may have been missed.
+    pub fn disconnect_all(&self) -> usize {
+        let mut connections = self.lock();
+        let count = connections.values().map(Vec::len).sum();
+        connections.clear();
+        count
+    }
+
+    /// This node's id, carried by its cross-node notifications.
+    pub fn node_id(&self) -> uuid::Uuid {
+        self.node_id
     }
 
     pub fn connection_count(&self) -> usize {
@@ -139,6 +176,20 @@ mod tests {
             "the overflowing connection's queue is closed"
         );
         assert_eq!(hub.connection_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn disconnect_all_closes_every_queue_and_connected_filters() {
+        let hub = Hub::default();
+        let (alice, bob, carol) = (UserId::new(), UserId::new(), UserId::new());
+        let (_, mut a) = hub.register(alice, 4);
+        let (_, mut b) = hub.register(bob, 4);
+        assert_eq!(hub.connected(&[alice, carol, bob]), vec![alice, bob]);
+        assert_eq!(hub.disconnect_all(), 2);
+        assert!(a.recv().await.is_none());
+        assert!(b.recv().await.is_none());
+        assert!(hub.connected(&[alice, bob]).is_empty());
+        assert_ne!(hub.node_id(), Hub::default().node_id());
     }
 
     #[tokio::test]

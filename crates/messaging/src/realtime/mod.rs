@@ -2,8 +2,10 @@
 //! [`Published`]; after commit the handler calls [`publish`], which renders the event once
 //! and hands it to the [`hub::Hub`] for every recipient's connections. A reconnecting
 //! client replays what it missed from the room event log ([`render`]), so nothing is lost
-//! and, within one connection, nothing is delivered twice ([`ws`]).
+//! and, within one connection, nothing is delivered twice ([`ws`]). On PostgreSQL,
+//! [`publish`] also announces each event to the other nodes ([`fanout`]).
 
+pub mod fanout;
 pub mod hub;
 pub mod render;
 pub mod ws;
@@ -24,22 +26,48 @@ pub struct Published {
 /// logged, not returned: the change is committed, and clients recover what they missed
 /// by resuming from the event log.
 pub async fn publish(state: &MessagingState, published: Vec<Published>) {
-    if published.is_empty() || state.hub.is_idle() {
+    let cross_node = matches!(
+        state.auth.db.backend(),
+        conclave_store::Backend::Postgres { .. }
+    );
+    let idle = state.hub.is_idle();
+    if published.is_empty() || (idle && !cross_node) {
         return;
     }
     let keyring = Arc::clone(&state.keyring);
     let events = published.clone();
     let now = state.auth.clock.now();
-    let rendered = state
+    let node = state.hub.node_id();
+    let outcome = state
         .auth
         .db
         .run(move |conn| {
-            events
-                .iter()
-                .map(|event| render::render_one(conn, &keyring, event.room_id, event.seq, now))
-                .collect::<Result<Vec<_>, _>>()
+            let rendered = if idle {
+                Ok(Vec::new())
+            } else {
+                events
+                    .iter()
+                    .map(|event| render::render_one(conn, &keyring, event.room_id, event.seq, now))
+                    .collect::<Result<Vec<_>, _>>()
+            };
+            let announced = if cross_node {
+                fanout::announce(conn, node, &events)
+            } else {
+                Ok(())
+            };
+            Ok::<_, crate::error::MessagingError>((rendered, announced))
         })
         .await;
+    let (rendered, announced) = match outcome {
+        Ok(pair) => pair,
+        Err(err) => {
+            tracing::warn!(error = %err, "could not publish events; clients will resume");
+            return;
+        }
+    };
+    if let Err(err) = announced {
+        tracing::warn!(error = %err, "could not announce events to other nodes; their clients will resume");
+    }
     match rendered {
         Ok(deliveries) => {
             for (event, delivery) in published.iter().zip(deliveries) {

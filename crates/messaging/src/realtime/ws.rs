@@ -256,8 +256,9 @@ impl Connection {
         }
     }
 
-    /// The hub dropped this connection's queue: the client fell too far behind. It gets
-    /// its positions in a `resync` frame (a close reason is too short to hold them), then
+    /// The hub dropped this connection's queue: the client fell too far behind, or this
+    /// node may have missed other nodes' events (`fanout`). It gets its positions in a
+    /// `resync` frame (a close reason is too short to hold them), then
     /// the close, and reconnects with `?resume=`.
     async fn overflowed(&mut self) -> Result<(), Ending> {
         let rooms: BTreeMap<String, i64> = self
@@ -269,7 +270,7 @@ impl Connection {
             .await?;
         Err(close(
             CloseCode::Again,
-            "slow consumer: reconnect with ?resume= from the resync frame",
+            "resync: reconnect with ?resume= from the resync frame",
         ))
     }
 
