@@ -78,10 +78,12 @@ async function newPerson(browser, name) {
   page.on('console', (msg) => {
     // API error statuses are the client's to handle (a 401 before sign-in, say); script
     // errors and Content-Security-Policy refusals are failures.
-    // While a test has cut the network, failed reconnects are expected too.
-    const cut = networkCut && msg.text().startsWith('WebSocket connection to');
-    if (msg.type() === 'error' && !msg.text().startsWith('Failed to load resource') && !cut) {
-      problems.push(`${name} console: ${msg.text()}`);
+    // While a test has cut the network, failed reconnects and requests are expected too
+    // (Chromium reports a reset connection as `net::ERR_…`, for WebSockets and fetches).
+    const text = msg.text();
+    const cut = networkCut && (text.startsWith('WebSocket connection to') || text.includes('net::ERR_'));
+    if (msg.type() === 'error' && !text.startsWith('Failed to load resource') && !cut) {
+      problems.push(`${name} console: ${text}`);
     }
   });
   page.on('pageerror', (err) => problems.push(`${name} page error: ${err.message}`));
