@@ -231,12 +231,15 @@ fn print_banner(
             println!("  First start: an admin account was created.");
             println!("    username:           {}", admin.user.username);
             println!("    one-time password:  {password}");
-            println!("  Log in with POST {url}/api/v1/auth/login; you must choose a new password");
-            println!("  (POST {url}/api/v1/me/password) before anything else.");
+            println!(
+                "  Open {url}/ in a browser and sign in with these; you choose a new password"
+            );
+            println!("  first. From the command line: POST {url}/api/v1/auth/login, then");
+            println!("  POST {url}/api/v1/me/password (README.md shows both).");
         }
         None => {
             println!(
-                "  Log in with your account. Lost the admin password? `conclave admin reset-password admin`"
+                "  Open {url}/ in a browser and sign in. Lost the admin password? `conclave admin reset-password admin`"
             );
         }
     }
