@@ -138,6 +138,8 @@ function showTopbar(me) {
 
 async function route() {
   if (!app.chat) return;
+  // In-page anchors (the skip link's `#main`) are not routes: keep the open view.
+  if (location.hash && !location.hash.startsWith('#/')) return;
   const admin = /^#\/admin(?:\/([a-z]+))?$/.exec(location.hash);
   if (admin) {
     app.inAdmin = true;

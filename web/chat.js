@@ -307,6 +307,8 @@ export class Chat {
     c.elements.delete(id);
     if (c.replyTo === id) this.setContext(null);
     if (c.editing === id) this.setContext(null);
+    // Replies quote the message: redraw them so its text goes with it.
+    for (const other of c.messages.values()) if (other.reply_to_id === id) this.placeMessage(other);
     this.app.announce('A message disappeared.');
   }
 
@@ -335,7 +337,7 @@ export class Chat {
     }
     c.elements.set(view.id, el);
     if (focusedAction) {
-      const again = el.querySelector(`[data-action="${focusedAction}"]`);
+      const again = el.querySelector(`[data-action="${CSS.escape(focusedAction)}"]`);
       if (again) again.focus();
     }
   }
@@ -369,11 +371,16 @@ export class Chat {
     }
     if (m.attachment) {
       const a = m.attachment;
+      // A policy that forbids downloads would only answer 403 to the link: say so instead.
+      const downloadable = !(c.policy && c.policy.file_download_enabled === false);
       parts.push(h('div', { class: 'attachment' },
-        h('a', {
-          href: `/api/v1/rooms/${c.id}/attachments/${a.id}`, download: a.name,
-          'aria-label': `Download ${a.name}, ${formatBytes(a.size_bytes)}`,
-        }, `📎 ${a.name}`), ` (${formatBytes(a.size_bytes)})`));
+        downloadable
+          ? h('a', {
+            href: `/api/v1/rooms/${c.id}/attachments/${a.id}`, download: a.name,
+            'aria-label': `Download ${a.name}, ${formatBytes(a.size_bytes)}`,
+          }, `📎 ${a.name}`)
+          : h('span', {}, `📎 ${a.name} (downloads are not allowed by your organisation's policy)`),
+        ` (${formatBytes(a.size_bytes)})`));
     }
     if (m.reactions.length) {
       parts.push(h('div', { class: 'reactions', role: 'group', 'aria-label': 'Reactions' },
@@ -521,9 +528,13 @@ export class Chat {
 
   setContext(context) {
     const c = this.current;
+    const wasEditing = c.editing;
     c.replyTo = context && context.reply ? context.reply : null;
     c.editing = context && context.edit ? context.edit : null;
     const text = this.pane.querySelector('#compose-text');
+    // The edit put the message's text in the box: never leave it there to be sent again
+    // as a new (perhaps lasting) message once the edit is cancelled or the message is gone.
+    if (wasEditing && !c.editing && text) text.value = '';
     if (!context) {
       this.context.hidden = true;
       replace(this.context);
@@ -662,7 +673,13 @@ export class Chat {
   applyToCurrent(event) {
     const c = this.current;
     const data = event.data || {};
-    if (data.message) {
+    if (event.type === 'message.expired') {
+      // For everyone (`user_id` null) or for one member: a burn for someone else leaves
+      // this copy as it is (the sender's goes with a last event naming the sender).
+      const id = data.message && data.message.id;
+      const forMe = data.user_id == null || data.user_id === this.me.id;
+      if (id && forMe && c.messages.has(id)) this.remove(id);
+    } else if (data.message) {
       if (data.message.expired) {
         if (c.messages.has(data.message.id)) this.remove(data.message.id);
       } else {

@@ -135,10 +135,17 @@ async function storedContent(page) {
 
 /** The timer choices offered once the control is focused (which re-reads the policy). */
 async function timerOptions(page, settled = () => true) {
+  // The client re-reads the effective policy when the timer control gets focus. A change
+  // made by several requests (a room's rename, then its policy) may land after a read:
+  // focus again until the choices settle, for up to 15 s on a loaded machine.
   const select = page.locator('#compose-timer');
-  await select.blur();
-  await select.focus();
-  await page.waitForFunction(settled, null, { timeout: 5000 }).catch(() => {});
+  const until = Date.now() + 15000;
+  do {
+    await select.blur();
+    await select.focus();
+    const done = await page.waitForFunction(settled, null, { timeout: 1000 }).then(() => true, () => false);
+    if (done) break;
+  } while (Date.now() < until);
   return select.locator('option').allTextContents();
 }
 
@@ -221,6 +228,14 @@ const scenarios = {
       const countdown = await message.locator('.countdown').textContent();
       expect(/Disappears in \d+ s/.test(countdown), `countdown reads "${countdown}"`);
     }
+    // A lasting reply quotes it: the quote must go with it.
+    await messageWith(bob, secret).getByRole('button', { name: 'Reply' }).click();
+    const reply = `a lasting reply ${Date.now()}`;
+    await bob.getByLabel('Message', { exact: true }).fill(reply);
+    await bob.getByLabel('Message', { exact: true }).press('Enter');
+    for (const page of [alice, bob]) {
+      await messageWith(page, reply).locator('.quote', { hasText: secret.slice(0, 20) }).waitFor({ timeout: 10000 });
+    }
     const sentAt = Date.now();
     for (const page of [alice, bob]) {
       await messageWith(page, secret).waitFor({ state: 'detached', timeout: 15000 });
@@ -229,6 +244,8 @@ const scenarios = {
     expect(took <= 12, `the message took ${took} s to vanish`);
     for (const [name, page] of [['alice', alice], ['bob', bob]]) {
       expect(!(await page.content()).includes(secret), `${name}'s page still holds the text`);
+      const quote = await messageWith(page, reply).locator('.quote').textContent();
+      expect(quote.includes('no longer available'), `${name}'s reply quotes "${quote}"`);
       const stored = await storedContent(page);
       expect(stored.length === 0, `${name}'s browser stored: ${stored.join('; ')}`);
     }
