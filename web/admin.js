@@ -480,7 +480,7 @@ export class Admin {
         const count = Object.keys(manifest.files).length;
         status.className = signed && !bad.length ? 'ok-text' : 'error-text';
         status.textContent = signed && !bad.length
-          ? `Verified: the signature is valid (key ${manifest.signing_key_id}) and all ${count} files match their SHA-256.`
+          ? `Intact: all ${count} files match their SHA-256 and the manifest's signature is valid for key ${manifest.signing_key_id}, the key the manifest names. Compare that id with your server's signing key (or run \`conclave export verify\` with a key you trust) to know who signed it.`
           : `NOT verified: ${signed ? '' : 'the signature is invalid. '}${bad.length ? `Files differing: ${bad.join(', ')}.` : ''}`;
       } catch (err) {
         status.className = 'error-text';

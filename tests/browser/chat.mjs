@@ -421,7 +421,7 @@ const scenarios = {
     expect(state === 'done', `the export is ${state}`);
     await carol.getByRole('button', { name: /Files and verification of export/ }).first().click();
     await carol.getByRole('button', { name: 'Verify signature and files' }).click();
-    await carol.locator('#export-verification.ok-text', { hasText: 'Verified' }).waitFor({ timeout: 10000 });
+    await carol.locator('#export-verification.ok-text', { hasText: 'Intact: all' }).waitFor({ timeout: 10000 });
     expect((await carol.getByRole('list', { name: 'Files in the export' }).locator('li').count()) > 0, 'the export lists files');
   },
 

@@ -226,6 +226,11 @@ fn attachments_and_bad_input_over_http() {
             .unwrap()
             .contains("brief.pdf")
     );
+    // The uploader's content type is not trusted: a rendered file gets a sandbox.
+    assert_eq!(
+        download.headers()["content-security-policy"],
+        "sandbox; default-src 'none'"
+    );
     assert_eq!(download.bytes().unwrap().to_vec(), data);
     expect_error(
         server.get(

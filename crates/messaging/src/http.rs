@@ -600,6 +600,12 @@ async fn download_attachment(
     Ok(HttpResponse::Ok()
         .content_type(download.record.content_type.clone())
         .insert_header(disposition)
+        // The uploader chose the content type: should a browser render the file anyway,
+        // it runs in a sandbox with no script and no access to this origin.
+        .insert_header((
+            actix_web::http::header::CONTENT_SECURITY_POLICY,
+            "sandbox; default-src 'none'",
+        ))
         .no_chunking(u64::try_from(download.record.size_bytes).unwrap_or(0))
         .streaming(download.body))
 }
