@@ -149,8 +149,13 @@ export class Admin {
       count('file_max_bytes', 'Largest file (bytes)'),
       flag('may_create_rooms', 'Members may create rooms'),
       count('max_room_size', 'Most members in a room'),
+      flag('forwarding_allowed', 'Messages may be forwarded'),
+      flag('read_receipts_forced', 'Read receipts are always sent'),
+      flag('presence_enabled', 'Presence is shown'),
+      flag('link_previews_allowed', 'Link previews are shown'),
       count('session_lifetime_minutes', 'Longest session (minutes)'),
       count('session_idle_minutes', 'Session idle timeout (minutes)'),
+      count('lockout_threshold', 'Failed logins before an account is locked'),
     ];
     const problem = h('p', { class: 'error-text', role: 'alert' });
     const form = h('form', { 'aria-label': 'Organisation messaging policy', id: 'policy-form' },
@@ -185,6 +190,10 @@ export class Admin {
       if (o.expiration_max) parts.push(`timer ≤ ${o.expiration_max} s`);
       if (o.burn_on_read_allowed === false) parts.push('no burn-on-read');
       if (o.files_enabled === false) parts.push('no files');
+      if (o.file_download_enabled === false) parts.push('no downloads');
+      if (o.max_room_size) parts.push(`rooms ≤ ${o.max_room_size} members`);
+      if (o.may_create_rooms === false) parts.push('no new rooms');
+      if (o.forwarding_allowed === false) parts.push('no forwarding');
       if (o.barriers.length) {
         parts.push(`barrier with ${o.barriers.map((id) => (groups.find((g) => g.id === id) || { name: id }).name).join(', ')}`);
       }
@@ -231,16 +240,40 @@ export class Admin {
     const tri = (value) => (value === true ? 'yes' : value === false ? 'no' : '');
     const triSelect = (value) => h('select', {}, [['', 'Inherit'], ['yes', 'Allowed'], ['no', 'Not allowed']]
       .map(([v, label]) => h('option', { value: v, selected: tri(value) === v }, label)));
-    const expiration = h('input', { type: 'number', min: '60', value: o.expiration_max ?? '' });
-    const burn = triSelect(o.burn_on_read_allowed);
-    const files = triSelect(o.files_enabled);
+    // Every override a group may set; empty or "Inherit" leaves the level above in force.
+    const overrides = [
+      ['expiration_max', 'Longest message timer', 'seconds'],
+      ['expiration_default', 'Default message timer', 'seconds'],
+      ['burn_on_read_allowed', 'Burn-on-read'],
+      ['burn_on_read_max', 'Longest burn-on-read timer', 'seconds'],
+      ['burn_on_read_default', 'Default burn-on-read timer', 'seconds'],
+      ['files_enabled', 'Files'],
+      ['file_download_enabled', 'File downloads'],
+      ['file_max_bytes', 'Largest file', 'bytes'],
+      ['may_create_rooms', 'Creating rooms'],
+      ['max_room_size', 'Most members in a room', 'members'],
+      ['forwarding_allowed', 'Forwarding'],
+      ['read_receipts_forced', 'Read receipts always sent'],
+      ['presence_enabled', 'Presence'],
+      ['link_previews_allowed', 'Link previews'],
+      ['session_lifetime_minutes', 'Longest session', 'minutes'],
+      ['session_idle_minutes', 'Session idle timeout', 'minutes'],
+      ['lockout_threshold', 'Failed logins before lockout', 'attempts'],
+    ].map(([key, label, unit]) => {
+      const kind = unit ? 'number' : 'flag';
+      const input = unit
+        ? h('input', { type: 'number', min: '1', value: o[key] ?? '' })
+        : triSelect(o[key]);
+      const id = `group-${key.replaceAll('_', '-')}`;
+      const text = unit ? `${label} (${unit}; empty: inherit)` : label;
+      return { key, kind, input, parts: field(id, text, input) };
+    });
     const barriers = groups.filter((g) => g.id !== id).map((g) => {
       const box = h('input', { type: 'checkbox', id: `barrier-${g.id}`, checked: o.barriers.includes(g.id), value: g.id });
       return h('span', { class: 'check' }, box, h('label', { for: box.id, class: 'inline' }, `No contact with ${g.name}`));
     });
     const policyForm = h('form', { 'aria-label': `Policy of ${group.name}` },
-      ...field('group-expiration-max', 'Longest message timer (seconds; empty: inherit)', expiration),
-      ...field('group-burn', 'Burn-on-read', burn), ...field('group-files', 'Files', files),
+      ...overrides.flatMap((f) => f.parts),
       h('fieldset', {}, h('legend', {}, 'Information barriers'), barriers),
       h('button', { type: 'submit', class: 'primary' }, 'Save group policy'));
     const fromTri = (v) => (v === 'yes' ? true : v === 'no' ? false : null);
@@ -248,11 +281,12 @@ export class Admin {
       e.preventDefault();
       const next = {
         ...o,
-        expiration_max: expiration.value === '' ? null : Number(expiration.value),
-        burn_on_read_allowed: fromTri(burn.value),
-        files_enabled: fromTri(files.value),
         barriers: barriers.map((b) => b.querySelector('input')).filter((b) => b.checked).map((b) => b.value),
       };
+      for (const f of overrides) {
+        if (f.kind === 'flag') next[f.key] = fromTri(f.input.value);
+        else next[f.key] = f.input.value === '' ? null : Number(f.input.value);
+      }
       this.act(api('PUT', `/api/v1/admin/security-groups/${id}/policy`, next), () => this.groups(id));
     });
     const rename = h('input', { value: group.name, maxlength: '100' });

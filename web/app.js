@@ -52,16 +52,34 @@ function signedOut(message) {
   showLogin(message);
 }
 
-setUnauthenticatedHandler(() => signedOut('Your session has ended. Please sign in again.'));
+setUnauthenticatedHandler(() => signedOut(app.me ? 'Your session has ended. Please sign in again.' : undefined));
+
+/** A sign-in page being prepared (its providers are being fetched), if any. */
+let loginPending = null;
 
 async function showLogin(message) {
+  // Several paths can find the session gone at once: render the page once, and never
+  // replace a form someone may already be typing in (only its message changes).
+  const shown = main.querySelector('#login-error');
+  if (shown) {
+    if (message) shown.textContent = message;
+    return;
+  }
+  if (loginPending) {
+    if (message) loginPending.message = message;
+    return;
+  }
+  const pending = { message };
+  loginPending = pending;
   let providers = { oidc: [], ldap: false, local: true };
   try {
     providers = await api('GET', '/api/v1/auth/providers');
   } catch (err) {
     app.showError(err);
+  } finally {
+    loginPending = null;
   }
-  const problem = h('p', { class: 'error-text', role: 'alert', id: 'login-error' }, message || '');
+  const problem = h('p', { class: 'error-text', role: 'alert', id: 'login-error' }, pending.message || '');
   const buttons = providers.oidc.map((p) => h('a', {
     class: 'button primary', role: 'button', href: `${p.login_url}?return_to=${encodeURIComponent('/')}`,
     id: `sso-${p.id}`,
@@ -160,7 +178,8 @@ async function boot() {
   try {
     me = await api('GET', '/api/v1/me');
   } catch (err) {
-    if (err.status === 401) return signedOut();
+    // The 401 handler has already shown the sign-in page.
+    if (err.status === 401) return undefined;
     replace(main, h('p', { class: 'empty error-text' }, describe(err)));
     return undefined;
   }

@@ -358,8 +358,11 @@ const scenarios = {
     await admin.getByRole('button', { name: 'Add member' }).click();
     await admin.getByRole('button', { name: 'Remove bob from Contractors' }).waitFor({ timeout: 10000 });
     await admin.getByLabel('Longest message timer (seconds; empty: inherit)').fill('60');
+    await admin.getByLabel('Most members in a room (members; empty: inherit)').fill('50');
+    await admin.getByLabel('Forwarding').selectOption('no');
     await admin.getByRole('button', { name: 'Save group policy' }).click();
     await admin.locator('tr[data-group="Contractors"]', { hasText: 'timer ≤ 60 s' }).waitFor({ timeout: 10000 });
+    await admin.locator('tr[data-group="Contractors"]', { hasText: 'rooms ≤ 50 members; no forwarding' }).waitFor({ timeout: 10000 });
     await admin.locator('#group-rename').fill('Contractors (external)');
     await admin.getByRole('button', { name: 'Save name and precedence' }).click();
     await admin.locator('tr[data-group="Contractors (external)"]').waitFor({ timeout: 10000 });
