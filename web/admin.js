@@ -320,18 +320,37 @@ export class Admin {
   // ---- directory ----------------------------------------------------------------------
 
   async directory() {
+    const status = await api('GET', '/api/v1/admin/directory/sync');
+    if (!status.configured) {
+      replace(this.body, h('p', { class: 'empty' }, 'No directory is configured ([identity.ldap] in the server\'s configuration).'));
+      return;
+    }
+    const runsOf = (st) => [
+      h('h2', {}, 'Latest runs'),
+      h('p', { class: 'hint' }, st.interval_minutes
+        ? `Scheduled every ${st.interval_minutes} minutes, on one node at a time.`
+        : 'Not scheduled: runs only when started here or with `conclave ldap sync`.'),
+      st.runs.length
+        ? table('Latest directory sync runs', ['When', 'Started by', 'Kind', 'Result', 'Created', 'Updated', 'Deprovisioned', 'Skipped'],
+          st.runs.map((r) => h('tr', {}, h('td', {}, h('time', { datetime: r.at }, formatTime(r.at))),
+            [r.started_by, r.report.dry_run ? 'dry run' : 'sync', r.outcome === 'success' ? 'succeeded' : `failed: ${r.error || 'unknown error'}`,
+              r.report.created, r.report.updated, r.report.deprovisioned, r.report.skipped].map((v) => h('td', {}, String(v))))))
+        : h('p', { class: 'empty' }, 'No run yet.')];
+    const history = h('div', { id: 'sync-history' }, runsOf(status));
+    const refresh = () => api('GET', '/api/v1/admin/directory/sync')
+      .then((st) => replace(history, runsOf(st))).catch((err) => this.app.showError(err));
     const out = h('div', { id: 'sync-report', 'aria-live': 'polite' });
     const run = (dryRun) => this.act(api('POST', '/api/v1/admin/directory/sync', { dry_run: dryRun }), (r) => replace(out,
       h('p', { class: 'ok-text' }, dryRun ? 'Dry run: nothing was changed.' : 'Synchronised.'),
       table('Directory sync report', ['Entries', 'Created', 'Updated', 'Reactivated', 'Deprovisioned', 'Skipped', 'Took'], [h('tr', {},
         [r.entries, r.created, r.updated, r.reactivated, r.deprovisioned, r.skipped, `${r.duration_ms} ms`].map((v) => h('td', {}, String(v))))]),
       r.deprovisioning_skipped ? h('p', {}, `Deprovisioning skipped: ${r.deprovisioning_skipped}`) : null,
-      r.problems.length ? h('ul', { 'aria-label': 'Problems' }, r.problems.map((p) => h('li', {}, p))) : null));
+      r.problems.length ? h('ul', { 'aria-label': 'Problems' }, r.problems.map((p) => h('li', {}, p))) : null)).then(refresh);
     replace(this.body,
       h('p', { class: 'hint' }, 'Reads the LDAP directory and brings accounts, roles and directory security groups in step. A dry run reports what would change.'),
       h('button', { type: 'button', onclick: () => run(true) }, 'Dry run'), ' ',
       h('button', { type: 'button', class: 'primary', onclick: () => run(false) }, 'Synchronise now'),
-      out);
+      out, history);
   }
 
   // ---- audit log ----------------------------------------------------------------------

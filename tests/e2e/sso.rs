@@ -673,6 +673,20 @@ sync_interval_minutes = 0
     assert_eq!(response.status(), 200);
     let report: Value = response.json().unwrap();
     assert_eq!(report["deprovisioned"], 1, "{report}");
+    // The run is the status's latest, as the audit log recorded it.
+    let status: Value = server
+        .get("/api/v1/admin/directory/sync", Some(&admin))
+        .json()
+        .unwrap();
+    assert_eq!(status["configured"], true, "{status}");
+    assert_eq!(status["runs"][0]["outcome"], "success", "{status}");
+    assert_eq!(status["runs"][0]["report"]["deprovisioned"], 1, "{status}");
+    assert_eq!(status["runs"][0]["report"]["dry_run"], false, "{status}");
+    expect_error(
+        server.get("/api/v1/admin/directory/sync", Some(&bob_token)),
+        401,
+        "unauthenticated",
+    );
     let code = loop {
         match ws.socket.read() {
             Ok(tungstenite::Message::Close(Some(frame))) => break u16::from(frame.code),

@@ -223,6 +223,20 @@ pub fn query(
     Ok(query.load(conn)?)
 }
 
+/// The latest `limit` events of one action, newest first (a job's recent runs).
+pub fn latest_of_action(
+    conn: &mut DbConnection,
+    action: &str,
+    limit: i64,
+) -> Result<Vec<AuditRecord>, StoreError> {
+    Ok(audit_events::table
+        .filter(audit_events::action.eq(action))
+        .order(audit_events::seq.desc())
+        .limit(limit)
+        .select(AuditRecord::as_select())
+        .load(conn)?)
+}
+
 /// A signed checkpoint of the chain.
 #[derive(Clone, Debug, PartialEq, Eq, Queryable, Selectable)]
 #[diesel(table_name = crate::schema::audit_checkpoints)]

@@ -47,7 +47,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(oidc_callback)),
         )
         .service(
-            web::resource("/api/v1/admin/directory/sync").route(web::post().to(directory_sync)),
+            web::resource("/api/v1/admin/directory/sync")
+                .route(web::get().to(directory_sync_status))
+                .route(web::post().to(directory_sync)),
         )
         .service(
             web::resource("/api/v1/admin/identity/local-login")
@@ -64,11 +66,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 #[openapi(
     paths(
         providers, ldap_login, oidc_login, oidc_start, oidc_callback, oidc_exchange,
-        directory_sync, get_local_login, put_local_login, put_break_glass,
+        directory_sync, directory_sync_status, get_local_login, put_local_login, put_break_glass,
     ),
     components(schemas(
         ProvidersView, OidcProviderView, OidcStartRequest, OidcStartResponse, OidcExchangeRequest,
-        LogoutResponse, SyncRequest, sync::SyncReport, LocalLoginSetting, BreakGlassRequest,
+        LogoutResponse, SyncRequest, sync::SyncReport, sync::SyncRun, SyncStatus, LocalLoginSetting, BreakGlassRequest,
     )),
     tags(
         (name = "sso", description = "Single sign-on: OpenID Connect and LDAP"),
@@ -378,6 +380,44 @@ async fn directory_sync(
     });
     let report = run.await.map_err(|err| ApiError::internal(&err))??;
     Ok(web::Json(report))
+}
+
+/// Whether a directory is configured, how often it syncs, and its latest runs.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct SyncStatus {
+    pub configured: bool,
+    /// Minutes between scheduled runs; `None`: no directory, or on demand only.
+    pub interval_minutes: Option<u64>,
+    /// The latest runs (at most 10), newest first, dry runs included.
+    pub runs: Vec<sync::SyncRun>,
+}
+
+/// The directory sync's status: configured or not, schedule, and the latest runs.
+#[utoipa::path(
+    get, path = "/api/v1/admin/directory/sync", tag = "admin-identity", security(("bearer" = [])),
+    responses(
+        (status = 200, body = SyncStatus),
+        (status = 401, description = "No valid session", body = ErrorBody),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+    )
+)]
+async fn directory_sync_status(
+    state: web::Data<AuthState>,
+    identity: Option<web::Data<IdentityState>>,
+    _admin: AdminUser,
+) -> Result<web::Json<SyncStatus>, ApiError> {
+    let identity = configured(identity);
+    let interval_minutes = identity
+        .directory
+        .as_ref()
+        .map(|directory| directory.config.sync_interval_minutes)
+        .filter(|minutes| *minutes > 0);
+    let runs = state.db.run(|conn| sync::recent_runs(conn, 10)).await?;
+    Ok(web::Json(SyncStatus {
+        configured: identity.directory.is_some(),
+        interval_minutes,
+        runs,
+    }))
 }
 
 /// Whether every local account may log in with a password.

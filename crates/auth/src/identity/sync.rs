@@ -19,7 +19,7 @@ use conclave_store::users::{self as user_store, AuthSource};
 use conclave_store::{Db, DbConnection, StoreError, identities, org_settings, write_transaction};
 use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
 use ldap3::{Scope, SearchEntry};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -27,13 +27,48 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The provider name of directory identities.
 pub const PROVIDER: &str = "ldap";
+/// A past run, as its audit event recorded it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct SyncRun {
+    pub at: conclave_core::Timestamp,
+    /// `success` or `failure`.
+    pub outcome: String,
+    /// Who started it: an admin's username, or `directory-sync` for the schedule.
+    pub started_by: String,
+    pub report: SyncReport,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
+}
+
+/// The latest `limit` runs (dry runs included), newest first, from the audit log where
+/// every run is recorded.
+pub fn recent_runs(conn: &mut DbConnection, limit: i64) -> Result<Vec<SyncRun>, AuthError> {
+    Ok(
+        conclave_store::audit::latest_of_action(conn, "directory.sync", limit)?
+            .into_iter()
+            .map(|event| {
+                let details: serde_json::Value =
+                    serde_json::from_str(&event.details).unwrap_or_default();
+                SyncRun {
+                    at: conclave_core::Timestamp::from_micros(event.occurred_at),
+                    outcome: event.outcome,
+                    started_by: event.actor_name,
+                    error: details["error"].as_str().map(str::to_owned),
+                    report: serde_json::from_value(details).unwrap_or_default(),
+                }
+            })
+            .collect(),
+    )
+}
+
 /// The advisory lock that elects one sync across nodes.
 const SYNC_LOCK: i64 = 7_423_001;
 /// Most problems listed in a report (the counts are always complete).
 const MAX_PROBLEMS: usize = 20;
 
 /// What a sync run did (or, for a dry run, would do).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(default)]
 pub struct SyncReport {
     pub dry_run: bool,
     /// User entries read from the directory.
