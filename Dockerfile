@@ -7,8 +7,14 @@
 #
 # The build needs only crates.io (or a vendored registry, see docs/deployment.md,
 # "Air-gapped install"); the web client and the migrations are embedded in the binary.
+# Both base images can be swapped for mirrored copies:
+#   docker build --build-arg RUST_IMAGE=registry.internal/rust:1-bookworm \
+#                --build-arg RUNTIME_IMAGE=registry.internal/debian:bookworm-slim .
 
-FROM rust:1-bookworm AS build
+ARG RUST_IMAGE=rust:1-bookworm
+ARG RUNTIME_IMAGE=debian:bookworm-slim
+
+FROM ${RUST_IMAGE} AS build
 # C libraries diesel links against (the rust image usually has them; installing is cheap).
 # Versions are not pinned: Debian's security updates replace them within a release.
 # hadolint ignore=DL3008
@@ -24,7 +30,7 @@ COPY conclave.sample.toml ./
 RUN cargo build --release --locked -p conclave-server \
  && install -m 0755 target/release/conclave /usr/local/bin/conclave
 
-FROM debian:bookworm-slim
+FROM ${RUNTIME_IMAGE}
 # Runtime libraries only: libpq (PostgreSQL), SQLite, OpenSSL (also a dependency of libpq;
 # the LDAP client's TLS uses it) and the CA roots for TLS to the directory, SSO and syslog.
 # hadolint ignore=DL3008

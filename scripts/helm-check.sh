@@ -90,6 +90,10 @@ for case in minimal full; do
   done
   say "$case: helm lint clean; $(grep -c '^kind:' "$OUT/$case.yaml") manifests valid against Kubernetes ${K8S_VERSIONS[*]} (strict)"
   "$BIN/python" tests/helm/check_manifests.py "$case" "$OUT/$case.yaml"
+  # NOTES.txt renders only on install: a client-side dry run (no cluster needed).
+  "$HELM" install t "$CHART" --dry-run=client -f "$values" >"$OUT/$case.install" 2>&1 \
+    || { cat "$OUT/$case.install"; exit 1; }
+  grep -q "First login" "$OUT/$case.install"
 done
 
 # The validator must catch a field the schema does not have.
