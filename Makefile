@@ -17,7 +17,7 @@ migrate:
 ## rendered manifests against the Kubernetes schemas, the rendered config in `conclave`).
 test:
 	$(CARGO) build --workspace --all-targets
-	scripts/helm-check.sh
+	HELM_CHECK_CONCLAVE=$${CARGO_TARGET_DIR:-target}/debug/conclave scripts/helm-check.sh
 	$(CARGO) run -q -p conclave-testkit --bin with-postgres -- $(CARGO) test --workspace --no-fail-fast
 
 ## Benchmarks (release build): the timer worker under one million pending timers, the

@@ -105,6 +105,9 @@ fi
 
 # The rendered conclave.toml must load in the real server, paths moved under $OUT.
 SERVER_BIN=${HELM_CHECK_CONCLAVE:-target/debug/conclave}
+if [ -n "${HELM_CHECK_CONCLAVE:-}" ] && [ ! -x "$SERVER_BIN" ]; then
+  say "HELM_CHECK_CONCLAVE=$SERVER_BIN is not an executable"; exit 1
+fi
 if [ -x "$SERVER_BIN" ]; then
   mkdir -p "$OUT/etc/conclave/keys" "$OUT/etc/conclave/oidc"
   "$BIN/python" - "$OUT" "$CHART/ci/minimal-values.yaml" <<'PY'
