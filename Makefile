@@ -12,9 +12,12 @@ migrate:
 	$(CARGO) run -p conclave-server --bin conclave -- migrate
 
 ## Every unit, integration and end-to-end test, on SQLite and on a throwaway
-## PostgreSQL cluster that `with-postgres` starts on a free loopback port and removes.
+## PostgreSQL cluster that `with-postgres` starts on a free loopback port and removes;
+## first the Helm chart and the Dockerfile (scripts/helm-check.sh: helm lint, the
+## rendered manifests against the Kubernetes schemas, the rendered config in `conclave`).
 test:
 	$(CARGO) build --workspace --all-targets
+	HELM_CHECK_CONCLAVE=$${CARGO_TARGET_DIR:-target}/debug/conclave scripts/helm-check.sh
 	$(CARGO) run -q -p conclave-testkit --bin with-postgres -- $(CARGO) test --workspace --no-fail-fast
 
 ## Benchmarks (release build): the timer worker under one million pending timers, the
