@@ -3,7 +3,7 @@
 // Every action goes through the same API as the command line; the server checks roles,
 // this page only hides what the account cannot use.
 
-import { api, describe } from './api.js';
+import { api, describe, errorFrom } from './api.js';
 import { h, replace, formatTime } from './dom.js';
 
 const ROLES = ['admin', 'compliance_officer', 'auditor'];
@@ -509,7 +509,7 @@ export class Admin {
     const base = `/api/v1/compliance/exports/${id}/files`;
     const fetchBytes = async (path) => {
       const response = await fetch(`${base}/${path}`, { credentials: 'same-origin', cache: 'no-store' });
-      if (!response.ok) throw new Error(`${path}: the server answered ${response.status}`);
+      if (!response.ok) throw await errorFrom(response);
       return new Uint8Array(await response.arrayBuffer());
     };
     const manifestBytes = await fetchBytes('manifest.json');

@@ -21,7 +21,7 @@ export function csrfToken() {
   return '';
 }
 
-async function errorFrom(response) {
+export async function errorFrom(response) {
   let body = null;
   try { body = await response.json(); } catch { /* not JSON */ }
   const error = body && body.error;
@@ -78,9 +78,13 @@ export function upload(path, file, onProgress) {
       try { body = JSON.parse(xhr.responseText); } catch { /* not JSON */ }
       if (xhr.status >= 200 && xhr.status < 300) return resolve(body);
       const error = body && body.error;
-      reject(error
-        ? new ApiError(xhr.status, error.code, error.message, error.request_id)
-        : new ApiError(xhr.status, 'http_' + xhr.status, `The upload failed (${xhr.status}).`));
+      const retry = xhr.getResponseHeader('retry-after');
+      const failure = error
+        ? new ApiError(xhr.status, error.code, error.message, error.request_id, retry)
+        : new ApiError(xhr.status, 'http_' + xhr.status, `The upload failed (${xhr.status}).`, null, retry);
+      // As for every other request: a session that ended returns to sign-in.
+      if (xhr.status === 401) onUnauthenticated(failure);
+      reject(failure);
     });
     xhr.addEventListener('error', () => reject(new ApiError(0, 'network', 'The upload was interrupted.')));
     xhr.send(file);

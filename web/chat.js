@@ -182,7 +182,9 @@ export class Chat {
     const room = this.rooms.get(c.id);
     const title = this.roomName(room);
     this.membersPanel = h('div', { class: 'members', id: 'members-panel', hidden: true });
-    this.messageList = h('ol', { class: 'messages', id: 'messages', 'aria-label': `Messages in ${title}`, 'aria-live': 'polite', 'aria-relevant': 'additions' });
+    // Not a live region: items are redrawn for reactions and receipts, which would be read
+    // out again; new messages from others are announced instead (applyToCurrent).
+    this.messageList = h('ol', { class: 'messages', id: 'messages', 'aria-label': `Messages in ${title}` });
     c.elements = new Map();
     const header = h('header', {},
       h('button', { type: 'button', class: 'back', onclick: () => { location.hash = '#/'; } }, '← Conversations'),
@@ -684,7 +686,10 @@ export class Chat {
         if (c.messages.has(data.message.id)) this.remove(data.message.id);
       } else {
         this.upsert(data.message);
-        if (event.type === 'message.created') this.scheduleRead();
+        if (event.type === 'message.created') {
+          this.scheduleRead();
+          if (data.message.sender_id !== this.me.id) this.app.announce(`New message from ${this.sender(data.message.sender_id)}.`);
+        }
       }
     }
     if (event.type === 'read.updated') {
