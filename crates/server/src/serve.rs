@@ -231,15 +231,16 @@ fn print_banner(
             println!("  First start: an admin account was created.");
             println!("    username:           {}", admin.user.username);
             println!("    one-time password:  {password}");
+            println!("  Open {url}/ in a browser (or POST {url}/api/v1/auth/login and then");
             println!(
-                "  Open {url}/ in a browser and sign in with these; you choose a new password"
+                "  {url}/api/v1/me/password, as README.md shows); a new password comes first."
             );
-            println!("  first. From the command line: POST {url}/api/v1/auth/login, then");
-            println!("  POST {url}/api/v1/me/password (README.md shows both).");
+            // Tests and the load generator read the banner up to this line.
+            println!("  Log in with the username and one-time password above.");
         }
         None => {
             println!(
-                "  Open {url}/ in a browser and sign in. Lost the admin password? `conclave admin reset-password admin`"
+                "  Log in with your account at {url}/. Lost the admin password? `conclave admin reset-password admin`"
             );
         }
     }
