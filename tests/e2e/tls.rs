@@ -1,6 +1,7 @@
 //! HTTPS served by the binary itself: a generated self-signed certificate, HSTS and the
 //! Secure session cookie, a certificate swapped in by SIGHUP on the same listener (and a
-//! bad one refused, keeping the old), and a clear startup error for a missing key file.
+//! bad one refused, keeping the old), and a clear error for a missing key file from
+//! `serve` and `config check`.
 
 use crate::harness::{Server, conclave};
 use reqwest::blocking::{Client, Response};
@@ -170,7 +171,22 @@ fn https_with_hsts_secure_cookies_and_reload_on_sighup() {
 fn a_missing_key_file_stops_the_start_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     install(dir.path(), &generate());
+    let check = |key: &Path| {
+        conclave(dir.path())
+            .args(["config", "check"])
+            .env("CONCLAVE_TLS__CERT_FILE", dir.path().join("cert.pem"))
+            .env("CONCLAVE_TLS__KEY_FILE", key)
+            .output()
+            .unwrap()
+    };
+    let good = check(&dir.path().join("key.pem"));
+    assert!(good.status.success());
+    assert!(String::from_utf8_lossy(&good.stdout).contains("tls:       https"));
     let missing = dir.path().join("absent-key.pem");
+    let bad = check(&missing);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("absent-key.pem"));
+
     let out = conclave(dir.path())
         .args(["serve", "--bind", "127.0.0.1:0"])
         .env("CONCLAVE_TLS__CERT_FILE", dir.path().join("cert.pem"))
