@@ -193,7 +193,7 @@ fn a_missing_key_file_stops_the_start_naming_it() {
         .env("CONCLAVE_TLS__KEY_FILE", &missing)
         .output()
         .unwrap();
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("absent-key.pem"), "{err}");
     assert!(
