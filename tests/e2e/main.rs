@@ -8,6 +8,7 @@ mod harness;
 mod messaging;
 mod nodes;
 mod sso;
+mod tls;
 mod web;
 
 use conclave_store::audit::{self, ChainStatus};

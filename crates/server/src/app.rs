@@ -5,7 +5,7 @@ use crate::settings::Settings;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::http::header;
-use actix_web::middleware::DefaultHeaders;
+use actix_web::middleware::{Condition, DefaultHeaders};
 use actix_web::{App, HttpResponse, web};
 use conclave_api::{ApiError, RequestIdMiddleware};
 use conclave_auth::identity::IdentityState;
@@ -34,6 +34,8 @@ pub struct AppState {
     /// Whether this node leads the singleton workers now.
     pub leadership: crate::leader::Leadership,
     pub role: crate::settings::Role,
+    /// Send `Strict-Transport-Security` (this process serves HTTPS itself).
+    pub hsts: bool,
 }
 
 /// Opens the database pool the settings describe.
@@ -61,7 +63,7 @@ impl AppState {
             settings: AuthSettings {
                 sessions: settings.session_policy(),
                 throttle: settings.login_throttle(),
-                secure_cookies: settings.sessions.secure_cookies,
+                secure_cookies: settings.secure_cookies(),
                 account_policy: Some(Arc::new(conclave_policy::AccountLimitsFromPolicy)),
             },
             revocations: Revocations::default(),
@@ -102,6 +104,7 @@ impl AppState {
             identity,
             leadership: crate::leader::Leadership::default(),
             role: settings.role,
+            hsts: settings.tls.enabled(),
         }
     }
 }
@@ -166,7 +169,10 @@ pub fn build(
         InitError = (),
     >,
 > {
+    // One year, as browsers' preload rules ask; only when the connection itself is HTTPS.
+    let hsts = DefaultHeaders::new().add((header::STRICT_TRANSPORT_SECURITY, "max-age=31536000"));
     App::new()
+        .wrap(Condition::new(state.hsts, hsts))
         .wrap(security_headers())
         .wrap(RequestIdMiddleware)
         .configure(|cfg| {

@@ -17,4 +17,5 @@ pub mod openapi;
 pub mod serve;
 pub mod settings;
 pub mod telemetry;
+pub mod tls;
 pub mod web;

@@ -28,10 +28,21 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Config(ConfigCommand::Check) => {
+            // The certificate files are checked as `serve` would load them.
+            if let Some((cert, key)) = settings.tls.files()
+                && let Err(err) = conclave_server::tls::load_certified_key(cert, key)
+            {
+                eprintln!("conclave: configuration error: {err}");
+                return ExitCode::from(2);
+            }
             println!("configuration is valid");
             println!("  bind:      {}", settings.bind);
             println!("  data_dir:  {}", settings.data_dir.display());
             println!("  role:      {}", settings.role.name());
+            match settings.tls.files() {
+                Some((cert, _)) => println!("  tls:       https ({})", cert.display()),
+                None => println!("  tls:       off (plain HTTP)"),
+            }
             match conclave_store::Backend::from_url(&settings.database_url()) {
                 Ok(backend) => println!("  database:  {}", backend.display()),
                 Err(err) => println!("  database:  {err}"),

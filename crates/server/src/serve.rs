@@ -30,6 +30,8 @@ pub enum ServeError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
     #[error("master keys: {0}")]
@@ -67,6 +69,11 @@ pub fn lock_sqlite_node(database: &std::path::Path) -> Result<SqliteNodeLock, Se
 }
 
 pub async fn run(settings: Settings) -> Result<(), ServeError> {
+    // Unreadable or mismatched certificate files stop the start, before any other work.
+    let tls = match settings.tls.files() {
+        Some((cert, key)) => Some(Arc::new(crate::tls::ReloadableCert::load(cert, key)?)),
+        None => None,
+    };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let db = app::open_db(&settings)?;
     let _node_lock = match db.backend() {
@@ -139,16 +146,24 @@ pub async fn run(settings: Settings) -> Result<(), ServeError> {
     if http.workers > 0 {
         server = server.workers(http.workers);
     }
-    let server = server
-        .bind(settings.bind)
-        .map_err(|source| ServeError::Bind {
-            addr: settings.bind,
-            source,
-        })?;
+    let bind_error = |source| ServeError::Bind {
+        addr: settings.bind,
+        source,
+    };
+    let server = match &tls {
+        Some(resolver) => {
+            let config = crate::tls::server_config(resolver.clone())?;
+            crate::tls::spawn_reload_on_sighup(resolver.clone())?;
+            server
+                .bind_rustls_0_23(settings.bind, config)
+                .map_err(bind_error)?
+        }
+        None => server.bind(settings.bind).map_err(bind_error)?,
+    };
     let bound = server.addrs().first().copied().unwrap_or(settings.bind);
     let url = match &settings.public_url {
         Some(_) => settings.public_url(),
-        None => format!("http://{bound}"),
+        None => format!("{}://{bound}", settings.scheme()),
     };
     tracing::info!(%url, database = %db.backend().display(), role = settings.role.name(), "Conclave is serving");
     print_banner(&url, first_admin.as_ref(), keys.generated.as_deref());

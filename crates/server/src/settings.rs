@@ -32,6 +32,9 @@ pub struct Settings {
     pub role: Role,
     pub database: DatabaseSettings,
     pub http: HttpSettings,
+    /// HTTPS served directly; off (plain HTTP, for an ingress that terminates TLS) unless
+    /// both files are set.
+    pub tls: TlsSettings,
     pub log: LogSettings,
     pub sessions: SessionSettings,
     pub login: LoginSettings,
@@ -238,6 +241,31 @@ pub struct HttpSettings {
     pub workers: usize,
 }
 
+/// HTTPS with rustls. When on, every response carries HSTS and the session cookie is
+/// always `Secure`; SIGHUP reloads both files (see `docs/deployment.md`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSettings {
+    /// PEM certificate chain, the server's certificate first.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of that certificate.
+    pub key_file: Option<PathBuf>,
+}
+
+impl TlsSettings {
+    /// The certificate and key files, when HTTPS is on.
+    pub fn files(&self) -> Option<(&Path, &Path)> {
+        match (&self.cert_file, &self.key_file) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            _ => None,
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.files().is_some()
+    }
+}
+
 /// A node's part in a deployment of several (see `docs/deployment.md`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -319,6 +347,7 @@ impl Default for Settings {
             role: Role::All,
             database: DatabaseSettings::default(),
             http: HttpSettings::default(),
+            tls: TlsSettings::default(),
             log: LogSettings::default(),
             sessions: SessionSettings::default(),
             login: LoginSettings::default(),
@@ -511,6 +540,23 @@ impl Settings {
         }
         if self.http.client_request_timeout_seconds == 0 {
             return invalid("http.client_request_timeout_seconds", "must be at least 1");
+        }
+        match (&self.tls.cert_file, &self.tls.key_file) {
+            (Some(_), None) => {
+                return invalid("tls.key_file", "must be set when tls.cert_file is");
+            }
+            (None, Some(_)) => {
+                return invalid("tls.cert_file", "must be set when tls.key_file is");
+            }
+            (Some(cert), Some(key)) => {
+                if cert.as_os_str().is_empty() {
+                    return invalid("tls.cert_file", "must not be empty");
+                }
+                if key.as_os_str().is_empty() {
+                    return invalid("tls.key_file", "must not be empty");
+                }
+            }
+            (None, None) => {}
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return invalid(
@@ -740,8 +786,19 @@ impl Settings {
     pub fn public_url(&self) -> String {
         match &self.public_url {
             Some(url) => url.trim_end_matches('/').to_owned(),
-            None => format!("http://{}", self.bind),
+            None => format!("{}://{}", self.scheme(), self.bind),
         }
+    }
+
+    /// `https` when this process serves TLS itself, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.enabled() { "https" } else { "http" }
+    }
+
+    /// Whether the session cookie is marked `Secure`: always under TLS, else as
+    /// `sessions.secure_cookies` says.
+    pub fn secure_cookies(&self) -> bool {
+        self.sessions.secure_cookies || self.tls.enabled()
     }
 
     pub fn session_policy(&self) -> SessionPolicy {
@@ -802,6 +859,37 @@ mod tests {
         assert_eq!(settings.bind.to_string(), "127.0.0.1:8080");
         assert_eq!(settings.database_url(), "sqlite://./data/conclave.db");
         assert_eq!(settings.public_url(), "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn tls_needs_both_files_and_turns_on_https_and_secure_cookies() {
+        let settings = load_in_jail("", &[]).unwrap();
+        assert!(!settings.tls.enabled());
+        assert_eq!(settings.scheme(), "http");
+
+        let err = load_in_jail("[tls]\ncert_file = \"cert.pem\"\n", &[]).unwrap_err();
+        assert!(err.contains("`tls.key_file`"), "{err}");
+        let err = load_in_jail("", &[("CONCLAVE_TLS__KEY_FILE", "key.pem")]).unwrap_err();
+        assert!(err.contains("`tls.cert_file`"), "{err}");
+        let err =
+            load_in_jail("[tls]\ncert_file = \"\"\nkey_file = \"key.pem\"\n", &[]).unwrap_err();
+        assert!(err.contains("`tls.cert_file`: must not be empty"), "{err}");
+        let err = load_in_jail("[tls]\ncert = \"cert.pem\"\n", &[]).unwrap_err();
+        assert!(err.contains("tls"), "{err}");
+
+        let settings = load_in_jail(
+            "[sessions]\nsecure_cookies = false\n[tls]\ncert_file = \"cert.pem\"\n",
+            &[("CONCLAVE_TLS__KEY_FILE", "key.pem")],
+        )
+        .unwrap();
+        assert_eq!(
+            settings.tls.files(),
+            Some((Path::new("cert.pem"), Path::new("key.pem")))
+        );
+        assert_eq!(settings.public_url(), "https://127.0.0.1:8080");
+        assert!(settings.secure_cookies(), "TLS forces Secure cookies on");
+        let plain = load_in_jail("[sessions]\nsecure_cookies = false\n", &[]).unwrap();
+        assert!(!plain.secure_cookies());
     }
 
     #[test]

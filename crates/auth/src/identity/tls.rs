@@ -25,7 +25,10 @@ pub fn http_client(
     ca_file: Option<&Path>,
     timeout: std::time::Duration,
 ) -> Result<openidconnect::reqwest::Client, String> {
+    // native-tls named explicitly (the system's roots), so a build that also enables
+    // reqwest's rustls (the end-to-end tests' client does) cannot switch the backend.
     let mut builder = openidconnect::reqwest::Client::builder()
+        .use_native_tls()
         .redirect(openidconnect::reqwest::redirect::Policy::none())
         .timeout(timeout)
         .connect_timeout(timeout);
