@@ -596,6 +596,18 @@ fn openapi_lists_every_endpoint_and_the_reference_works_offline() {
 fn sigterm_stops_the_server_gracefully() {
     let server = Server::start(TestBackend::Sqlite);
     assert_eq!(server.get("/healthz", None).status(), 200);
+    // SIGHUP (a generic reload) without TLS is ignored, not the default end of process.
+    let pid = server.pid().to_string();
+    std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(
+        server.get("/healthz", None).status(),
+        200,
+        "alive after SIGHUP"
+    );
     let status = server.terminate();
     assert!(status.success(), "exit status after SIGTERM: {status:?}");
 }

@@ -19,25 +19,29 @@ const RETRY: Duration = Duration::from_secs(1);
 
 /// Whether this node leads the workers now; shared with `/readyz` and `/metrics`.
 #[derive(Clone, Debug, Default)]
-pub struct Leadership(Arc<AtomicBool>);
+pub struct Leadership {
+    leading: Arc<AtomicBool>,
+    /// On SQLite, the election's sender, kept for the life of the process: the workers
+    /// run as long as it lives (an election that ends any other way stops them).
+    settled: Arc<std::sync::OnceLock<watch::Sender<bool>>>,
+}
 
 impl Leadership {
     pub fn is_leader(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.leading.load(Ordering::Relaxed)
     }
 
     fn set(&self, leading: bool) {
-        self.0.store(leading, Ordering::Relaxed);
+        self.leading.store(leading, Ordering::Relaxed);
     }
 }
 
 /// One step of the election on an open connection: try the lock when not leading, check
-/// the connection when leading. Returns whether this node leads; an error means the
-/// connection (and with it any lock) is gone.
+/// that this session still holds it when leading. Returns whether this node leads; an
+/// error means the connection (and with it any lock) is gone.
 pub fn step(conn: &mut DbConnection, leading: bool) -> Result<bool, conclave_store::StoreError> {
     if leading {
-        org_settings::ping(conn)?;
-        Ok(true)
+        org_settings::holds_singleton(conn, WORKER_LOCK)
     } else {
         org_settings::try_lock_singleton(conn, WORKER_LOCK)
     }
@@ -49,8 +53,8 @@ pub fn elect(backend: Backend, leadership: Leadership) -> std::io::Result<watch:
     let (tx, rx) = watch::channel(false);
     if let Backend::Sqlite { .. } = backend {
         leadership.set(true);
-        // The sender goes: the value stays `true` and the election is over.
         let _ = tx.send(true);
+        let _ = leadership.settled.set(tx);
         return Ok(rx);
     }
     std::thread::Builder::new()
@@ -97,7 +101,8 @@ pub fn elect(backend: Backend, leadership: Leadership) -> std::io::Result<watch:
 }
 
 /// Runs the workers `start` spawns while `leading` says so: spawned on winning, aborted
-/// on losing. When the election ends (SQLite: at once) the workers keep their state.
+/// on losing, and aborted too if the election itself ends (its thread died: another node
+/// may lead by now).
 pub async fn run_while_leading<F>(mut leading: watch::Receiver<bool>, start: F)
 where
     F: Fn() -> Vec<tokio::task::JoinHandle<()>>,
@@ -115,6 +120,12 @@ where
             tracing::info!("singleton workers stopped");
         }
         if leading.changed().await.is_err() {
+            for task in running.drain(..) {
+                task.abort();
+            }
+            if *leading.borrow() {
+                tracing::error!("the worker election ended; singleton workers stopped");
+            }
             return;
         }
     }
@@ -135,8 +146,16 @@ mod tests {
         assert!(!step(&mut second, false).unwrap(), "the lock is held");
         assert!(
             step(&mut first, true).unwrap(),
-            "the leader's connection is alive"
+            "the leader's connection is alive and holds the lock"
         );
+        assert!(!org_settings::holds_singleton(&mut second, WORKER_LOCK).unwrap());
+        // A session that lost its lock (a pooler's reset, say) stops leading.
+        org_settings::unlock_singleton(&mut first, WORKER_LOCK).unwrap();
+        assert!(
+            !step(&mut first, true).unwrap(),
+            "the lock is gone: no longer leading"
+        );
+        assert!(step(&mut first, false).unwrap(), "and can be won again");
         drop(first);
         let mut took_over = false;
         for _ in 0..100 {
@@ -195,6 +214,47 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    #[tokio::test]
+    async fn workers_stop_when_the_election_itself_ends() {
+        let (tx, rx) = watch::channel(false);
+        let (alive_tx, mut alive_rx) = tokio::sync::mpsc::channel::<()>(1);
+        let runner = tokio::spawn(run_while_leading(rx, move || {
+            let alive = alive_tx.clone();
+            vec![tokio::spawn(async move {
+                let _alive = alive;
+                std::future::pending::<()>().await;
+            })]
+        }));
+        tx.send(true).unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The election thread dies while this node leads: another may lead by now.
+        drop(tx);
+        runner.await.unwrap();
+        assert!(
+            tokio::time::timeout(Duration::from_secs(10), alive_rx.recv())
+                .await
+                .unwrap()
+                .is_none(),
+            "the workers were aborted"
+        );
+    }
+
+    #[tokio::test]
+    async fn on_sqlite_the_workers_keep_running() {
+        let db = TestDb::new(TestBackend::Sqlite);
+        let leadership = Leadership::default();
+        let rx = elect(db.db.backend().clone(), leadership.clone()).unwrap();
+        let runner = tokio::spawn(run_while_leading(rx, || {
+            vec![tokio::spawn(std::future::pending::<()>())]
+        }));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            !runner.is_finished(),
+            "the settled election keeps the workers"
+        );
+        runner.abort();
     }
 
     #[test]

@@ -74,6 +74,9 @@ pub async fn run(settings: Settings) -> Result<(), ServeError> {
         Some((cert, key)) => Some(Arc::new(crate::tls::ReloadableCert::load(cert, key)?)),
         None => None,
     };
+    // SIGHUP reloads the certificate; without TLS it is logged and ignored, never the
+    // default action (which ends the process: `kill -HUP` from a generic reload unit).
+    crate::tls::spawn_reload_on_sighup(tls.clone())?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let db = app::open_db(&settings)?;
     let _node_lock = match db.backend() {
@@ -153,7 +156,6 @@ pub async fn run(settings: Settings) -> Result<(), ServeError> {
     let server = match &tls {
         Some(resolver) => {
             let config = crate::tls::server_config(resolver.clone())?;
-            crate::tls::spawn_reload_on_sighup(resolver.clone())?;
             server
                 .bind_rustls_0_23(settings.bind, config)
                 .map_err(bind_error)?

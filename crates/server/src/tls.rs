@@ -115,10 +115,14 @@ pub fn server_config(resolver: Arc<ReloadableCert>) -> Result<rustls::ServerConf
 
 /// Reloads the certificate each time the process receives SIGHUP, for as long as the
 /// server runs.
-pub fn spawn_reload_on_sighup(resolver: Arc<ReloadableCert>) -> std::io::Result<()> {
+pub fn spawn_reload_on_sighup(resolver: Option<Arc<ReloadableCert>>) -> std::io::Result<()> {
     let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     actix_web::rt::spawn(async move {
         while hangups.recv().await.is_some() {
+            let Some(resolver) = resolver.as_ref() else {
+                tracing::info!("SIGHUP: nothing to reload (TLS is off)");
+                continue;
+            };
             match resolver.reload() {
                 Ok(()) => tracing::info!(
                     cert_file = %resolver.cert_file.display(),

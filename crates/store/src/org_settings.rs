@@ -58,11 +58,28 @@ pub fn try_lock_singleton(conn: &mut DbConnection, key: i64) -> Result<bool, Sto
     }
 }
 
-/// A round trip on `conn`: an error when the connection (and any session lock it held)
-/// is gone.
-pub fn ping(conn: &mut DbConnection) -> Result<(), StoreError> {
-    use diesel::connection::SimpleConnection;
-    Ok(conn.batch_execute("SELECT 1")?)
+/// Whether this session still holds the singleton lock `key` (a query that also proves the
+/// connection alive). A session-level lock goes with its session: behind a transaction
+/// pooler, or after a reset, the connection may answer while the lock is gone. SQLite (one
+/// node): always.
+pub fn holds_singleton(conn: &mut DbConnection, key: i64) -> Result<bool, StoreError> {
+    #[derive(QueryableByName)]
+    struct Held {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        held: bool,
+    }
+    match conn {
+        // A bigint advisory key is split into classid (high 32 bits) and objid (low).
+        DbConnection::Postgresql(_) => Ok(diesel::sql_query(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' \
+             AND pid = pg_backend_pid() AND granted AND objsubid = 1 \
+             AND ((classid::bigint << 32) | objid::bigint) = $1) AS held",
+        )
+        .bind::<diesel::sql_types::BigInt, _>(key)
+        .get_result::<Held>(conn)?
+        .held),
+        DbConnection::Sqlite(_) => Ok(true),
+    }
 }
 
 pub fn unlock_singleton(conn: &mut DbConnection, key: i64) -> Result<(), StoreError> {
