@@ -8,6 +8,7 @@ mod harness;
 mod messaging;
 mod nodes;
 mod sso;
+mod telemetry;
 mod tls;
 mod web;
 

@@ -1,16 +1,20 @@
-//! Request ids: every request gets one (a fresh UUID), it is in the `x-request-id`
-//! response header, in the request's tracing span, and in the body of every error
-//! response. Errors produced outside Conclave's handlers (actix's own 404, 405, a
+//! Request ids and request spans: every request gets an id (its trace id), which is in
+//! the `x-request-id` response header, in the request's tracing span (so in every log line
+//! within it), and in the body of every error response; the span carries OpenTelemetry's
+//! HTTP attributes, and each request is counted in the live metrics. Errors produced outside Conclave's handlers (actix's own 404, 405, a
 //! payload error) are rewritten into the one JSON error shape here too.
 
 use crate::error::{ErrorBody, ErrorDetail, PendingErrorBody, code_for_status};
 use actix_web::body::{BoxBody, EitherBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
-use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::{Error, HttpMessage, HttpResponse};
 use futures_util::future::{LocalBoxFuture, Ready, ready};
+use opentelemetry::propagation::Extractor;
+use opentelemetry::trace::{TraceContextExt, TraceId};
 use std::rc::Rc;
 use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 pub static REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -56,15 +60,25 @@ where
     forward_ready!(service);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
-        let request_id = uuid::Uuid::new_v4().to_string();
-        req.extensions_mut().insert(RequestId(request_id.clone()));
+        // The route pattern, not the path: bounded for metrics, and ids stay out of names.
+        let route = req
+            .match_pattern()
+            .unwrap_or_else(|| "unmatched".to_owned());
+        let method = req.method().to_string();
         let span = tracing::info_span!(
             "http_request",
-            request_id = %request_id,
-            method = %req.method(),
+            otel.name = %format_args!("{method} {route}"),
+            otel.kind = "server",
+            otel.status_code = tracing::field::Empty,
+            request_id = tracing::field::Empty,
+            method = %method,
             path = %req.path(),
+            http.route = %route,
             status = tracing::field::Empty,
         );
+        let request_id = trace_id_of(&span, req.headers());
+        span.record("request_id", request_id.as_str());
+        req.extensions_mut().insert(RequestId(request_id.clone()));
         let service = Rc::clone(&self.service);
         Box::pin(
             async move {
@@ -73,16 +87,52 @@ where
                 // all others, so nothing inside it returns a bare `Err`.
                 let response = service.call(req).await?;
                 let status = response.status();
-                tracing::Span::current().record("status", status.as_u16());
+                let span = tracing::Span::current();
+                span.record("status", status.as_u16());
+                if status.is_server_error() {
+                    span.record("otel.status_code", "ERROR");
+                }
+                let elapsed = started.elapsed();
+                conclave_metrics::http_request(&method, &route, status.as_u16(), elapsed);
                 tracing::info!(
                     status = status.as_u16(),
-                    elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+                    elapsed_ms = elapsed.as_secs_f64() * 1000.0,
                     "request finished"
                 );
                 Ok(finish(response, &request_id))
             }
             .instrument(span),
         )
+    }
+}
+
+/// The request's id: its W3C trace id, so an error report leads to the trace. A caller's
+/// `traceparent` header joins its trace when OpenTelemetry export is on; with export off
+/// the span has no trace and a random id of the same form (32 hex digits) stands in.
+fn trace_id_of(span: &tracing::Span, headers: &HeaderMap) -> String {
+    let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.extract(&HeaderExtractor(headers))
+    });
+    // Fails only when no OpenTelemetry layer is installed (export off).
+    let _ = span.set_parent(parent);
+    let trace_id = span.context().span().span_context().trace_id();
+    if trace_id == TraceId::INVALID {
+        uuid::Uuid::new_v4().simple().to_string()
+    } else {
+        trace_id.to_string()
+    }
+}
+
+/// Reads propagation headers (`traceparent`, `tracestate`) from a request.
+struct HeaderExtractor<'a>(&'a HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|value| value.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(HeaderName::as_str).collect()
     }
 }
 

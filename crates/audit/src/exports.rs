@@ -532,6 +532,7 @@ pub fn run(
             collect.write_day(room)?;
         }
         progress.events_written += collect.events;
+        conclave_metrics::export_written(&job.format, collect.events);
         for (kind, count) in collect.by_kind {
             *progress.events_by_kind.entry(kind).or_default() += count;
         }

@@ -27,6 +27,16 @@ pub use settings::{AccountLimits, AccountPolicy, AuthSettings, AuthState, Revoca
 use conclave_core::{AuditContext, AuditOutcome, NewAuditEvent, Timestamp};
 use conclave_store::{DbConnection, StoreError};
 
+/// The bounded `method` label of a failed sign-in: `local`, `ldap` or `oidc` (whatever
+/// the provider's name).
+fn login_method(details: &serde_json::Value) -> &'static str {
+    match details.get("method").and_then(serde_json::Value::as_str) {
+        Some("local") => "local",
+        Some("ldap") => "ldap",
+        _ => "oidc",
+    }
+}
+
 /// Appends an audit event; every service action in this crate records itself through here.
 pub(crate) fn audit(
     conn: &mut DbConnection,
@@ -37,6 +47,9 @@ pub(crate) fn audit(
     outcome: AuditOutcome,
     details: serde_json::Value,
 ) -> Result<(), StoreError> {
+    if action == "auth.login" && matches!(outcome, AuditOutcome::Failure) {
+        conclave_metrics::login_failed(login_method(&details));
+    }
     let (target_kind, target_id) = match target {
         Some((kind, id)) => (Some(kind), Some(id)),
         None => (None, None),

@@ -63,14 +63,15 @@ pub async fn run(state: MessagingState) {
         // in the window (or the next refill).
         loop {
             let now = state.auth.clock.now();
-            let mut batch = Vec::new();
+            let (mut batch, mut fell_at) = (Vec::new(), Vec::new());
             while batch.len() < BATCH
                 && heap
                     .peek()
                     .is_some_and(|Reverse((at, _))| *at <= now.as_micros())
             {
-                if let Some(Reverse((_, deadline))) = heap.pop() {
+                if let Some(Reverse((at, deadline))) = heap.pop() {
                     batch.push(deadline);
+                    fell_at.push(Timestamp::from_micros(at));
                 }
             }
             if !batch.is_empty() {
@@ -80,7 +81,13 @@ pub async fn run(state: MessagingState) {
                     .run(move |conn| announce_batch(conn, &batch, now))
                     .await
                 {
-                    Ok(published) => realtime::publish(&state, published).await,
+                    Ok(published) => {
+                        let announced = state.auth.clock.now();
+                        for at in fell_at {
+                            conclave_metrics::timer_fired(at.until(announced));
+                        }
+                        realtime::publish(&state, published).await
+                    }
                     Err(err) => {
                         tracing::warn!(error = %err, "timer worker could not announce deadlines; it will retry")
                     }

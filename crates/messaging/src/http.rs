@@ -385,6 +385,9 @@ async fn send_message(
         .run(move |conn| messages::send(conn, &keyring, now, me, room_id, input))
         .await?;
     spawn_publish(&state, sent.published);
+    if sent.created {
+        conclave_metrics::message_sent();
+    }
     let mut response = if sent.created {
         HttpResponse::Created()
     } else {

@@ -494,6 +494,9 @@ pub async fn run(db: Db, clock: Arc<dyn Clock>, settings: SweepSettings) {
                 })
             })
             .await;
+        if let Ok(report) = &outcome {
+            conclave_metrics::sweeper_destroyed(report.messages_destroyed);
+        }
         match outcome {
             Ok(report) if report.destroyed_anything() || report.unlink_failures > 0 => {
                 tracing::info!(

@@ -43,6 +43,10 @@ fn main() -> ExitCode {
                 Some((cert, _)) => println!("  tls:       https ({})", cert.display()),
                 None => println!("  tls:       off (plain HTTP)"),
             }
+            match &settings.telemetry.otlp_endpoint {
+                Some(endpoint) => println!("  telemetry: OTLP/HTTP to {endpoint}"),
+                None => println!("  telemetry: off (logs and /metrics only)"),
+            }
             match conclave_store::Backend::from_url(&settings.database_url()) {
                 Ok(backend) => println!("  database:  {}", backend.display()),
                 Err(err) => println!("  database:  {err}"),
@@ -135,9 +139,20 @@ fn main() -> ExitCode {
             }
         }
         Command::Serve(_) => {
-            telemetry::init(&settings.log);
+            let exporting = match telemetry::init_serving(&settings.log, &settings.telemetry) {
+                Ok(exporting) => exporting,
+                Err(err) => {
+                    eprintln!("conclave: {err}");
+                    return ExitCode::from(1);
+                }
+            };
             let runtime = actix_web::rt::System::new();
-            match runtime.block_on(serve::run(settings)) {
+            let served = runtime.block_on(serve::run(settings));
+            drop(runtime);
+            if let Some(exporting) = exporting {
+                exporting.shutdown();
+            }
+            match served {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
                     tracing::error!(error = %err, "conclave serve failed");

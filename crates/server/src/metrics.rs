@@ -4,7 +4,9 @@
 //! read from the database at scrape time, so every node reports the same totals
 //! whichever ran the work. Counts only: nothing here names a user, room or message.
 //! `conclave_worker_leader` is this node's own: 1 while it runs the singleton workers.
-//! (Request and delivery metrics and OTLP export arrive with the deployment work.)
+//! Beside them, this node's live measurements since it started (requests, sends, delivery
+//! latency, open WebSockets, timer lag, sweeper and export rows, login failures,
+//! directory syncs), recorded by `conclave-metrics`, which also pushes them over OTLP.
 
 use actix_web::{HttpResponse, web};
 use conclave_api::ApiError;
@@ -54,6 +56,7 @@ fn by_label(
 /// singleton workers.
 pub fn render(conn: &mut DbConnection, leader: bool) -> Result<String, StoreError> {
     let mut registry = Registry::with_prefix("conclave");
+    conclave_metrics::register(&mut registry);
     let leading: Gauge = Gauge::default();
     leading.set(i64::from(leader));
     registry.register(

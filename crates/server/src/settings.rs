@@ -36,6 +36,8 @@ pub struct Settings {
     /// both files are set.
     pub tls: TlsSettings,
     pub log: LogSettings,
+    /// Traces and metrics over OpenTelemetry (OTLP); off unless an endpoint is set.
+    pub telemetry: TelemetrySettings,
     pub sessions: SessionSettings,
     pub login: LoginSettings,
     pub keys: KeySettings,
@@ -316,6 +318,33 @@ pub struct LogSettings {
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct TelemetrySettings {
+    /// Base URL of an OTLP/HTTP receiver (protobuf), such as an OpenTelemetry Collector's
+    /// `http://collector:4318`; traces go to `/v1/traces` and metrics to `/v1/metrics`
+    /// under it. Unset (the default): no spans are built for export and nothing is sent.
+    pub otlp_endpoint: Option<String>,
+    /// The `service.name` resource attribute.
+    pub service_name: String,
+    /// Fraction of new traces recorded, 0.0 to 1.0; a request that arrives with a W3C
+    /// `traceparent` follows its caller's sampling decision.
+    pub trace_sample_ratio: f64,
+    /// How often metrics are pushed.
+    pub metrics_interval_seconds: u64,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            service_name: "conclave".to_owned(),
+            trace_sample_ratio: 1.0,
+            metrics_interval_seconds: 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct SessionSettings {
     /// A session ends this long after login, however active.
     pub absolute_lifetime_minutes: u64,
@@ -349,6 +378,7 @@ impl Default for Settings {
             http: HttpSettings::default(),
             tls: TlsSettings::default(),
             log: LogSettings::default(),
+            telemetry: TelemetrySettings::default(),
             sessions: SessionSettings::default(),
             login: LoginSettings::default(),
             keys: KeySettings::default(),
@@ -557,6 +587,29 @@ impl Settings {
                 }
             }
             (None, None) => {}
+        }
+        if let Some(endpoint) = &self.telemetry.otlp_endpoint {
+            match url::Url::parse(endpoint) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {}
+                _ => {
+                    return invalid(
+                        "telemetry.otlp_endpoint",
+                        "must be an http:// or https:// URL, such as http://collector:4318",
+                    );
+                }
+            }
+        }
+        if self.telemetry.service_name.trim().is_empty() {
+            return invalid("telemetry.service_name", "must not be empty");
+        }
+        if !(0.0..=1.0).contains(&self.telemetry.trace_sample_ratio) {
+            return invalid(
+                "telemetry.trace_sample_ratio",
+                "must be between 0.0 and 1.0",
+            );
+        }
+        if self.telemetry.metrics_interval_seconds == 0 {
+            return invalid("telemetry.metrics_interval_seconds", "must be at least 1");
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return invalid(

@@ -6,6 +6,7 @@
 //! an unreachable PostgreSQL URL, so the pool never uses it.
 
 use crate::error::StoreError;
+use crate::instrumentation::QuerySpans;
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::prelude::*;
 use diesel::r2d2::{self, ManageConnection};
@@ -66,7 +67,9 @@ impl Backend {
     pub fn connect(&self) -> Result<DbConnection, diesel::ConnectionError> {
         match self {
             Backend::Postgres { url } => {
-                diesel::PgConnection::establish(url).map(DbConnection::Postgresql)
+                let mut conn = diesel::PgConnection::establish(url)?;
+                conn.set_instrumentation(QuerySpans::new("postgresql"));
+                Ok(DbConnection::Postgresql(conn))
             }
             Backend::Sqlite { path } => {
                 let mut conn = diesel::SqliteConnection::establish(&path.to_string_lossy())?;
@@ -78,6 +81,7 @@ impl Backend {
                      PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
                 )
                 .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                conn.set_instrumentation(QuerySpans::new("sqlite"));
                 Ok(DbConnection::Sqlite(conn))
             }
         }
@@ -196,8 +200,9 @@ impl Db {
         F: FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
-        let pool = self.pool.clone();
+        let (pool, span) = (self.pool.clone(), tracing::Span::current());
         tokio::task::spawn_blocking(move || {
+            let _in_caller = span.enter();
             let mut conn = pool.get_timeout(timeout)?;
             work(&mut conn)
         })
@@ -212,8 +217,10 @@ impl Db {
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
-        let pool = self.pool.clone();
+        // The caller's span (a request's) goes along, so the statements nest under it.
+        let (pool, span) = (self.pool.clone(), tracing::Span::current());
         tokio::task::spawn_blocking(move || {
+            let _in_caller = span.enter();
             let mut conn = pool.get().map_err(StoreError::from)?;
             work(&mut conn)
         })

@@ -14,6 +14,7 @@ pub mod connection;
 pub mod error;
 pub mod exports;
 pub mod identities;
+pub mod instrumentation;
 pub mod legal_holds;
 pub mod login_failures;
 pub mod message_reads;

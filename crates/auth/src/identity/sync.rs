@@ -191,6 +191,9 @@ pub async fn run(
     )
     .await;
     report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    if !dry_run {
+        conclave_metrics::directory_synced(outcome.is_ok());
+    }
     let (outcome_kind, error) = match &outcome {
         Ok(()) => (AuditOutcome::Success, None),
         Err(err) => (AuditOutcome::Failure, Some(err.to_string())),

@@ -4,7 +4,7 @@
 //! connection with a resume hint, so a slow client never holds up a room. Events committed
 //! on other nodes arrive through [`super::fanout`], which publishes them here too.
 
-use conclave_core::{RoomId, UserId};
+use conclave_core::{RoomId, Timestamp, UserId};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,6 +15,8 @@ use tokio::sync::mpsc;
 pub struct Delivery {
     pub room_id: RoomId,
     pub seq: i64,
+    /// When the event was committed (its delivery latency is measured from here).
+    pub committed_at: Timestamp,
     /// The JSON envelope, `{"type", "room_id", "seq", "data"}`.
     pub json: String,
 }
@@ -137,6 +139,7 @@ mod tests {
         Arc::new(Delivery {
             room_id: RoomId::new(),
             seq,
+            committed_at: Timestamp::from_micros(0),
             json: format!("{{\"seq\":{seq}}}"),
         })
     }

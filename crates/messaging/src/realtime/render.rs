@@ -98,6 +98,7 @@ fn render(
     Ok(Delivery {
         room_id,
         seq: record.seq,
+        committed_at: Timestamp::from_micros(record.created_at),
         json: envelope.to_string(),
     })
 }

@@ -183,6 +183,7 @@ impl Connection {
         // Registered before anything is read, so live events committed from now on wait in
         // the queue while the connection catches up.
         let (connection_id, mut queue) = self.state.hub.register(self.user_id, settings.queue_len);
+        let _counted = conclave_metrics::OpenWebSocket::opened();
         let ending = self
             .serve(&mut stream, &mut queue, settings.ping_interval, resume)
             .await;
@@ -476,23 +477,28 @@ impl Connection {
                 }
             }
         }
-        self.send_in_order(delivery).await
+        if self.send_in_order(delivery).await? {
+            let latency = delivery.committed_at.until(self.state.auth.clock.now());
+            conclave_metrics::delivered(latency);
+        }
+        Ok(())
     }
 
-    async fn send_in_order(&mut self, delivery: &Delivery) -> Result<(), Ending> {
+    /// Sends `delivery` unless this connection already has it; whether it was sent.
+    async fn send_in_order(&mut self, delivery: &Delivery) -> Result<bool, Ending> {
         if self
             .delivered
             .get(&delivery.room_id)
             .is_some_and(|&last| delivery.seq <= last)
         {
-            return Ok(());
+            return Ok(false);
         }
         self.session
             .text(delivery.json.clone())
             .await
             .map_err(|_| Ending::ClientClosed)?;
         self.delivered.insert(delivery.room_id, delivery.seq);
-        Ok(())
+        Ok(true)
     }
 }
 
