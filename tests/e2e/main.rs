@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `conclave` binary, started as a process on a free loopback
 //! port, against SQLite and a throwaway PostgreSQL, driven over HTTP and its command line.
 
+mod authz;
 mod browser;
 mod compliance;
 mod ephemeral;
