@@ -1,7 +1,7 @@
 # Conclave: the two commands a newcomer needs are `make run` and `make test`.
 CARGO ?= cargo
 
-.PHONY: run test bench bench-load bench-compare lint fmt docs migrate clean
+.PHONY: run test soak bench bench-load bench-compare lint fmt docs migrate clean
 
 ## Serve on http://127.0.0.1:8080 with SQLite under ./data; prints how to log in.
 run:
@@ -19,6 +19,15 @@ test:
 	$(CARGO) build --workspace --all-targets
 	HELM_CHECK_CONCLAVE=$${CARGO_TARGET_DIR:-target}/debug/conclave scripts/helm-check.sh
 	$(CARGO) run -q -p conclave-testkit --bin with-postgres -- $(CARGO) test --workspace --no-fail-fast
+
+## Longer crash-safety runs than `make test`'s: the load generator sends for
+## SOAK_SECONDS (300) while the server is killed with SIGKILL every few seconds, on SQLite
+## and PostgreSQL, then every acknowledged message is checked in the database; and the
+## PostgreSQL-restart and full-disk tests.
+soak:
+	$(CARGO) build --workspace --all-targets
+	CONCLAVE_SOAK_SECONDS=$${SOAK_SECONDS:-300} $(CARGO) run -q -p conclave-testkit --bin with-postgres -- \
+		$(CARGO) test -p conclave-server --test e2e crash:: -- --nocapture --test-threads 1
 
 ## Benchmarks (release build): the timer worker under one million pending timers, the
 ## retention sweeper over a large archive under live traffic, and compliance exports

@@ -4,6 +4,7 @@
 mod authz;
 mod browser;
 mod compliance;
+mod crash;
 mod ephemeral;
 mod harness;
 mod messaging;

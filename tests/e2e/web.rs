@@ -167,5 +167,8 @@ fn the_page_is_served_with_a_strict_policy_and_the_browser_session_uses_cookies(
     for name in ["conclave_session=", "conclave_csrf="] {
         let cookie = cleared.iter().find(|c| c.starts_with(name)).expect(name);
         assert!(cookie.contains("Max-Age=0"), "{cookie}");
+        // Removed with the attributes it was set with (Secure is on by default).
+        assert!(cookie.contains("Secure"), "{cookie}");
+        assert!(cookie.contains("SameSite=Strict"), "{cookie}");
     }
 }

@@ -160,10 +160,11 @@ pub(crate) fn csrf_cookie(state: &AuthState, csrf_token: String) -> Cookie<'stat
         .finish()
 }
 
-/// Cookies that end the browser's session: the session and CSRF cookies, expired.
-pub(crate) fn removal_cookies() -> [Cookie<'static>; 2] {
-    [SESSION_COOKIE, CSRF_COOKIE].map(|name| {
-        let mut removal = Cookie::build(name, "").path("/").finish();
+/// Cookies that end the browser's session: the session and CSRF cookies, expired, with
+/// the attributes they were set with (a browser may keep a Secure cookie that a
+/// non-Secure removal names).
+pub(crate) fn removal_cookies(state: &AuthState) -> [Cookie<'static>; 2] {
+    [session_cookie(state, ""), csrf_cookie(state, String::new())].map(|mut removal| {
         removal.make_removal();
         removal
     })
@@ -209,7 +210,7 @@ async fn logout(
         .run(move |conn| sessions::logout(conn, &user.0, &context, now))
         .await?;
     state.revocations.notify(Revoked::Session(session_id));
-    let [session_removal, csrf_removal] = removal_cookies();
+    let [session_removal, csrf_removal] = removal_cookies(&state);
     let end_session = match (
         provider.as_deref().and_then(|p| p.strip_prefix("oidc:")),
         identity,

@@ -81,6 +81,10 @@ struct Cli {
     /// Seconds to wait for outstanding deliveries after the last send.
     #[arg(long)]
     drain_timeout: Option<f64>,
+    /// Write every acknowledged send here as a JSON line (room_id, message_id,
+    /// acknowledged_unix_us): the record to check a database against after a crash.
+    #[arg(long)]
+    acknowledged_log: Option<std::path::PathBuf>,
 }
 
 impl Cli {
@@ -123,6 +127,7 @@ impl Cli {
         if let Some(n) = self.connect_concurrency {
             plan.connect_concurrency = n;
         }
+        plan.acknowledged_log = self.acknowledged_log.clone();
         plan
     }
 }

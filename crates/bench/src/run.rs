@@ -67,6 +67,9 @@ pub struct Plan {
     /// How long to wait after the last acknowledgement for outstanding deliveries.
     pub drain_timeout: Duration,
     pub request_timeout: Duration,
+    /// Where to write every acknowledged send as a JSON line (`room_id`, `message_id`,
+    /// `acknowledged_unix_us`), the record a crash test checks the database against.
+    pub acknowledged_log: Option<std::path::PathBuf>,
 }
 
 impl Plan {
@@ -85,6 +88,7 @@ impl Plan {
             connect_concurrency: 64,
             drain_timeout: Duration::from_secs(15),
             request_timeout: Duration::from_secs(30),
+            acknowledged_log: None,
         };
         match scenario {
             Scenario::Steady => base,
@@ -173,6 +177,24 @@ struct Room {
 struct Acknowledged {
     expected: Expected,
     send_us: u64,
+    room_id: String,
+    /// Wall-clock time of the acknowledgement (a crash test compares it with the kill).
+    at_unix_us: u128,
+}
+
+/// Writes the acknowledged sends as JSON lines.
+fn write_acknowledged(path: &std::path::Path, acks: &[Acknowledged]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for ack in acks {
+        let line = serde_json::json!({
+            "room_id": ack.room_id,
+            "message_id": ack.expected.message_id,
+            "acknowledged_unix_us": ack.at_unix_us,
+        });
+        writeln!(out, "{line}")?;
+    }
+    out.flush()
 }
 
 /// One of the two clients; the scenario code is the same for both.
@@ -281,6 +303,10 @@ impl Sending {
                         recipients: Arc::clone(&room.recipients),
                     },
                     send_us,
+                    room_id: room.id.clone(),
+                    at_unix_us: std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |since| since.as_micros()),
                 });
             }
             Err(err) => *lock(&self.errors).entry(err.kind()).or_default() += 1,
@@ -641,6 +667,10 @@ async fn run_sampled(
     }
 
     let acks = std::mem::take(&mut *lock(&sending.acks));
+    if let Some(path) = &plan.acknowledged_log {
+        write_acknowledged(path, &acks)
+            .map_err(|err| BenchError::Setup(format!("writing {}: {err}", path.display())))?;
+    }
     let expected: Vec<Expected> = acks.iter().map(|a| a.expected.clone()).collect();
     let (delivery, complete) = ledger::check(&expected, &receipts);
     let server = target.server_pid.map(|pid| {

@@ -123,7 +123,14 @@ pub fn spawn_reload_on_sighup(resolver: Option<Arc<ReloadableCert>>) -> std::io:
                 tracing::info!("SIGHUP: nothing to reload (TLS is off)");
                 continue;
             };
-            match resolver.reload() {
+            // Reading and parsing the files blocks: off the executor.
+            let reloading = Arc::clone(resolver);
+            let reloaded = actix_web::rt::task::spawn_blocking(move || reloading.reload())
+                .await
+                .unwrap_or_else(|panicked| {
+                    Err(TlsError::Config(format!("reload task failed: {panicked}")))
+                });
+            match reloaded {
                 Ok(()) => tracing::info!(
                     cert_file = %resolver.cert_file.display(),
                     "TLS certificate reloaded; new connections use it"

@@ -392,3 +392,40 @@ backend_tests! {
         assert_eq!(retention::next_job(&mut conn).unwrap(), None);
     }
 }
+
+/// A connection the server closed (a restart, a failover) is discarded by the pool when
+/// it comes back, even when the failed statement ran outside a transaction (diesel marks
+/// the connection broken on a closed-connection error): the pool then hands out fresh
+/// connections and the application recovers without a restart.
+#[test]
+fn postgres_pool_discards_a_connection_the_server_closed() {
+    let db = TestDb::new(TestBackend::Postgres);
+    let pid_of = |conn: &mut DbConnection| {
+        #[derive(QueryableByName)]
+        struct Pid {
+            #[diesel(sql_type = diesel::sql_types::Integer)]
+            pid: i32,
+        }
+        diesel::sql_query("SELECT pg_backend_pid() AS pid")
+            .get_result::<Pid>(conn)
+            .map(|row| row.pid)
+    };
+    let doomed = {
+        let mut conn = db.db.conn().unwrap();
+        pid_of(&mut conn).unwrap()
+    };
+    let mut killer = db.db.backend().connect().unwrap();
+    diesel::sql_query(format!("SELECT pg_terminate_backend({doomed})"))
+        .execute(&mut killer)
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    {
+        // The pool's one idle connection is the dead one: its next statement fails.
+        let mut conn = db.db.conn().unwrap();
+        assert_eq!(pid_of(&mut conn).ok(), None);
+    }
+    // Returned broken, it was dropped: the next connection is a live, new one.
+    let mut conn = db.db.conn().unwrap();
+    let fresh = pid_of(&mut conn).unwrap();
+    assert_ne!(fresh, doomed);
+}

@@ -51,18 +51,13 @@ impl PostgresCluster {
         // A port found free can be taken before the server binds it: retry on a clash.
         for _ in 0..5 {
             let port = free_port()?;
-            let options = format!(
-                "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off -c max_connections=300",
-                dir.display()
-            );
-            let started = run(as_postgres(&bin.join("pg_ctl"))
-                .arg("-D")
-                .arg(dir.join("data"))
-                .arg("-l")
-                .arg(dir.join("server.log"))
-                .args(["-w", "-t", "30", "-o", &options, "start"]));
-            match started {
-                Ok(()) => return Ok(Self { dir, port, bin }),
+            let cluster = Self {
+                dir: dir.clone(),
+                port,
+                bin: bin.clone(),
+            };
+            match cluster.start_again() {
+                Ok(()) => return Ok(cluster),
                 Err(err) => last_error = Some(err),
             }
         }
@@ -99,6 +94,35 @@ impl PostgresCluster {
 
     pub fn data_dir(&self) -> PathBuf {
         self.dir.join("data")
+    }
+
+    /// Starts the server of a stopped cluster again, on the same port with the same data.
+    pub fn start_again(&self) -> Result<(), ClusterError> {
+        let options = format!(
+            "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off -c max_connections=300",
+            self.port,
+            self.dir.display()
+        );
+        run(as_postgres(&self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(self.data_dir())
+            .arg("-l")
+            .arg(self.dir.join("server.log"))
+            .args(["-w", "-t", "30", "-o", &options, "start"]))
+    }
+
+    /// Stops the server at once (as a crash would: `immediate` mode, no checkpoint),
+    /// keeping its files for [`PostgresCluster::start_again`].
+    pub fn stop_now(&self) -> Result<(), ClusterError> {
+        let status = Command::new("sh")
+            .args(["-c", &self.stop_command()])
+            .status()
+            .map_err(|e| ClusterError(format!("pg_ctl stop: {e}")))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(ClusterError(format!("pg_ctl stop failed: {status}")))
+        }
     }
 
     /// Stops the server at once and removes its files.
