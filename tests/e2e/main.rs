@@ -8,6 +8,7 @@ mod ephemeral;
 mod harness;
 mod messaging;
 mod nodes;
+mod schema;
 mod sso;
 mod tls;
 mod web;

@@ -549,6 +549,7 @@ async fn suspend_user(
         (status = 401, description = "No valid session", body = ErrorBody),
         (status = 403, description = "Not an admin", body = ErrorBody),
         (status = 404, description = "No such account", body = ErrorBody),
+        (status = 409, description = "The account is not suspended", body = ErrorBody),
     )
 )]
 async fn reactivate_user(

@@ -281,7 +281,8 @@ async fn set_member_role(
 #[utoipa::path(delete, path = "/api/v1/rooms/{room_id}/members/{user_id}", tag = "rooms", security(("bearer" = [])),
     params(("room_id" = RoomId, Path), ("user_id" = UserId, Path)),
     responses((status = 204, description = "Removed"), (status = 401, description = "No valid session", body = ErrorBody),
-        (status = 403, description = "Role may not remove that member", body = ErrorBody), (status = 404, description = "No such room or member", body = ErrorBody)))]
+        (status = 403, description = "Role may not remove that member", body = ErrorBody), (status = 404, description = "No such room or member", body = ErrorBody),
+        (status = 409, description = "Removing oneself is leaving: the last owner cannot leave while others remain", body = ErrorBody)))]
 async fn remove_member(
     state: web::Data<MessagingState>,
     user: AuthUser,
@@ -502,7 +503,7 @@ async fn add_reaction(
 #[utoipa::path(delete, path = "/api/v1/rooms/{room_id}/messages/{message_id}/reactions/{emoji}", tag = "messages", security(("bearer" = [])),
     params(("room_id" = RoomId, Path), ("message_id" = MessageId, Path), ("emoji" = String, Path)),
     responses((status = 204, description = "Reaction absent"), (status = 401, description = "No valid session", body = ErrorBody),
-        (status = 404, description = "No such message, or not a member", body = ErrorBody)))]
+        (status = 404, description = "No such message, or not a member", body = ErrorBody), (status = 422, description = "Not an emoji", body = ErrorBody)))]
 async fn remove_reaction(
     state: web::Data<MessagingState>,
     user: AuthUser,
