@@ -105,7 +105,7 @@ pub(crate) fn user_agent(req: &HttpRequest) -> Option<String> {
 async fn login(
     state: web::Data<AuthState>,
     req: HttpRequest,
-    body: web::Json<LoginRequest>,
+    body: conclave_api::extract::Json<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let LoginRequest { username, password } = body.into_inner();
     let (addr, agent, path) = (client_addr(&req), user_agent(&req), req.path().to_owned());
@@ -290,7 +290,7 @@ async fn change_password(
     state: web::Data<AuthState>,
     req: HttpRequest,
     user: SessionUser,
-    body: web::Json<ChangePasswordRequest>,
+    body: conclave_api::extract::Json<ChangePasswordRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let ChangePasswordRequest {
         current_password,
@@ -430,7 +430,7 @@ async fn create_user(
     state: web::Data<AuthState>,
     req: HttpRequest,
     admin: AdminUser,
-    body: web::Json<CreateUserRequest>,
+    body: conclave_api::extract::Json<CreateUserRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let account = NewLocalAccount {
@@ -498,7 +498,7 @@ async fn set_roles(
     req: HttpRequest,
     admin: AdminUser,
     path: web::Path<UserId>,
-    body: web::Json<SetRolesRequest>,
+    body: conclave_api::extract::Json<SetRolesRequest>,
 ) -> Result<web::Json<UserView>, ApiError> {
     let user_id = path.into_inner();
     let roles = RoleSet::new(body.into_inner().roles);
