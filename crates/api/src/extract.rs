@@ -110,6 +110,13 @@ pub fn query_config() -> web::QueryConfig {
     })
 }
 
+/// Applies the extractor settings above to a scope or app.
+pub fn configure(cfg: &mut web::ServiceConfig, json_limit_bytes: usize) {
+    cfg.app_data(json_config(json_limit_bytes))
+        .app_data(path_config())
+        .app_data(query_config());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,11 +149,4 @@ mod tests {
         let unknown = object_body::<Update>(json!({"nope": 1})).unwrap_err();
         assert!(unknown.message.contains("nope"), "{unknown}");
     }
-}
-
-/// Applies the extractor settings above to a scope or app.
-pub fn configure(cfg: &mut web::ServiceConfig, json_limit_bytes: usize) {
-    cfg.app_data(json_config(json_limit_bytes))
-        .app_data(path_config())
-        .app_data(query_config());
 }
