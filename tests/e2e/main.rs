@@ -9,6 +9,7 @@ mod ephemeral;
 mod harness;
 mod messaging;
 mod nodes;
+mod schema;
 mod sso;
 mod telemetry;
 mod tls;

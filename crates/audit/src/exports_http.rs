@@ -81,7 +81,7 @@ async fn start_export(
     state: web::Data<AuthState>,
     req: HttpRequest,
     officer: ComplianceOfficer,
-    body: web::Json<ExportRequest>,
+    body: conclave_api::extract::Json<ExportRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let (context, now, request) = (
         audit_context(&req, &officer),

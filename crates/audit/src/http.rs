@@ -18,7 +18,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 #[derive(OpenApi)]
 #[openapi(
     paths(list_events, verification, export_events),
-    components(schemas(AuditEventView, AuditPage, Verification)),
+    components(schemas(AuditEventView, AuditPage, Verification, crate::export::Format)),
     tags((name = "audit", description = "The tamper-evident audit log (auditor role)"))
 )]
 pub struct AuditApi;
@@ -65,7 +65,8 @@ pub struct ExportQuery {
 
 /// Streams the audit log (filtered) as JSONL or CSV, a page at a time.
 #[utoipa::path(get, path = "/api/v1/audit/export", tag = "audit", security(("bearer" = [])), params(ExportQuery),
-    responses((status = 200, description = "The events, oldest first", content_type = "application/x-ndjson"),
+    responses((status = 200, description = "The events, oldest first: JSON lines, or RFC 4180 CSV with a header row",
+            content((String = "application/x-ndjson"), (String = "text/csv"))),
         (status = 401, description = "No valid session", body = ErrorBody), (status = 403, description = "Not an auditor", body = ErrorBody),
         (status = 422, description = "A bad format or filter", body = ErrorBody)))]
 async fn export_events(

@@ -105,7 +105,7 @@ pub(crate) fn user_agent(req: &HttpRequest) -> Option<String> {
 async fn login(
     state: web::Data<AuthState>,
     req: HttpRequest,
-    body: web::Json<LoginRequest>,
+    body: conclave_api::extract::Json<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let LoginRequest { username, password } = body.into_inner();
     let (addr, agent, path) = (client_addr(&req), user_agent(&req), req.path().to_owned());
@@ -291,7 +291,7 @@ async fn change_password(
     state: web::Data<AuthState>,
     req: HttpRequest,
     user: SessionUser,
-    body: web::Json<ChangePasswordRequest>,
+    body: conclave_api::extract::Json<ChangePasswordRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let ChangePasswordRequest {
         current_password,
@@ -431,7 +431,7 @@ async fn create_user(
     state: web::Data<AuthState>,
     req: HttpRequest,
     admin: AdminUser,
-    body: web::Json<CreateUserRequest>,
+    body: conclave_api::extract::Json<CreateUserRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let account = NewLocalAccount {
@@ -499,7 +499,7 @@ async fn set_roles(
     req: HttpRequest,
     admin: AdminUser,
     path: web::Path<UserId>,
-    body: web::Json<SetRolesRequest>,
+    body: conclave_api::extract::Json<SetRolesRequest>,
 ) -> Result<web::Json<UserView>, ApiError> {
     let user_id = path.into_inner();
     let roles = RoleSet::new(body.into_inner().roles);
@@ -550,6 +550,7 @@ async fn suspend_user(
         (status = 401, description = "No valid session", body = ErrorBody),
         (status = 403, description = "Not an admin", body = ErrorBody),
         (status = 404, description = "No such account", body = ErrorBody),
+        (status = 409, description = "The account is not suspended", body = ErrorBody),
     )
 )]
 async fn reactivate_user(

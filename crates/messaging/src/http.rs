@@ -143,7 +143,7 @@ async fn list_rooms(
 async fn create_room(
     state: web::Data<MessagingState>,
     user: AuthUser,
-    body: web::Json<CreateRoomRequest>,
+    body: conclave_api::extract::Json<CreateRoomRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let name = RoomName::parse(&body.name)?;
@@ -169,7 +169,7 @@ async fn create_room(
 async fn open_direct(
     state: web::Data<MessagingState>,
     user: AuthUser,
-    body: web::Json<OpenDirectRequest>,
+    body: conclave_api::extract::Json<OpenDirectRequest>,
 ) -> Result<web::Json<RoomDetail>, ApiError> {
     let (me, other, now) = (user.user.id, body.user_id, state.auth.clock.now());
     let (detail, published) = state
@@ -210,7 +210,7 @@ async fn update_room(
     state: web::Data<MessagingState>,
     user: AuthUser,
     path: web::Path<RoomId>,
-    body: web::Json<UpdateRoomRequest>,
+    body: conclave_api::extract::Json<UpdateRoomRequest>,
 ) -> Result<web::Json<RoomDetail>, ApiError> {
     let body = body.into_inner();
     let name = body.name.as_deref().map(RoomName::parse).transpose()?;
@@ -235,7 +235,7 @@ async fn add_member(
     state: web::Data<MessagingState>,
     user: AuthUser,
     path: web::Path<RoomId>,
-    body: web::Json<AddMemberRequest>,
+    body: conclave_api::extract::Json<AddMemberRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let (me, room_id, now, max) = (
@@ -264,7 +264,7 @@ async fn set_member_role(
     state: web::Data<MessagingState>,
     user: AuthUser,
     path: web::Path<(RoomId, UserId)>,
-    body: web::Json<SetMemberRoleRequest>,
+    body: conclave_api::extract::Json<SetMemberRoleRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let (room_id, target) = path.into_inner();
     let (me, now, role) = (user.user.id, state.auth.clock.now(), body.role);
@@ -281,7 +281,8 @@ async fn set_member_role(
 #[utoipa::path(delete, path = "/api/v1/rooms/{room_id}/members/{user_id}", tag = "rooms", security(("bearer" = [])),
     params(("room_id" = RoomId, Path), ("user_id" = UserId, Path)),
     responses((status = 204, description = "Removed"), (status = 401, description = "No valid session", body = ErrorBody),
-        (status = 403, description = "Role may not remove that member", body = ErrorBody), (status = 404, description = "No such room or member", body = ErrorBody)))]
+        (status = 403, description = "Role may not remove that member", body = ErrorBody), (status = 404, description = "No such room or member", body = ErrorBody),
+        (status = 409, description = "Removing oneself is leaving: the last owner cannot leave while others remain", body = ErrorBody)))]
 async fn remove_member(
     state: web::Data<MessagingState>,
     user: AuthUser,
@@ -362,7 +363,7 @@ async fn send_message(
     state: web::Data<MessagingState>,
     user: AuthUser,
     path: web::Path<RoomId>,
-    body: web::Json<SendMessageRequest>,
+    body: conclave_api::extract::Json<SendMessageRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let input = NewMessageInput {
@@ -431,7 +432,7 @@ async fn edit_message(
     state: web::Data<MessagingState>,
     user: AuthUser,
     path: web::Path<(RoomId, MessageId)>,
-    body: web::Json<EditMessageRequest>,
+    body: conclave_api::extract::Json<EditMessageRequest>,
 ) -> Result<web::Json<MessageView>, ApiError> {
     let text = MessageText::parse(&body.text, state.settings.max_message_bytes)?;
     let (room_id, message_id) = path.into_inner();
@@ -505,7 +506,7 @@ async fn add_reaction(
 #[utoipa::path(delete, path = "/api/v1/rooms/{room_id}/messages/{message_id}/reactions/{emoji}", tag = "messages", security(("bearer" = [])),
     params(("room_id" = RoomId, Path), ("message_id" = MessageId, Path), ("emoji" = String, Path)),
     responses((status = 204, description = "Reaction absent"), (status = 401, description = "No valid session", body = ErrorBody),
-        (status = 404, description = "No such message, or not a member", body = ErrorBody)))]
+        (status = 404, description = "No such message, or not a member", body = ErrorBody), (status = 422, description = "Not an emoji", body = ErrorBody)))]
 async fn remove_reaction(
     state: web::Data<MessagingState>,
     user: AuthUser,
@@ -523,7 +524,7 @@ async fn mark_read(
     state: web::Data<MessagingState>,
     user: AuthUser,
     path: web::Path<RoomId>,
-    body: web::Json<MarkReadRequest>,
+    body: conclave_api::extract::Json<MarkReadRequest>,
 ) -> Result<web::Json<ReadMarker>, ApiError> {
     let (me, room_id, now, seq) = (
         user.user.id,
@@ -644,7 +645,7 @@ async fn put_room_policy(
     req: HttpRequest,
     user: AuthUser,
     path: web::Path<RoomId>,
-    body: web::Json<conclave_core::PolicyOverrides>,
+    body: conclave_api::extract::Json<conclave_core::PolicyOverrides>,
 ) -> Result<web::Json<RoomPolicy>, ApiError> {
     let context = conclave_auth::extract::audit_context(&req, &user);
     let (me, room_id, now, overrides) = (

@@ -133,7 +133,7 @@ async fn put_policy(
     req: HttpRequest,
     officer: ComplianceOfficer,
     path: web::Path<String>,
-    body: web::Json<RetentionPolicyRequest>,
+    body: conclave_api::extract::Json<RetentionPolicyRequest>,
 ) -> Result<web::Json<RetentionChange>, ApiError> {
     let scope = scope(&path)?;
     let rule = RetentionRule {
@@ -189,7 +189,7 @@ async fn delete_policy(
 async fn preview_policy(
     state: web::Data<AuthState>,
     _officer: ComplianceOfficer,
-    body: web::Json<PreviewRequest>,
+    body: conclave_api::extract::Json<PreviewRequest>,
 ) -> Result<web::Json<RetentionPreview>, ApiError> {
     let scope = scope(&body.scope)?;
     let rule = (body.min_days.is_some() || body.max_days.is_some()).then_some(RetentionRule {
@@ -254,7 +254,7 @@ async fn place_hold(
     state: web::Data<AuthState>,
     req: HttpRequest,
     officer: ComplianceOfficer,
-    body: web::Json<HoldInput>,
+    body: conclave_api::extract::Json<HoldInput>,
 ) -> Result<actix_web::HttpResponse, ApiError> {
     let (context, now, by, input) = (
         audit_context(&req, &officer),
@@ -297,7 +297,7 @@ async fn update_hold(
     req: HttpRequest,
     officer: ComplianceOfficer,
     path: web::Path<String>,
-    body: web::Json<HoldInput>,
+    body: conclave_api::extract::Json<HoldInput>,
 ) -> Result<web::Json<HoldView>, ApiError> {
     let (context, now, id, input) = (
         audit_context(&req, &officer),

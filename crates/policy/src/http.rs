@@ -94,7 +94,7 @@ async fn put_org_policy(
     state: web::Data<AuthState>,
     req: HttpRequest,
     admin: AdminUser,
-    body: web::Json<Policy>,
+    body: conclave_api::extract::Json<Policy>,
 ) -> Result<web::Json<Policy>, ApiError> {
     let (context, now, policy) = (
         audit_context(&req, &admin),
@@ -148,7 +148,7 @@ async fn create_group(
     state: web::Data<AuthState>,
     req: HttpRequest,
     admin: AdminUser,
-    body: web::Json<CreateGroupRequest>,
+    body: conclave_api::extract::Json<CreateGroupRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let (context, now, body) = (
         audit_context(&req, &admin),
@@ -189,7 +189,7 @@ async fn update_group(
     req: HttpRequest,
     admin: AdminUser,
     path: web::Path<String>,
-    body: web::Json<UpdateGroupRequest>,
+    body: conclave_api::extract::Json<UpdateGroupRequest>,
 ) -> Result<web::Json<GroupView>, ApiError> {
     let (context, now, id, body) = (
         audit_context(&req, &admin),
@@ -291,7 +291,7 @@ async fn put_group_policy(
     req: HttpRequest,
     admin: AdminUser,
     path: web::Path<String>,
-    body: web::Json<PolicyOverrides>,
+    body: conclave_api::extract::Json<PolicyOverrides>,
 ) -> Result<web::Json<GroupView>, ApiError> {
     let (context, now, id, overrides) = (
         audit_context(&req, &admin),

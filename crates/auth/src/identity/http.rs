@@ -145,7 +145,7 @@ async fn ldap_login(
     state: web::Data<AuthState>,
     identity: Option<web::Data<IdentityState>>,
     req: HttpRequest,
-    body: web::Json<LoginRequest>,
+    body: conclave_api::extract::Json<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let identity = configured(identity);
     let directory = identity.directory.clone().ok_or_else(ApiError::not_found)?;
@@ -227,7 +227,7 @@ async fn oidc_start(
     state: web::Data<AuthState>,
     identity: Option<web::Data<IdentityState>>,
     path: web::Path<String>,
-    body: web::Json<OidcStartRequest>,
+    body: conclave_api::extract::Json<OidcStartRequest>,
 ) -> Result<web::Json<OidcStartResponse>, ApiError> {
     let identity = configured(identity);
     let provider = provider_of(&identity, &path)?;
@@ -324,7 +324,7 @@ async fn oidc_callback(
 async fn oidc_exchange(
     state: web::Data<AuthState>,
     req: HttpRequest,
-    body: web::Json<OidcExchangeRequest>,
+    body: conclave_api::extract::Json<OidcExchangeRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let success = super::oidc::exchange(
@@ -358,7 +358,7 @@ async fn directory_sync(
     identity: Option<web::Data<IdentityState>>,
     req: HttpRequest,
     admin: AdminUser,
-    body: Option<web::Json<SyncRequest>>,
+    body: Option<conclave_api::extract::Json<SyncRequest>>,
 ) -> Result<web::Json<sync::SyncReport>, ApiError> {
     let identity = configured(identity);
     let directory = identity.directory.clone().ok_or_else(ApiError::not_found)?;
@@ -454,7 +454,7 @@ async fn put_local_login(
     state: web::Data<AuthState>,
     req: HttpRequest,
     admin: AdminUser,
-    body: web::Json<LocalLoginSetting>,
+    body: conclave_api::extract::Json<LocalLoginSetting>,
 ) -> Result<web::Json<LocalLoginSetting>, ApiError> {
     let enabled = body.enabled_for_everyone;
     let context = audit_context(&req, &admin);
@@ -486,7 +486,7 @@ async fn put_break_glass(
     req: HttpRequest,
     admin: AdminUser,
     path: web::Path<UserId>,
-    body: web::Json<BreakGlassRequest>,
+    body: conclave_api::extract::Json<BreakGlassRequest>,
 ) -> Result<web::Json<UserView>, ApiError> {
     let (user_id, flag) = (path.into_inner(), body.break_glass);
     let context = audit_context(&req, &admin);
