@@ -289,9 +289,15 @@ export class Chat {
   upsert(view) {
     const c = this.current;
     const old = c.messages.get(view.id);
-    // Realtime events leave out a burn-on-read message's text; keep what a read showed.
+    // Realtime events leave out a burn-on-read message's text and attachment; keep what a
+    // read showed (until its deadline removes the whole message).
     if (old && view.text == null && old.text != null) {
-      view = { ...view, text: old.text, visible_to_me_until: view.visible_to_me_until || old.visible_to_me_until };
+      view = {
+        ...view,
+        text: old.text,
+        attachment: view.attachment || old.attachment,
+        visible_to_me_until: view.visible_to_me_until || old.visible_to_me_until,
+      };
     }
     c.messages.set(view.id, view);
     this.placeMessage(view);

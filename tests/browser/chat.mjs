@@ -204,6 +204,8 @@ const scenarios = {
 
     // A burn-on-read message arrives without its text; opening it starts the countdown.
     await alice.locator('#compose-timer').selectOption({ label: 'Burn 1 minute after reading' });
+    await alice.locator('#compose-file').setInputFiles({ name: 'secret.txt', mimeType: 'text/plain', buffer: Buffer.from('for your eyes only\n') });
+    await alice.getByText('secret.txt is ready to send').waitFor({ timeout: 10000 });
     await alice.getByLabel('Message', { exact: true }).fill('read me once');
     await alice.getByLabel('Message', { exact: true }).press('Enter');
     const reveal = bob.getByRole('button', { name: /Read message/ });
@@ -214,6 +216,12 @@ const scenarios = {
     await opened.waitFor();
     const countdown = await opened.locator('.countdown').textContent();
     expect(/Disappears in (\d+ s|1 min)/.test(countdown), `countdown reads "${countdown}"`);
+    const secretFile = opened.getByRole('link', { name: /Download secret\.txt/ });
+    await secretFile.waitFor();
+    // A reaction arrives as an event without the text or the file: what the read showed stays.
+    await messageWith(alice, 'read me once').getByRole('button', { name: 'React with 👍' }).click();
+    await opened.getByRole('button', { name: /^👍 1/ }).waitFor({ timeout: 10000 });
+    expect(await secretFile.count() === 1, 'the reaction event dropped the opened attachment');
     await alice.locator('#compose-timer').selectOption({ value: '' });
   },
 
