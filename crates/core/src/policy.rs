@@ -19,6 +19,7 @@ pub const MAX_TIMER: Duration = Duration::from_secs(365 * 86_400);
     Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
 )]
 #[serde(try_from = "u64", into = "u64")]
+#[schema(minimum = 60, maximum = 31_536_000)]
 pub struct TimerSeconds(u64);
 
 impl TimerSeconds {
@@ -91,6 +92,7 @@ pub struct Policy {
     /// Whether members may create rooms.
     pub may_create_rooms: bool,
     /// Most members a room may hold.
+    #[schema(format = Int64, minimum = 0, maximum = 4_294_967_295_u64)]
     pub max_room_size: u32,
     /// Whether messages may be forwarded (Wickr `messageForwardingEnabled`).
     pub forwarding_allowed: bool,
@@ -101,10 +103,13 @@ pub struct Policy {
     /// Whether link previews are shown (Wickr `isLinkPreviewEnabled`).
     pub link_previews_allowed: bool,
     /// Longest session, in minutes.
+    #[schema(format = Int64, minimum = 0, maximum = 4_294_967_295_u64)]
     pub session_lifetime_minutes: u32,
     /// Session idle timeout, in minutes (Wickr `ssoMaxIdleMinutes`).
+    #[schema(format = Int64, minimum = 0, maximum = 4_294_967_295_u64)]
     pub session_idle_minutes: u32,
     /// Failed logins before an account is locked out (Wickr `lockoutThreshold`).
+    #[schema(format = Int64, minimum = 0, maximum = 4_294_967_295_u64)]
     pub lockout_threshold: u32,
     /// Security groups whose members may not communicate with this one's (information
     /// barriers), by group id.
@@ -154,13 +159,17 @@ pub struct PolicyOverrides {
     pub file_max_bytes: Option<u64>,
     pub file_types_allowed: Option<BTreeSet<String>>,
     pub may_create_rooms: Option<bool>,
+    #[schema(format = Int64, minimum = 0, maximum = 4_294_967_295_u64)]
     pub max_room_size: Option<u32>,
     pub forwarding_allowed: Option<bool>,
     pub read_receipts_forced: Option<bool>,
     pub presence_enabled: Option<bool>,
     pub link_previews_allowed: Option<bool>,
+    #[schema(format = Int64, minimum = 0, maximum = 4_294_967_295_u64)]
     pub session_lifetime_minutes: Option<u32>,
+    #[schema(format = Int64, minimum = 0, maximum = 4_294_967_295_u64)]
     pub session_idle_minutes: Option<u32>,
+    #[schema(format = Int64, minimum = 0, maximum = 4_294_967_295_u64)]
     pub lockout_threshold: Option<u32>,
     pub barriers: BTreeSet<String>,
 }
