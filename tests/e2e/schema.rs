@@ -218,7 +218,10 @@ fn schemathesis_finds_no_server_error_and_no_schema_violation(backend: TestBacke
     assert_eq!(server_errors, 0, "no request may end in a 5xx");
 }
 
-crate::on_both_backends_in!(json_bodies: a_body_that_is_not_a_json_object_is_refused_and_changes_nothing);
+crate::on_both_backends_in!(json_bodies:
+    a_body_that_is_not_a_json_object_is_refused_and_changes_nothing,
+    policy_overrides_below_the_org_minimums_are_refused,
+);
 
 /// Found by schemathesis: serde reads a JSON array into a struct field by field, so
 /// `[null, null]` was accepted as an empty update. Every body must be an object.
@@ -258,4 +261,56 @@ fn a_body_that_is_not_a_json_object_is_refused_and_changes_nothing(backend: Test
     // An object still works.
     let renamed = server.send("PATCH", &path, Some(&admin), Some(json!({"name": "after"})));
     assert_eq!(renamed.status(), 200);
+}
+
+/// Found by schemathesis's negative-data check: a room's or group's overrides were stored
+/// without range checks (a room size or lockout threshold of 0), values the org policy
+/// refuses.
+fn policy_overrides_below_the_org_minimums_are_refused(backend: TestBackend) {
+    let server = Server::start(backend);
+    let admin = server.admin_token();
+    let room = server.create_room(&admin, json!({"name": "limits"}));
+    let group: Value = server
+        .send(
+            "POST",
+            "/api/v1/admin/security-groups",
+            Some(&admin),
+            Some(json!({"name": "limits", "precedence": 1})),
+        )
+        .json()
+        .unwrap();
+    let group = group["id"].as_str().unwrap();
+    for (path, body) in [
+        (
+            format!("/api/v1/rooms/{room}/policy"),
+            json!({"max_room_size": 0}),
+        ),
+        (
+            format!("/api/v1/rooms/{room}/policy"),
+            json!({"max_room_size": 1}),
+        ),
+        (
+            format!("/api/v1/admin/security-groups/{group}/policy"),
+            json!({"lockout_threshold": 0}),
+        ),
+        (
+            format!("/api/v1/admin/security-groups/{group}/policy"),
+            json!({"session_idle_minutes": 0}),
+        ),
+    ] {
+        let response = server.send("PUT", &path, Some(&admin), Some(body.clone()));
+        crate::harness::expect_error(response, 422, "invalid_input");
+    }
+    let room_policy: Value = server
+        .get(&format!("/api/v1/rooms/{room}/policy"), Some(&admin))
+        .json()
+        .unwrap();
+    assert_eq!(room_policy["overrides"]["max_room_size"], Value::Null);
+    let ok = server.send(
+        "PUT",
+        &format!("/api/v1/rooms/{room}/policy"),
+        Some(&admin),
+        Some(json!({"max_room_size": 2})),
+    );
+    assert_eq!(ok.status(), 200);
 }
