@@ -1,7 +1,7 @@
 //! API schema testing: schemathesis (PyPI, pinned in scripts/schemathesis.sh) generates
 //! requests from the running binary's `/api/v1/openapi.json` and checks every answer: no
-//! 5xx, only documented statuses, documented content types and headers, and bodies that
-//! match the documented schemas.
+//! 5xx, only documented statuses, documented content types and headers, bodies that
+//! match the documented schemas, and no 2xx for a request the document rules out.
 //!
 //! Four runs, each with the session of the caller the operations are for (a plain user
 //! for conversations, a compliance officer, an auditor, then an admin for the rest), a
@@ -19,8 +19,9 @@ use std::process::Command;
 crate::on_both_backends_in!(schema_testing: schemathesis_finds_no_server_error_and_no_schema_violation);
 
 /// The checks of every run: what the issue asks (no 5xx, no answer that breaks the
-/// documented schema).
-const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance";
+/// documented schema), and that a request the document rules out is refused
+/// (`negative_data_rejection`: bad input never gets a 2xx).
+const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,negative_data_rejection";
 const SEED: &str = "20261204";
 const MAX_EXAMPLES: &str = "25";
 /// Operations that end the session the run uses (each path has no other method), and

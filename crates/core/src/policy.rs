@@ -13,6 +13,9 @@ use std::time::Duration;
 /// Shortest timer a policy may set (1 minute) and longest (365 days).
 pub const MIN_TIMER: Duration = Duration::from_secs(60);
 pub const MAX_TIMER: Duration = Duration::from_secs(365 * 86_400);
+/// The largest `file_max_bytes`: what a signed 64-bit size (and the OpenAPI `int64` it is
+/// documented as) can hold.
+pub const MAX_FILE_BYTES: u64 = i64::MAX as u64;
 
 /// A timer setting in whole seconds, within [`MIN_TIMER`]..=[`MAX_TIMER`].
 #[derive(
@@ -87,7 +90,9 @@ pub struct Policy {
     pub file_download_enabled: bool,
     /// Largest file, in bytes.
     pub file_max_bytes: u64,
-    /// Allowed media types (`image/png`, or `image/*`); `None`: any type.
+    /// Allowed media types (`image/png`, or `image/*`); `None`: any type. Duplicates are
+    /// merged.
+    #[schema(value_type = Option<Vec<String>>)]
     pub file_types_allowed: Option<BTreeSet<String>>,
     /// Whether members may create rooms.
     pub may_create_rooms: bool,
@@ -157,6 +162,8 @@ pub struct PolicyOverrides {
     pub files_enabled: Option<bool>,
     pub file_download_enabled: Option<bool>,
     pub file_max_bytes: Option<u64>,
+    /// Duplicates are merged.
+    #[schema(value_type = Option<Vec<String>>)]
     pub file_types_allowed: Option<BTreeSet<String>>,
     pub may_create_rooms: Option<bool>,
     #[schema(format = Int64, minimum = 2, maximum = 4_294_967_295_u64)]
@@ -180,6 +187,14 @@ impl PolicyOverrides {
     /// the org policy has (`Policy::validate`), so no level can store a value, such as a
     /// room size or lockout threshold of 0, that the org policy itself would refuse.
     pub fn validate(&self) -> Result<(), PolicyError> {
+        if self
+            .file_max_bytes
+            .is_some_and(|bytes| bytes > MAX_FILE_BYTES)
+        {
+            return Err(PolicyError::Invalid(
+                "file_max_bytes must be at most 9223372036854775807".into(),
+            ));
+        }
         if self.max_room_size.is_some_and(|size| size < 2) {
             return Err(PolicyError::Invalid(
                 "max_room_size must be at least 2".into(),
@@ -310,6 +325,9 @@ impl Policy {
         if self.max_room_size < 2 {
             return invalid("max_room_size must be at least 2");
         }
+        if self.file_max_bytes > MAX_FILE_BYTES {
+            return invalid("file_max_bytes must be at most 9223372036854775807");
+        }
         if self.session_lifetime_minutes == 0
             || self.session_idle_minutes == 0
             || self.lockout_threshold == 0
@@ -410,6 +428,7 @@ pub fn resolve(org: &Policy, group: &PolicyOverrides, room: &PolicyOverrides) ->
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn overrides_keep_the_org_policys_minimums() {
@@ -458,12 +477,18 @@ mod tests {
                 },
                 "lockout_threshold",
             ),
+            (
+                PolicyOverrides {
+                    file_max_bytes: Some(u64::MAX),
+                    ..ok.clone()
+                },
+                "file_max_bytes",
+            ),
         ] {
             let err = bad.validate().unwrap_err();
             assert!(err.to_string().contains(field), "{err}");
         }
     }
-    use super::*;
 
     fn t(seconds: u64) -> Option<TimerSeconds> {
         Some(TimerSeconds::new(seconds).unwrap())
