@@ -1,7 +1,7 @@
 //! API schema testing: schemathesis (PyPI, pinned in scripts/schemathesis.sh) generates
 //! requests from the running binary's `/api/v1/openapi.json` and checks every answer: no
-//! 5xx, only documented statuses, documented content types and headers, and bodies that
-//! match the documented schemas.
+//! 5xx, only documented statuses, documented content types and headers, bodies that
+//! match the documented schemas, and no 2xx for a request the document rules out.
 //!
 //! Four runs, each with the session of the caller the operations are for (a plain user
 //! for conversations, a compliance officer, an auditor, then an admin for the rest), a
@@ -19,8 +19,9 @@ use std::process::Command;
 crate::on_both_backends_in!(schema_testing: schemathesis_finds_no_server_error_and_no_schema_violation);
 
 /// The checks of every run: what the issue asks (no 5xx, no answer that breaks the
-/// documented schema).
-const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance";
+/// documented schema), and that a request the document rules out is refused
+/// (`negative_data_rejection`: bad input never gets a 2xx).
+const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,negative_data_rejection";
 const SEED: &str = "20261204";
 const MAX_EXAMPLES: &str = "25";
 /// Operations that end the session the run uses (each path has no other method), and
@@ -218,7 +219,10 @@ fn schemathesis_finds_no_server_error_and_no_schema_violation(backend: TestBacke
     assert_eq!(server_errors, 0, "no request may end in a 5xx");
 }
 
-crate::on_both_backends_in!(json_bodies: a_body_that_is_not_a_json_object_is_refused_and_changes_nothing);
+crate::on_both_backends_in!(json_bodies:
+    a_body_that_is_not_a_json_object_is_refused_and_changes_nothing,
+    policy_overrides_below_the_org_minimums_are_refused,
+);
 
 /// Found by schemathesis: serde reads a JSON array into a struct field by field, so
 /// `[null, null]` was accepted as an empty update. Every body must be an object.
@@ -258,4 +262,56 @@ fn a_body_that_is_not_a_json_object_is_refused_and_changes_nothing(backend: Test
     // An object still works.
     let renamed = server.send("PATCH", &path, Some(&admin), Some(json!({"name": "after"})));
     assert_eq!(renamed.status(), 200);
+}
+
+/// Found by schemathesis's negative-data check: a room's or group's overrides were stored
+/// without range checks (a room size or lockout threshold of 0), values the org policy
+/// refuses.
+fn policy_overrides_below_the_org_minimums_are_refused(backend: TestBackend) {
+    let server = Server::start(backend);
+    let admin = server.admin_token();
+    let room = server.create_room(&admin, json!({"name": "limits"}));
+    let group: Value = server
+        .send(
+            "POST",
+            "/api/v1/admin/security-groups",
+            Some(&admin),
+            Some(json!({"name": "limits", "precedence": 1})),
+        )
+        .json()
+        .unwrap();
+    let group = group["id"].as_str().unwrap();
+    for (path, body) in [
+        (
+            format!("/api/v1/rooms/{room}/policy"),
+            json!({"max_room_size": 0}),
+        ),
+        (
+            format!("/api/v1/rooms/{room}/policy"),
+            json!({"max_room_size": 1}),
+        ),
+        (
+            format!("/api/v1/admin/security-groups/{group}/policy"),
+            json!({"lockout_threshold": 0}),
+        ),
+        (
+            format!("/api/v1/admin/security-groups/{group}/policy"),
+            json!({"session_idle_minutes": 0}),
+        ),
+    ] {
+        let response = server.send("PUT", &path, Some(&admin), Some(body.clone()));
+        crate::harness::expect_error(response, 422, "invalid_input");
+    }
+    let room_policy: Value = server
+        .get(&format!("/api/v1/rooms/{room}/policy"), Some(&admin))
+        .json()
+        .unwrap();
+    assert_eq!(room_policy["overrides"]["max_room_size"], Value::Null);
+    let ok = server.send(
+        "PUT",
+        &format!("/api/v1/rooms/{room}/policy"),
+        Some(&admin),
+        Some(json!({"max_room_size": 2})),
+    );
+    assert_eq!(ok.status(), 200);
 }

@@ -37,7 +37,8 @@ pub struct AuditQuery {
     pub target_id: Option<String>,
     /// Cursor: the `next_after` of the previous page.
     pub after: Option<i64>,
-    /// 1 to 1000, default 100.
+    /// 1 to 1000, default 100 (a value outside is clamped into that range).
+    #[param(value_type = Option<u64>, maximum = 4_294_967_295_u64)]
     pub limit: Option<u32>,
 }
 

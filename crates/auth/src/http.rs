@@ -285,6 +285,7 @@ async fn search_people(
         (status = 204, description = "Changed"),
         (status = 401, description = "Wrong current password or no valid session", body = ErrorBody),
         (status = 422, description = "New password too short, too long or unchanged", body = ErrorBody),
+        (status = 429, description = "Too many wrong current passwords; see Retry-After", body = ErrorBody),
     )
 )]
 async fn change_password(

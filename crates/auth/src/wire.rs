@@ -136,7 +136,8 @@ pub struct UserListQuery {
     /// Only accounts (any status) whose username or display name contains this
     /// (case-insensitive; 1 to 100 characters); one page, no `next_after`.
     pub q: Option<String>,
-    /// Page size, 1 to 500 (default 100).
+    /// Page size, 1 to 500 (default 100; a value outside is clamped into that range).
+    #[param(value_type = Option<u64>, maximum = 4_294_967_295_u64)]
     pub limit: Option<u32>,
 }
 
@@ -254,7 +255,8 @@ pub struct BreakGlassRequest {
 pub struct PeopleQuery {
     /// Part of a username or display name (1 to 100 characters, case-insensitive).
     pub q: String,
-    /// At most this many, 1 to 50 (default 20).
+    /// At most this many, 1 to 50 (default 20; a value outside is clamped into that range).
+    #[param(value_type = Option<u64>, maximum = 4_294_967_295_u64)]
     pub limit: Option<u32>,
 }
 

@@ -13,12 +13,16 @@ use std::time::Duration;
 /// Shortest timer a policy may set (1 minute) and longest (365 days).
 pub const MIN_TIMER: Duration = Duration::from_secs(60);
 pub const MAX_TIMER: Duration = Duration::from_secs(365 * 86_400);
+/// The largest `file_max_bytes`: what a signed 64-bit size (and the OpenAPI `int64` it is
+/// documented as) can hold.
+pub const MAX_FILE_BYTES: u64 = i64::MAX as u64;
 
 /// A timer setting in whole seconds, within [`MIN_TIMER`]..=[`MAX_TIMER`].
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
 )]
 #[serde(try_from = "u64", into = "u64")]
+#[schema(minimum = 60, maximum = 31_536_000)]
 pub struct TimerSeconds(u64);
 
 impl TimerSeconds {
@@ -86,11 +90,14 @@ pub struct Policy {
     pub file_download_enabled: bool,
     /// Largest file, in bytes.
     pub file_max_bytes: u64,
-    /// Allowed media types (`image/png`, or `image/*`); `None`: any type.
+    /// Allowed media types (`image/png`, or `image/*`); `None`: any type. Duplicates are
+    /// merged.
+    #[schema(value_type = Option<Vec<String>>)]
     pub file_types_allowed: Option<BTreeSet<String>>,
     /// Whether members may create rooms.
     pub may_create_rooms: bool,
     /// Most members a room may hold.
+    #[schema(format = Int64, minimum = 2, maximum = 4_294_967_295_u64)]
     pub max_room_size: u32,
     /// Whether messages may be forwarded (Wickr `messageForwardingEnabled`).
     pub forwarding_allowed: bool,
@@ -101,10 +108,13 @@ pub struct Policy {
     /// Whether link previews are shown (Wickr `isLinkPreviewEnabled`).
     pub link_previews_allowed: bool,
     /// Longest session, in minutes.
+    #[schema(format = Int64, minimum = 1, maximum = 4_294_967_295_u64)]
     pub session_lifetime_minutes: u32,
     /// Session idle timeout, in minutes (Wickr `ssoMaxIdleMinutes`).
+    #[schema(format = Int64, minimum = 1, maximum = 4_294_967_295_u64)]
     pub session_idle_minutes: u32,
     /// Failed logins before an account is locked out (Wickr `lockoutThreshold`).
+    #[schema(format = Int64, minimum = 1, maximum = 4_294_967_295_u64)]
     pub lockout_threshold: u32,
     /// Security groups whose members may not communicate with this one's (information
     /// barriers), by group id.
@@ -152,20 +162,57 @@ pub struct PolicyOverrides {
     pub files_enabled: Option<bool>,
     pub file_download_enabled: Option<bool>,
     pub file_max_bytes: Option<u64>,
+    /// Duplicates are merged.
+    #[schema(value_type = Option<Vec<String>>)]
     pub file_types_allowed: Option<BTreeSet<String>>,
     pub may_create_rooms: Option<bool>,
+    #[schema(format = Int64, minimum = 2, maximum = 4_294_967_295_u64)]
     pub max_room_size: Option<u32>,
     pub forwarding_allowed: Option<bool>,
     pub read_receipts_forced: Option<bool>,
     pub presence_enabled: Option<bool>,
     pub link_previews_allowed: Option<bool>,
+    #[schema(format = Int64, minimum = 1, maximum = 4_294_967_295_u64)]
     pub session_lifetime_minutes: Option<u32>,
+    #[schema(format = Int64, minimum = 1, maximum = 4_294_967_295_u64)]
     pub session_idle_minutes: Option<u32>,
+    #[schema(format = Int64, minimum = 1, maximum = 4_294_967_295_u64)]
     pub lockout_threshold: Option<u32>,
     pub barriers: BTreeSet<String>,
 }
 
 /// The shorter of two maximums, where `None` means "no maximum".
+impl PolicyOverrides {
+    /// The ranges a security group's or room's overrides must respect: the same minimums
+    /// the org policy has (`Policy::validate`), so no level can store a value, such as a
+    /// room size or lockout threshold of 0, that the org policy itself would refuse.
+    pub fn validate(&self) -> Result<(), PolicyError> {
+        if self
+            .file_max_bytes
+            .is_some_and(|bytes| bytes > MAX_FILE_BYTES)
+        {
+            return Err(PolicyError::Invalid(
+                "file_max_bytes must be at most 9223372036854775807".into(),
+            ));
+        }
+        if self.max_room_size.is_some_and(|size| size < 2) {
+            return Err(PolicyError::Invalid(
+                "max_room_size must be at least 2".into(),
+            ));
+        }
+        for (name, value) in [
+            ("session_lifetime_minutes", self.session_lifetime_minutes),
+            ("session_idle_minutes", self.session_idle_minutes),
+            ("lockout_threshold", self.lockout_threshold),
+        ] {
+            if value == Some(0) {
+                return Err(PolicyError::Invalid(format!("{name} must be at least 1")));
+            }
+        }
+        Ok(())
+    }
+}
+
 fn shorter(a: Option<TimerSeconds>, b: Option<TimerSeconds>) -> Option<TimerSeconds> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
@@ -278,6 +325,9 @@ impl Policy {
         if self.max_room_size < 2 {
             return invalid("max_room_size must be at least 2");
         }
+        if self.file_max_bytes > MAX_FILE_BYTES {
+            return invalid("file_max_bytes must be at most 9223372036854775807");
+        }
         if self.session_lifetime_minutes == 0
             || self.session_idle_minutes == 0
             || self.lockout_threshold == 0
@@ -379,6 +429,66 @@ pub fn resolve(org: &Policy, group: &PolicyOverrides, room: &PolicyOverrides) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overrides_keep_the_org_policys_minimums() {
+        assert!(PolicyOverrides::default().validate().is_ok());
+        let ok = PolicyOverrides {
+            max_room_size: Some(2),
+            session_lifetime_minutes: Some(1),
+            session_idle_minutes: Some(1),
+            lockout_threshold: Some(1),
+            ..PolicyOverrides::default()
+        };
+        assert!(ok.validate().is_ok());
+        for (bad, field) in [
+            (
+                PolicyOverrides {
+                    max_room_size: Some(1),
+                    ..ok.clone()
+                },
+                "max_room_size",
+            ),
+            (
+                PolicyOverrides {
+                    max_room_size: Some(0),
+                    ..ok.clone()
+                },
+                "max_room_size",
+            ),
+            (
+                PolicyOverrides {
+                    session_lifetime_minutes: Some(0),
+                    ..ok.clone()
+                },
+                "session_lifetime_minutes",
+            ),
+            (
+                PolicyOverrides {
+                    session_idle_minutes: Some(0),
+                    ..ok.clone()
+                },
+                "session_idle_minutes",
+            ),
+            (
+                PolicyOverrides {
+                    lockout_threshold: Some(0),
+                    ..ok.clone()
+                },
+                "lockout_threshold",
+            ),
+            (
+                PolicyOverrides {
+                    file_max_bytes: Some(u64::MAX),
+                    ..ok.clone()
+                },
+                "file_max_bytes",
+            ),
+        ] {
+            let err = bad.validate().unwrap_err();
+            assert!(err.to_string().contains(field), "{err}");
+        }
+    }
 
     fn t(seconds: u64) -> Option<TimerSeconds> {
         Some(TimerSeconds::new(seconds).unwrap())

@@ -180,7 +180,8 @@ pub struct ListMessagesQuery {
     pub before: Option<i64>,
     /// Messages with a sequence number above this (resume after a gap).
     pub after: Option<i64>,
-    /// 1 to 200, default 50.
+    /// 1 to 200, default 50 (a value outside is clamped into that range).
+    #[param(value_type = Option<u64>, maximum = 4_294_967_295_u64)]
     pub limit: Option<u32>,
 }
 

@@ -266,6 +266,7 @@ pub fn set_overrides(
     id: &str,
     overrides: PolicyOverrides,
 ) -> Result<GroupView, PolicyServiceError> {
+    overrides.validate()?;
     write_transaction(conn, |conn| {
         let before = group_view(conn, id)?;
         for barrier in &overrides.barriers {

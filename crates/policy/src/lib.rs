@@ -173,6 +173,7 @@ pub fn set_room_overrides(
             "barriers: information barriers are set between security groups, not on rooms".into(),
         )));
     }
+    overrides.validate()?;
     write_transaction(conn, |conn| {
         let scope = room_scope(room_id);
         let before: PolicyOverrides = load(conn, &scope)?;
