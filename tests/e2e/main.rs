@@ -5,6 +5,7 @@ mod browser;
 mod compliance;
 mod ephemeral;
 mod harness;
+mod limits;
 mod messaging;
 mod nodes;
 mod sso;

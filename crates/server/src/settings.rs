@@ -437,7 +437,7 @@ impl Default for LoginSettings {
             max_failures_per_account: 5,
             max_failures_per_address: 20,
             failure_window_seconds: 900,
-            max_attempts_per_minute_per_address: 30,
+            max_attempts_per_minute_per_address: 120,
             max_attempts_per_minute_per_account: 10,
         }
     }
