@@ -8,7 +8,7 @@
 # kept in the repository (fuzz/corpus/TARGET, read only) and writes what it finds to a
 # scratch directory (FUZZ_WORK, else a temporary one), so the repository stays clean.
 # A crash fails the script and leaves its input in fuzz/artifacts/TARGET/ to reproduce
-# with `cargo fuzz run -s none TARGET fuzz/artifacts/TARGET/crash-...`.
+# with `cd fuzz && cargo fuzz run -s none TARGET artifacts/TARGET/crash-...`.
 # Prints one line per target: executions, executions per second, corpus size, crashes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +18,12 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "fuzz-smoke: cargo-fuzz is missing: cargo install cargo-fuzz --locked" >&2
     exit 1
 fi
-flags=(--sanitizer none --codegen-units 16)
+# The instrumented build lives outside the work tree, in a cache kept between runs (and
+# shared by clones: CI's fresh clone rebuilds only Conclave's own crates, not the ~470
+# dependencies). FUZZ_TARGET_DIR overrides it.
+target_dir=${FUZZ_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/conclave-fuzz/target}
+mkdir -p "$target_dir"
+flags=(--sanitizer none --codegen-units 16 --target-dir "$target_dir")
 
 started=$(date +%s)
 (cd fuzz && cargo fuzz build "${flags[@]}")
