@@ -68,18 +68,21 @@ fuzz_target!(|data: &[u8]| {
     // one), the previous hash and its own hash (sometimes forged).
     let mut stored: Vec<(AuditLink<'_>, ChainHash, ChainHash)> = Vec::new();
     let mut prev = GENESIS_HASH;
-    let mut expected = input.first_seq;
+    // `None` past i64::MAX: no row can follow (a counter would wrap to i64::MIN).
+    let mut expected = Some(input.first_seq);
     let mut first_bad: Option<usize> = None;
     for (index, row) in input.rows.iter().enumerate() {
-        let seq = expected.wrapping_add(i64::from(row.seq_delta));
+        let seq = expected
+            .unwrap_or(i64::MIN)
+            .wrapping_add(i64::from(row.seq_delta));
         let honest = link(row, seq).hash(&prev);
         let hash = row.forged_hash.unwrap_or(honest);
-        if first_bad.is_none() && (row.seq_delta != 0 || hash != honest) {
+        if first_bad.is_none() && (expected.is_none() || row.seq_delta != 0 || hash != honest) {
             first_bad = Some(index);
         }
         stored.push((link(row, seq), prev, hash));
         prev = hash;
-        expected = seq.wrapping_add(1);
+        expected = seq.checked_add(1);
     }
     let result = verify(GENESIS_HASH, input.first_seq, stored.iter().copied());
     match first_bad {
