@@ -1,7 +1,11 @@
 # Conclave: the two commands a newcomer needs are `make run` and `make test`.
 CARGO ?= cargo
 
-.PHONY: run test soak bench bench-load bench-compare lint fmt docs migrate clean
+.PHONY: run test soak fuzz supply-chain bench bench-load bench-compare lint fmt docs migrate clean
+
+# Seconds each fuzz target runs in `make test` (the smoke run) and in `make fuzz`.
+FUZZ_SMOKE_SECONDS ?= 10
+FUZZ_SECONDS ?= 300
 
 ## Serve on http://127.0.0.1:8080 with SQLite under ./data; prints how to log in.
 run:
@@ -14,10 +18,15 @@ migrate:
 ## Every unit, integration and end-to-end test, on SQLite and on a throwaway
 ## PostgreSQL cluster that `with-postgres` starts on a free loopback port and removes;
 ## first the Helm chart and the Dockerfile (scripts/helm-check.sh: helm lint, the
-## rendered manifests against the Kubernetes schemas, the rendered config in `conclave`).
+## rendered manifests against the Kubernetes schemas, the rendered config in `conclave`),
+## the dependency graph (scripts/supply-chain.sh: cargo-deny's licence, ban and source
+## checks) and a short run of every fuzz target (scripts/fuzz-smoke.sh, FUZZ_SMOKE_SECONDS
+## each; needs cargo-fuzz).
 test:
 	$(CARGO) build --workspace --all-targets
 	HELM_CHECK_CONCLAVE=$${CARGO_TARGET_DIR:-target}/debug/conclave scripts/helm-check.sh
+	scripts/supply-chain.sh
+	scripts/fuzz-smoke.sh $(FUZZ_SMOKE_SECONDS)
 	$(CARGO) run -q -p conclave-testkit --bin with-postgres -- $(CARGO) test --workspace --no-fail-fast
 
 ## Longer crash-safety runs than `make test`'s: the load generator sends for
@@ -28,6 +37,16 @@ soak:
 	$(CARGO) build --workspace --all-targets
 	CONCLAVE_SOAK_SECONDS=$${SOAK_SECONDS:-300} $(CARGO) run -q -p conclave-testkit --bin with-postgres -- \
 		$(CARGO) test -p conclave-server --test e2e crash:: -- --nocapture --test-threads 1
+
+## Every fuzz target for FUZZ_SECONDS (300) each, keeping what they find in
+## target/fuzz-corpus between runs (the seeds stay in fuzz/corpus). Needs cargo-fuzz.
+fuzz:
+	mkdir -p target/fuzz-corpus
+	FUZZ_WORK=$(CURDIR)/target/fuzz-corpus scripts/fuzz-smoke.sh $(FUZZ_SECONDS)
+
+## cargo-deny on the dependency graph; advisories too when the RustSec database is here.
+supply-chain:
+	scripts/supply-chain.sh
 
 ## Benchmarks (release build): the timer worker under one million pending timers, the
 ## retention sweeper over a large archive under live traffic, and compliance exports

@@ -7,6 +7,7 @@ mod compliance;
 mod crash;
 mod ephemeral;
 mod harness;
+mod limits;
 mod messaging;
 mod nodes;
 mod schema;

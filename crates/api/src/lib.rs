@@ -6,9 +6,11 @@
 //! Invariant: only this crate maps an [`conclave_core::ErrorCode`] to an HTTP status; a
 //! client never sees an internal cause, only a code, a safe message and the request id.
 
+pub mod body_timeout;
 pub mod error;
 pub mod extract;
 pub mod request_id;
 
+pub use body_timeout::BodyTimeout;
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use request_id::{RequestId, RequestIdMiddleware};

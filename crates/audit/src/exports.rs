@@ -675,6 +675,15 @@ fn write_manifest(
     Ok(())
 }
 
+/// Whether a manifest's file name is a relative path of plain components (no `..`, no
+/// root, no `.`), as `bundle_files` writes them.
+fn inside_bundle(name: &str) -> bool {
+    !name.is_empty()
+        && Path::new(name)
+            .components()
+            .all(|part| matches!(part, std::path::Component::Normal(_)))
+}
+
 /// What `conclave export verify` found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verification {
@@ -709,6 +718,14 @@ pub fn verify(dir: &Path, trusted_key: Option<&str>) -> Result<Verification, Exp
             } else {
                 "the key it names"
             }
+        ));
+    }
+    // A name must stay inside the bundle: a manifest naming `../x` or `/etc/x` would have
+    // the check vouch for files that are not part of it (found by the `export_verify`
+    // fuzz target).
+    if let Some(name) = manifest.files.keys().find(|name| !inside_bundle(name)) {
+        return broken(format!(
+            "{MANIFEST} names {name:?}, which is not a path inside the bundle"
         ));
     }
     let present = bundle_files(dir)?;
@@ -810,4 +827,75 @@ pub fn start_scheduled(
     };
     let context = AuditContext::system(&format!("export-schedule:{}", schedule.name));
     start(conn, &context, now, &request, Some(&schedule.name)).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A bundle of one file and a manifest signed with `key`, naming `names` (each with
+    /// that file's length and hash).
+    fn bundle(key: &CheckpointKey, names: &[&str]) -> tempfile::TempDir {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("bundle");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("messages.jsonl"), b"{\"seq\":1}\n").unwrap();
+        let file = hash_file(&dir.join("messages.jsonl")).unwrap();
+        let manifest = Manifest {
+            export_id: "e1".into(),
+            format: "jsonl".into(),
+            from: Timestamp::from_micros(0),
+            until: Timestamp::from_micros(1),
+            rooms: vec![],
+            custodians: vec![],
+            hold_id: None,
+            events: 1,
+            events_by_kind: BTreeMap::new(),
+            rooms_exported: 1,
+            signing_key: key.public_key_base64(),
+            signing_key_id: key.key_id(),
+            files: names
+                .iter()
+                .map(|name| ((*name).to_owned(), file.clone()))
+                .collect(),
+        };
+        let bytes = serde_json::to_vec_pretty(&manifest).unwrap();
+        std::fs::write(dir.join(MANIFEST), &bytes).unwrap();
+        let signature = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            key.sign_manifest(&bytes),
+        );
+        std::fs::write(dir.join(SIGNATURE), signature).unwrap();
+        root
+    }
+
+    #[test]
+    fn a_manifest_naming_a_file_outside_the_bundle_is_broken_even_when_signed() {
+        let key = CheckpointKey::generate().unwrap();
+        let trusted = key.public_key_base64();
+        let intact = bundle(&key, &["messages.jsonl"]);
+        assert_eq!(
+            verify(&intact.path().join("bundle"), Some(&trusted)).unwrap(),
+            Verification::Intact {
+                files: 1,
+                events: 1
+            }
+        );
+        // `../bundle/messages.jsonl` is the same file by another road: before the fix the
+        // bundle was called intact.
+        for outside in [
+            "../bundle/messages.jsonl",
+            "/etc/hostname",
+            "./messages.jsonl",
+            "",
+        ] {
+            let root = bundle(&key, &["messages.jsonl", outside]);
+            let found = verify(&root.path().join("bundle"), Some(&trusted)).unwrap();
+            assert!(
+                matches!(&found, Verification::Broken(why) if why.contains("not a path inside the bundle")),
+                "{outside:?}: {found:?}"
+            );
+        }
+        assert!(inside_bundle("files/a.bin"));
+    }
 }

@@ -14,6 +14,8 @@ pub enum AuthError {
     AccountDisabled,
     #[error("too many failed logins; retry in {} s", retry_after.as_secs())]
     Throttled { retry_after: Duration },
+    #[error("too many login attempts; retry in {} s", retry_after.as_secs().max(1))]
+    TooManyAttempts { retry_after: Duration },
     #[error("a valid session is required")]
     Unauthenticated,
     #[error("the password must be changed first (POST /api/v1/me/password)")]
@@ -53,7 +55,7 @@ impl From<AuthError> for ApiError {
         match err {
             AuthError::InvalidCredentials => ApiError::new(ErrorCode::InvalidCredentials, message),
             AuthError::AccountDisabled => ApiError::new(ErrorCode::AccountDisabled, message),
-            AuthError::Throttled { retry_after } => {
+            AuthError::Throttled { retry_after } | AuthError::TooManyAttempts { retry_after } => {
                 ApiError::new(ErrorCode::RateLimited, message).with_retry_after(retry_after)
             }
             AuthError::Unauthenticated => ApiError::new(ErrorCode::Unauthenticated, message),

@@ -22,7 +22,9 @@ pub mod wire;
 pub use error::AuthError;
 pub use extract::{AdminUser, Auditor, AuthUser, ComplianceOfficer, SessionUser};
 pub use sessions::Principal;
-pub use settings::{AccountLimits, AccountPolicy, AuthSettings, AuthState, Revocations, Revoked};
+pub use settings::{
+    AccountLimits, AccountPolicy, AuthSettings, AuthState, LoginRate, Revocations, Revoked,
+};
 
 use conclave_core::{AuditContext, AuditOutcome, NewAuditEvent, Timestamp};
 use conclave_store::{DbConnection, StoreError};

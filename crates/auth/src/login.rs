@@ -34,12 +34,32 @@ pub struct LoginSuccess {
 
 /// Checks a username and password and opens a session. Blocking: call it from a
 /// blocking thread.
+/// The in-memory attempt rate (`login.max_attempts_per_minute_per_*`), before anything
+/// else: refused attempts are logged, not audited, so a flood writes nothing.
+pub(crate) fn check_attempt_rate(
+    settings: &AuthSettings,
+    attempt: &LoginAttempt<'_>,
+    now: Timestamp,
+) -> Result<(), AuthError> {
+    settings
+        .login_rate
+        .check(attempt.client_addr, attempt.username, now)
+        .map_err(|retry_after| {
+            tracing::warn!(
+                client_addr = attempt.client_addr.unwrap_or("-"),
+                "login refused: too many attempts"
+            );
+            AuthError::TooManyAttempts { retry_after }
+        })
+}
+
 pub fn login_local(
     db: &Db,
     settings: &AuthSettings,
     now: Timestamp,
     attempt: &LoginAttempt<'_>,
 ) -> Result<LoginSuccess, AuthError> {
+    check_attempt_rate(settings, attempt, now)?;
     // An unparsable name is refused like an unknown one: the caller learns nothing more.
     let username = Username::parse(attempt.username).ok();
     let subjects = Subjects::new(

@@ -1,6 +1,8 @@
 //! The identity service's settings and the shared state its handlers receive.
 
-use conclave_core::{Clock, LoginThrottle, SessionId, SessionPolicy, UserId};
+use conclave_core::{
+    Clock, LoginThrottle, RateLimiter, SessionId, SessionPolicy, Timestamp, UserId,
+};
 use conclave_store::{Db, DbConnection, StoreError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +17,46 @@ pub struct AuthSettings {
     /// Per-account limits from the messaging policy (the governing security group's),
     /// applied on top of the configured ones; `None` in tests of this crate alone.
     pub account_policy: Option<Arc<dyn AccountPolicy>>,
+    /// Login attempts per client address and per account name, counted in memory.
+    pub login_rate: LoginRate,
+}
+
+/// How often logins may be tried, right or wrong: per client address and per account
+/// name, a minute, on this node (in memory; each node counts its own). Checked before any
+/// database work or password hashing, so a flood of logins costs little. Failures are
+/// also counted in the database across nodes (`throttle`).
+#[derive(Clone, Debug)]
+pub struct LoginRate {
+    per_address: RateLimiter<String>,
+    per_account: RateLimiter<String>,
+}
+
+impl LoginRate {
+    pub fn new(per_address_per_minute: u32, per_account_per_minute: u32) -> Self {
+        Self {
+            per_address: RateLimiter::new(per_address_per_minute),
+            per_account: RateLimiter::new(per_account_per_minute),
+        }
+    }
+
+    /// No practical limit (tests of other rules).
+    pub fn unlimited() -> Self {
+        Self::new(u32::MAX, u32::MAX)
+    }
+
+    /// Takes one attempt from the address's and the account's allowance; when either is
+    /// spent, how long until the next attempt may be made.
+    pub fn check(
+        &self,
+        client_addr: Option<&str>,
+        account: &str,
+        now: Timestamp,
+    ) -> Result<(), Duration> {
+        if let Some(addr) = client_addr {
+            self.per_address.check(&addr.to_owned(), now)?;
+        }
+        self.per_account.check(&account.trim().to_lowercase(), now)
+    }
 }
 
 /// Limits an account's policy may set; each can only shorten the configured one.

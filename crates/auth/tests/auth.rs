@@ -33,6 +33,7 @@ fn settings() -> AuthSettings {
         },
         secure_cookies: false,
         account_policy: None,
+        login_rate: conclave_auth::LoginRate::unlimited(),
     }
 }
 

@@ -53,6 +53,14 @@ impl Server {
             .env("CONCLAVE_DATA_DIR", data.path())
             .env("CONCLAVE_LOG__LEVEL", "warn")
             .env("CONCLAVE_HTTP__WORKERS", "2")
+            // A load run is one address and a few users working flat out: the abuse
+            // limits, out of the way (as for Synapse in bench-compare).
+            .env(
+                "CONCLAVE_LOGIN__MAX_ATTEMPTS_PER_MINUTE_PER_ADDRESS",
+                "1000000",
+            )
+            .env("CONCLAVE_MESSAGING__MAX_SENDS_PER_MINUTE", "1000000")
+            .env("CONCLAVE_MESSAGING__WEBSOCKET_MAX_PER_USER", "100000")
             .current_dir(data.path())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(data.path().join("server.log")).unwrap())

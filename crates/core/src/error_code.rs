@@ -31,6 +31,9 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// The request body's content type is not accepted.
     UnsupportedMediaType,
+    /// The client was too slow sending its request (headers or body); the connection is
+    /// closed.
+    RequestTimeout,
     /// An admin or compliance policy forbids the action.
     PolicyViolation,
     /// Too many requests; retry after the `Retry-After` header's seconds.
@@ -58,6 +61,7 @@ impl ErrorCode {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Conflict => "conflict",
             Self::PayloadTooLarge => "payload_too_large",
+            Self::RequestTimeout => "request_timeout",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::PolicyViolation => "policy_violation",
             Self::RateLimited => "rate_limited",
@@ -87,6 +91,7 @@ mod tests {
             ErrorCode::Conflict,
             ErrorCode::PayloadTooLarge,
             ErrorCode::UnsupportedMediaType,
+            ErrorCode::RequestTimeout,
             ErrorCode::PolicyViolation,
             ErrorCode::RateLimited,
             ErrorCode::Unavailable,

@@ -90,13 +90,17 @@ pub fn verify<'a>(
     events: impl IntoIterator<Item = (AuditLink<'a>, ChainHash, ChainHash)>,
 ) -> Result<ChainHash, ChainBreak> {
     let mut prev = expected_prev;
-    for (expected_seq, (link, stored_prev, stored_hash)) in (first_seq..).zip(events) {
-        if link.seq != expected_seq {
+    // `None` once the sequence has passed `i64::MAX`: no row can follow that one (counting
+    // with `first_seq..` overflowed there; found by the `audit_chain` fuzz target).
+    let mut next_seq = Some(first_seq);
+    for (link, stored_prev, stored_hash) in events {
+        let Some(expected_seq) = next_seq.filter(|expected| link.seq == *expected) else {
             return Err(ChainBreak {
-                seq: expected_seq.min(link.seq),
+                seq: next_seq.map_or(link.seq, |expected| expected.min(link.seq)),
                 reason: "sequence numbers are not consecutive (a row was deleted, inserted or reordered)",
             });
-        }
+        };
+        next_seq = expected_seq.checked_add(1);
         if stored_prev != prev {
             return Err(ChainBreak {
                 seq: link.seq,
@@ -244,5 +248,42 @@ mod tests {
             ..base
         };
         assert_ne!(base.canonical_bytes(), shifted.canonical_bytes());
+    }
+
+    #[test]
+    fn a_chain_reaching_the_largest_sequence_number_ends_there() {
+        let link = |seq, id| AuditLink {
+            seq,
+            event_id: id,
+            occurred_at_micros: 0,
+            actor_id: None,
+            actor_name: "system",
+            action: "test",
+            target_kind: None,
+            target_id: None,
+            client_addr: None,
+            api_path: None,
+            outcome: "success",
+            details: "{}",
+        };
+        let first = link(i64::MAX, "a");
+        let first_hash = first.hash(&GENESIS_HASH);
+        assert_eq!(
+            verify(GENESIS_HASH, i64::MAX, [(first, GENESIS_HASH, first_hash)]),
+            Ok(first_hash)
+        );
+        // A row after i64::MAX cannot be consecutive: a break, not an overflow panic.
+        let second = link(i64::MIN, "b");
+        let second_hash = second.hash(&first_hash);
+        let broken = verify(
+            GENESIS_HASH,
+            i64::MAX,
+            [
+                (first, GENESIS_HASH, first_hash),
+                (second, first_hash, second_hash),
+            ],
+        )
+        .unwrap_err();
+        assert_eq!(broken.seq, i64::MIN);
     }
 }

@@ -129,6 +129,7 @@ fn state(db: &Db, clock: ShiftedClock) -> MessagingState {
                 },
                 secure_cookies: true,
                 account_policy: None,
+                login_rate: conclave_auth::LoginRate::unlimited(),
             },
             revocations: conclave_auth::Revocations::default(),
         },
@@ -138,9 +139,12 @@ fn state(db: &Db, clock: ShiftedClock) -> MessagingState {
             max_message_bytes: 16 * 1024,
             max_attachment_bytes: 1024,
             attachments_dir: std::env::temp_dir(),
+            max_rooms_per_user: 1000,
+            max_sends_per_minute: 1_000_000,
             websocket: WebSocketSettings::default(),
         }),
         hub: Hub::default(),
+        send_limiter: conclave_core::RateLimiter::new(1_000_000),
     }
 }
 

@@ -20,6 +20,12 @@ pub enum MessagingError {
     PolicyViolation(String),
     #[error("{0}")]
     TooLarge(String),
+    /// Over a rate limit; retry after the duration.
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        retry_after: std::time::Duration,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     /// Stored ciphertext did not open: a wrong master key, tampering, or a moved row.
@@ -74,6 +80,9 @@ impl From<MessagingError> for ApiError {
                 ApiError::new(ErrorCode::PolicyViolation, message)
             }
             MessagingError::TooLarge(_) => ApiError::new(ErrorCode::PayloadTooLarge, message),
+            MessagingError::RateLimited { retry_after, .. } => {
+                ApiError::new(ErrorCode::RateLimited, message).with_retry_after(retry_after)
+            }
             MessagingError::Store(StoreError::Unavailable(cause)) => {
                 tracing::warn!(error = %cause, "database unavailable");
                 ApiError::unavailable("the database is unavailable; retry shortly")

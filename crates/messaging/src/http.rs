@@ -148,15 +148,15 @@ async fn create_room(
     let body = body.into_inner();
     let name = RoomName::parse(&body.name)?;
     let topic = Topic::parse(body.topic.as_deref().unwrap_or(""))?;
-    let (me, now, max) = (
+    let (me, now, limits) = (
         user.user.id,
         state.auth.clock.now(),
-        state.settings.max_room_members,
+        state.settings.room_limits(),
     );
     let (detail, published) = state
         .auth
         .db
-        .run(move |conn| rooms::create_room(conn, now, me, name, topic, body.member_ids, max))
+        .run(move |conn| rooms::create_room(conn, now, me, name, topic, body.member_ids, limits))
         .await?;
     spawn_publish(&state, published);
     Ok(HttpResponse::Created().json(detail))
@@ -172,10 +172,11 @@ async fn open_direct(
     body: conclave_api::extract::Json<OpenDirectRequest>,
 ) -> Result<web::Json<RoomDetail>, ApiError> {
     let (me, other, now) = (user.user.id, body.user_id, state.auth.clock.now());
+    let max_rooms = state.settings.max_rooms_per_user;
     let (detail, published) = state
         .auth
         .db
-        .run(move |conn| rooms::open_direct(conn, now, me, other))
+        .run(move |conn| rooms::open_direct(conn, now, me, other, max_rooms))
         .await?;
     spawn_publish(&state, published);
     Ok(web::Json(detail))
@@ -242,7 +243,7 @@ async fn add_member(
         user.user.id,
         path.into_inner(),
         state.auth.clock.now(),
-        state.settings.max_room_members,
+        state.settings.room_limits(),
     );
     let role = body.role.unwrap_or(MemberRole::Member);
     let published = state
@@ -358,13 +359,15 @@ async fn list_messages(
     params(("room_id" = RoomId, Path)), request_body = SendMessageRequest,
     responses((status = 201, description = "Sent", body = MessageView), (status = 200, description = "A retry: the original message", body = MessageView),
         (status = 401, description = "No valid session", body = ErrorBody), (status = 404, description = "No such room, or not a member", body = ErrorBody),
-        (status = 422, description = "Empty or oversize text, bad idempotency key, reply or attachment from elsewhere", body = ErrorBody)))]
+        (status = 422, description = "Empty or oversize text, bad idempotency key, reply or attachment from elsewhere", body = ErrorBody),
+        (status = 429, description = "Over `messaging.max_sends_per_minute`; `Retry-After` says when to retry", body = ErrorBody)))]
 async fn send_message(
     state: web::Data<MessagingState>,
     user: AuthUser,
     path: web::Path<RoomId>,
     body: conclave_api::extract::Json<SendMessageRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    messages::check_send_rate(&state.send_limiter, user.user.id, state.auth.clock.now())?;
     let body = body.into_inner();
     let input = NewMessageInput {
         text: MessageText::parse(&body.text, state.settings.max_message_bytes)?,

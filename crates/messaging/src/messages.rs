@@ -160,6 +160,25 @@ fn publish(
     })
 }
 
+/// Takes one send from `user`'s allowance (`messaging.max_sends_per_minute`, counted per
+/// node in memory); over it, [`MessagingError::RateLimited`] says when to retry.
+pub fn check_send_rate(
+    limiter: &conclave_core::RateLimiter<UserId>,
+    user: UserId,
+    now: Timestamp,
+) -> Result<(), MessagingError> {
+    limiter
+        .check(&user, now)
+        .map_err(|retry_after| MessagingError::RateLimited {
+            message: format!(
+                "too many messages: at most {} a minute; retry in {} s",
+                limiter.per_minute(),
+                retry_after.as_secs().max(1)
+            ),
+            retry_after,
+        })
+}
+
 pub fn send(
     conn: &mut DbConnection,
     keyring: &Keyring,

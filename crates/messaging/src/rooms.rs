@@ -132,6 +132,43 @@ fn event(
 
 /// Adds a member and appends their `member.joined` event, recording the event position
 /// just before it so a realtime connection can replay the room from the join on.
+/// Size limits of rooms and memberships (`[messaging]` in the configuration).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RoomLimits {
+    /// Most members one room may hold.
+    pub max_members: u32,
+    /// Most rooms and direct conversations one user may be a member of.
+    pub max_rooms_per_user: u32,
+}
+
+impl RoomLimits {
+    /// Refuses a join that would take `user_id` past the rooms a user may be in.
+    fn check_rooms_of(
+        self,
+        conn: &mut DbConnection,
+        user_id: UserId,
+    ) -> Result<(), MessagingError> {
+        if room_store::membership_count(conn, user_id)? >= i64::from(self.max_rooms_per_user) {
+            return Err(MessagingError::PolicyViolation(format!(
+                "user {user_id} is already in the most rooms a user may be in ({}): \
+                 leave one first",
+                self.max_rooms_per_user
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A member limit alone, with no limit on the rooms per user.
+impl From<u32> for RoomLimits {
+    fn from(max_members: u32) -> Self {
+        Self {
+            max_members,
+            max_rooms_per_user: u32::MAX,
+        }
+    }
+}
+
 fn join(
     conn: &mut DbConnection,
     room_id: RoomId,
@@ -160,8 +197,10 @@ pub fn create_room(
     name: RoomName,
     topic: Topic,
     member_ids: Vec<UserId>,
-    max_members: u32,
+    limits: impl Into<RoomLimits>,
 ) -> Result<(RoomDetail, Vec<Published>), MessagingError> {
+    let limits = limits.into();
+    let max_members = limits.max_members;
     let mut members: Vec<UserId> = member_ids.into_iter().filter(|id| *id != creator).collect();
     members.sort();
     members.dedup();
@@ -186,6 +225,9 @@ pub fn create_room(
         }
         for member in &members {
             require_active_user(conn, *member, "member_ids")?;
+        }
+        for user in members.iter().copied().chain([creator]) {
+            limits.check_rooms_of(conn, user)?;
         }
         let everyone: Vec<UserId> = members.iter().copied().chain([creator]).collect();
         if let Some(reason) = barrier(conn, &everyone)? {
@@ -232,7 +274,12 @@ pub fn open_direct(
     now: Timestamp,
     me: UserId,
     other: UserId,
+    max_rooms_per_user: u32,
 ) -> Result<(RoomDetail, Vec<Published>), MessagingError> {
+    let limits = RoomLimits {
+        max_members: 2,
+        max_rooms_per_user,
+    };
     if me == other {
         return Err(MessagingError::invalid(
             "user_id",
@@ -248,6 +295,9 @@ pub fn open_direct(
     let room_id = RoomId::new();
     let created = write_transaction(conn, |conn| {
         require_active_user(conn, other, "user_id")?;
+        for user in [me, other] {
+            limits.check_rooms_of(conn, user)?;
+        }
         if let Some(reason) = barrier(conn, &[me, other])? {
             return Err(MessagingError::PolicyViolation(reason));
         }
@@ -325,8 +375,10 @@ pub fn add_member(
     room_id: RoomId,
     user_id: UserId,
     role: MemberRole,
-    max_members: u32,
+    limits: impl Into<RoomLimits>,
 ) -> Result<Vec<Published>, MessagingError> {
+    let limits = limits.into();
+    let max_members = limits.max_members;
     write_transaction(conn, |conn| {
         let (member, _) = managed_room(conn, room_id, actor)?;
         if !member.role.may_moderate() || !member.role.may_assign(role) {
@@ -351,6 +403,7 @@ pub fn add_member(
             .map(|m| m.user_id)
             .collect();
         everyone.push(user_id);
+        limits.check_rooms_of(conn, user_id)?;
         if let Some(reason) = barrier(conn, &everyone)? {
             return Err(MessagingError::PolicyViolation(reason));
         }

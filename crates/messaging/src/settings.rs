@@ -1,7 +1,9 @@
 //! Messaging limits and the shared state handlers receive.
 
 use crate::realtime::hub::Hub;
+use crate::rooms::RoomLimits;
 use conclave_auth::AuthState;
+use conclave_core::{RateLimiter, UserId};
 use conclave_crypto::Keyring;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,6 +17,10 @@ pub struct MessagingSettings {
     pub max_message_bytes: usize,
     /// Largest attachment in bytes.
     pub max_attachment_bytes: u64,
+    /// Most rooms and direct conversations a user may be a member of.
+    pub max_rooms_per_user: u32,
+    /// Messages a user may send a minute, in bursts of as many (per node).
+    pub max_sends_per_minute: u32,
     /// Where encrypted attachment files live.
     pub attachments_dir: PathBuf,
     pub websocket: WebSocketSettings,
@@ -31,6 +37,8 @@ pub struct WebSocketSettings {
     pub max_client_frames_per_second: u32,
     /// How often the server pings; a connection silent for three intervals is closed.
     pub ping_interval: Duration,
+    /// WebSockets one user may hold open on this node.
+    pub max_per_user: usize,
 }
 
 impl Default for WebSocketSettings {
@@ -40,6 +48,16 @@ impl Default for WebSocketSettings {
             max_frame_bytes: 64 * 1024,
             max_client_frames_per_second: 20,
             ping_interval: Duration::from_secs(20),
+            max_per_user: 16,
+        }
+    }
+}
+
+impl MessagingSettings {
+    pub fn room_limits(&self) -> RoomLimits {
+        RoomLimits {
+            max_members: self.max_room_members,
+            max_rooms_per_user: self.max_rooms_per_user,
         }
     }
 }
@@ -51,4 +69,6 @@ pub struct MessagingState {
     pub keyring: Arc<Keyring>,
     pub settings: Arc<MessagingSettings>,
     pub hub: Hub,
+    /// Sends per user on this node (`max_sends_per_minute`).
+    pub send_limiter: RateLimiter<UserId>,
 }

@@ -250,7 +250,7 @@ mod barriers {
             let mut conn = db.conn().unwrap();
             let (trader, analyst, clerk) = (user(&mut conn, "trader"), user(&mut conn, "analyst"), user(&mut conn, "clerk"));
             split(&mut conn, trader, analyst);
-            match rooms::open_direct(&mut conn, t0(), trader, analyst) {
+            match rooms::open_direct(&mut conn, t0(), trader, analyst, 1000) {
                 Err(MessagingError::PolicyViolation(reason)) => assert!(reason.contains("information barrier"), "{reason}"),
                 other => panic!("{:?}", other.map(|r| r.0.room.id)),
             }
@@ -263,14 +263,14 @@ mod barriers {
                 rooms::add_member(&mut conn, t0(), clerk, room.room.id, analyst, conclave_core::MemberRole::Member, 500),
                 Err(MessagingError::PolicyViolation(_))
             ));
-            assert!(rooms::open_direct(&mut conn, t0(), clerk, analyst).is_ok(), "unbarred pairs still talk");
+            assert!(rooms::open_direct(&mut conn, t0(), clerk, analyst, 1000).is_ok(), "unbarred pairs still talk");
         }
 
         fn a_new_barrier_makes_an_existing_conversation_read_only(db) {
             let keyring = Keyring::generate().unwrap();
             let mut conn = db.conn().unwrap();
             let (trader, analyst) = (user(&mut conn, "trader"), user(&mut conn, "analyst"));
-            let (dm, _) = rooms::open_direct(&mut conn, t0(), trader, analyst).unwrap();
+            let (dm, _) = rooms::open_direct(&mut conn, t0(), trader, analyst, 1000).unwrap();
             let dm = dm.room.id;
             let before = messages::send(&mut conn, &keyring, t0(), trader, dm, message("before the wall", "k1", None, None)).unwrap().message.id;
             split(&mut conn, trader, analyst);

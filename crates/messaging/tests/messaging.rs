@@ -58,13 +58,13 @@ backend_tests! {
     fn a_direct_conversation_is_one_per_pair(db) {
         let mut conn = db.conn().unwrap();
         let (alice, bob) = (user(&mut conn, "alice"), user(&mut conn, "bob"));
-        let (first, published) = rooms::open_direct(&mut conn, t0(), alice, bob).unwrap();
+        let (first, published) = rooms::open_direct(&mut conn, t0(), alice, bob, 1000).unwrap();
         assert_eq!(published.len(), 2);
-        let (again, published) = rooms::open_direct(&mut conn, t0(), bob, alice).unwrap();
+        let (again, published) = rooms::open_direct(&mut conn, t0(), bob, alice, 1000).unwrap();
         assert!(published.is_empty());
         assert_eq!(first.room.id, again.room.id);
         assert_eq!(first.room.name.as_deref(), Some("bob"), "named after the other person");
-        assert!(matches!(rooms::open_direct(&mut conn, t0(), alice, alice), Err(MessagingError::Invalid(_))));
+        assert!(matches!(rooms::open_direct(&mut conn, t0(), alice, alice, 1000), Err(MessagingError::Invalid(_))));
         assert!(matches!(rooms::leave(&mut conn, t0(), alice, first.room.id), Err(MessagingError::Conflict(_))));
     }
 
@@ -436,6 +436,31 @@ backend_tests! {
             assert!(matches!(attachments::upload(&state, t0(), upload, futures_util::stream::iter(big)).await, Err(MessagingError::TooLarge(_))));
             assert_eq!(std::fs::read_dir(dir.path().join(room_id.to_string())).unwrap().count(), 1, "no partial file");
         });
+    }
+
+    fn rooms_per_user_are_capped_on_create_direct_and_add(db) {
+        let mut conn = db.conn().unwrap();
+        let (alice, bob, carol, dave) = (user(&mut conn, "alice"), user(&mut conn, "bob"), user(&mut conn, "carol"), user(&mut conn, "dave"));
+        let limits = rooms::RoomLimits { max_members: 500, max_rooms_per_user: 2 };
+        let name = || RoomName::parse("Ops").unwrap();
+        let topic = || Topic::parse("").unwrap();
+        let full = |result: Result<_, MessagingError>| matches!(result, Err(MessagingError::PolicyViolation(ref m)) if m.contains("most rooms"));
+        let (first, _) = rooms::create_room(&mut conn, t0(), alice, name(), topic(), vec![], limits).unwrap();
+        let (direct, _) = rooms::open_direct(&mut conn, t0(), alice, bob, 2).unwrap();
+        // Alice is in two: a third room, a new direct conversation, being added or named
+        // as a member are all refused, and nothing of them is left behind.
+        assert!(full(rooms::create_room(&mut conn, t0(), alice, name(), topic(), vec![], limits).map(|_| ())));
+        assert!(full(rooms::open_direct(&mut conn, t0(), carol, alice, 2).map(|_| ())));
+        let (carols, _) = rooms::create_room(&mut conn, t0(), carol, name(), topic(), vec![], limits).unwrap();
+        assert!(full(rooms::add_member(&mut conn, t0(), carol, carols.room.id, alice, MemberRole::Member, limits).map(|_| ())));
+        assert!(full(rooms::create_room(&mut conn, t0(), dave, name(), topic(), vec![alice], limits).map(|_| ())));
+        assert!(rooms::list_mine(&mut conn, dave).unwrap().is_empty(), "the refused room was not created");
+        assert_eq!(rooms::list_mine(&mut conn, alice).unwrap().len(), 2);
+        // The existing direct conversation still opens; leaving a room frees a place.
+        assert_eq!(rooms::open_direct(&mut conn, t0(), bob, alice, 2).unwrap().0.room.id, direct.room.id);
+        rooms::leave(&mut conn, t0(), alice, first.room.id).unwrap();
+        rooms::add_member(&mut conn, t0(), carol, carols.room.id, alice, MemberRole::Member, limits).unwrap();
+        assert_eq!(rooms::list_mine(&mut conn, alice).unwrap().len(), 2);
     }
 }
 

@@ -142,6 +142,7 @@ mod account_limits {
             },
             secure_cookies: true,
             account_policy: Some(Arc::new(conclave_policy::AccountLimitsFromPolicy)),
+            login_rate: conclave_auth::LoginRate::unlimited(),
         }
     }
 

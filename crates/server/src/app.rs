@@ -29,6 +29,8 @@ pub struct AppState {
     pub exports_dir: std::path::PathBuf,
     pub max_json_body_bytes: usize,
     pub max_body_bytes: usize,
+    /// Longest pause allowed while a client sends a request body.
+    pub body_idle_timeout: Duration,
     /// Single sign-on providers and the directory.
     pub identity: IdentityState,
     /// Whether this node leads the singleton workers now.
@@ -65,6 +67,10 @@ impl AppState {
                 throttle: settings.login_throttle(),
                 secure_cookies: settings.secure_cookies(),
                 account_policy: Some(Arc::new(conclave_policy::AccountLimitsFromPolicy)),
+                login_rate: conclave_auth::LoginRate::new(
+                    settings.login.max_attempts_per_minute_per_address,
+                    settings.login.max_attempts_per_minute_per_account,
+                ),
             },
             revocations: Revocations::default(),
         };
@@ -76,15 +82,19 @@ impl AppState {
                 max_room_members: limits.max_room_members,
                 max_message_bytes: limits.max_message_bytes,
                 max_attachment_bytes: limits.max_attachment_bytes,
+                max_rooms_per_user: limits.max_rooms_per_user,
+                max_sends_per_minute: limits.max_sends_per_minute,
                 attachments_dir: settings.attachments_dir(),
                 websocket: WebSocketSettings {
                     queue_len: limits.websocket_queue_len,
                     max_frame_bytes: limits.websocket_max_frame_bytes,
                     max_client_frames_per_second: limits.websocket_max_frames_per_second,
                     ping_interval: Duration::from_secs(limits.websocket_ping_interval_seconds),
+                    max_per_user: limits.websocket_max_per_user,
                 },
             }),
             hub: Hub::default(),
+            send_limiter: conclave_core::RateLimiter::new(limits.max_sends_per_minute),
         };
         // The configuration was validated at load; a failure here (a secret file removed
         // since) leaves single sign-on off, loudly, rather than refusing to serve.
@@ -101,6 +111,7 @@ impl AppState {
             exports_dir: settings.exports_dir(),
             max_json_body_bytes: settings.http.max_json_body_bytes,
             max_body_bytes: settings.http.max_body_bytes,
+            body_idle_timeout: Duration::from_secs(settings.http.client_body_timeout_seconds),
             identity,
             leadership: crate::leader::Leadership::default(),
             role: settings.role,
@@ -172,6 +183,7 @@ pub fn build(
     // One year, as browsers' preload rules ask; only when the connection itself is HTTPS.
     let hsts = DefaultHeaders::new().add((header::STRICT_TRANSPORT_SECURITY, "max-age=31536000"));
     App::new()
+        .wrap(conclave_api::BodyTimeout::new(state.body_idle_timeout))
         .wrap(Condition::new(state.hsts, hsts))
         .wrap(security_headers())
         .wrap(RequestIdMiddleware)

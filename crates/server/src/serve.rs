@@ -144,6 +144,7 @@ pub async fn run(settings: Settings) -> Result<(), ServeError> {
     let server_state = state.clone();
     let mut server = HttpServer::new(move || app::build(server_state.clone()))
         .client_request_timeout(Duration::from_secs(http.client_request_timeout_seconds))
+        .client_disconnect_timeout(Duration::from_secs(http.client_disconnect_timeout_seconds))
         .keep_alive(Duration::from_secs(http.keep_alive_seconds))
         .shutdown_timeout(http.shutdown_timeout_seconds);
     if http.workers > 0 {

@@ -188,6 +188,12 @@ pub struct MessagingLimits {
     pub max_message_bytes: usize,
     /// Largest attachment, in bytes.
     pub max_attachment_bytes: u64,
+    /// Most rooms and direct conversations one user may be a member of (creating,
+    /// joining or being added past it is refused with 422 `policy_violation`).
+    pub max_rooms_per_user: u32,
+    /// Messages one user may send a minute, in bursts of as many; past it, 429
+    /// `rate_limited` with `Retry-After`. Counted in memory on each node.
+    pub max_sends_per_minute: u32,
     /// Events queued per WebSocket before the connection counts as a slow consumer.
     pub websocket_queue_len: usize,
     /// Largest WebSocket frame a client may send, in bytes.
@@ -196,6 +202,8 @@ pub struct MessagingLimits {
     pub websocket_max_frames_per_second: u32,
     /// Seconds between server pings.
     pub websocket_ping_interval_seconds: u64,
+    /// WebSockets one user may hold open on one node; one more is refused with 429.
+    pub websocket_max_per_user: usize,
 }
 
 impl Default for MessagingLimits {
@@ -204,10 +212,13 @@ impl Default for MessagingLimits {
             max_room_members: 500,
             max_message_bytes: 16 * 1024,
             max_attachment_bytes: 100 * 1024 * 1024,
+            max_rooms_per_user: 1000,
+            max_sends_per_minute: 120,
             websocket_queue_len: 1024,
             websocket_max_frame_bytes: 64 * 1024,
             websocket_max_frames_per_second: 20,
             websocket_ping_interval_seconds: 20,
+            websocket_max_per_user: 16,
         }
     }
 }
@@ -234,8 +245,17 @@ pub struct HttpSettings {
     pub max_json_body_bytes: usize,
     /// Largest request body of any other kind, in bytes.
     pub max_body_bytes: usize,
-    /// Time a client has to send its request headers (slow-client protection).
+    /// Time a client has to send its request headers (slow-client protection); past it,
+    /// 408 and the connection is closed.
     pub client_request_timeout_seconds: u64,
+    /// Longest pause while a client sends a request body (slow-client protection); past
+    /// it, 408 `request_timeout` and the connection is closed. Applies between chunks, so
+    /// a large upload on a slow but steady link is not cut off.
+    pub client_body_timeout_seconds: u64,
+    /// Time a client has to acknowledge the closing of its connection before it is
+    /// dropped.
+    pub client_disconnect_timeout_seconds: u64,
+    /// Idle time before a kept-alive connection is closed.
     pub keep_alive_seconds: u64,
     /// On SIGTERM, how long in-flight requests get to finish.
     pub shutdown_timeout_seconds: u64,
@@ -364,6 +384,11 @@ pub struct LoginSettings {
     /// Failed logins allowed per client address within the window.
     pub max_failures_per_address: u32,
     pub failure_window_seconds: u64,
+    /// Login attempts (right or wrong) one client address may make a minute, per node;
+    /// past it, 429 `rate_limited` with `Retry-After` before any password is checked.
+    pub max_attempts_per_minute_per_address: u32,
+    /// Login attempts one account name may receive a minute, per node.
+    pub max_attempts_per_minute_per_account: u32,
 }
 
 impl Default for Settings {
@@ -408,6 +433,8 @@ impl Default for HttpSettings {
             max_json_body_bytes: 128 * 1024,
             max_body_bytes: 256 * 1024,
             client_request_timeout_seconds: 10,
+            client_body_timeout_seconds: 30,
+            client_disconnect_timeout_seconds: 5,
             keep_alive_seconds: 75,
             shutdown_timeout_seconds: 30,
             workers: 0,
@@ -440,6 +467,8 @@ impl Default for LoginSettings {
             max_failures_per_account: 5,
             max_failures_per_address: 20,
             failure_window_seconds: 900,
+            max_attempts_per_minute_per_address: 120,
+            max_attempts_per_minute_per_account: 10,
         }
     }
 }
@@ -520,6 +549,16 @@ impl Settings {
         if let Some(role) = overrides.role {
             figment = figment.merge(Serialized::default("role", role));
         }
+        Self::extract(figment)
+    }
+
+    /// Reads a configuration file's text alone (no environment, no flags): what
+    /// `load` does with a file, for the `config` fuzz target and tests.
+    pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
+        Self::extract(Figment::new().merge(Toml::string(text)))
+    }
+
+    fn extract(figment: Figment) -> Result<Self, ConfigError> {
         let settings: Settings = figment.extract().map_err(|err| {
             ConfigError::Load(
                 err.into_iter()
@@ -570,6 +609,15 @@ impl Settings {
         }
         if self.http.client_request_timeout_seconds == 0 {
             return invalid("http.client_request_timeout_seconds", "must be at least 1");
+        }
+        if self.http.client_body_timeout_seconds == 0 {
+            return invalid("http.client_body_timeout_seconds", "must be at least 1");
+        }
+        if self.http.client_disconnect_timeout_seconds == 0 {
+            return invalid(
+                "http.client_disconnect_timeout_seconds",
+                "must be at least 1",
+            );
         }
         match (&self.tls.cert_file, &self.tls.key_file) {
             (Some(_), None) => {
@@ -638,6 +686,18 @@ impl Settings {
                 "limits must be at least 1",
             );
         }
+        if self.login.max_attempts_per_minute_per_address == 0 {
+            return invalid(
+                "login.max_attempts_per_minute_per_address",
+                "must be at least 1",
+            );
+        }
+        if self.login.max_attempts_per_minute_per_account == 0 {
+            return invalid(
+                "login.max_attempts_per_minute_per_account",
+                "must be at least 1",
+            );
+        }
         if !(1..=86_400).contains(&self.login.failure_window_seconds) {
             return invalid(
                 "login.failure_window_seconds",
@@ -662,6 +722,15 @@ impl Settings {
         }
         if limits.max_attachment_bytes == 0 {
             return invalid("messaging.max_attachment_bytes", "must be at least 1");
+        }
+        if limits.max_rooms_per_user == 0 {
+            return invalid("messaging.max_rooms_per_user", "must be at least 1");
+        }
+        if limits.max_sends_per_minute == 0 {
+            return invalid("messaging.max_sends_per_minute", "must be at least 1");
+        }
+        if limits.websocket_max_per_user == 0 {
+            return invalid("messaging.websocket_max_per_user", "must be at least 1");
         }
         if limits.websocket_queue_len == 0 || limits.websocket_max_frames_per_second == 0 {
             return invalid(

@@ -279,6 +279,14 @@ pub fn member_count(conn: &mut DbConnection, room_id: RoomId) -> Result<i64, Sto
         .get_result(conn)?)
 }
 
+/// How many rooms and direct conversations `user_id` is a member of.
+pub fn membership_count(conn: &mut DbConnection, user_id: UserId) -> Result<i64, StoreError> {
+    Ok(room_members::table
+        .filter(room_members::user_id.eq(user_id.to_string()))
+        .count()
+        .get_result(conn)?)
+}
+
 pub fn count_with_role(
     conn: &mut DbConnection,
     room_id: RoomId,

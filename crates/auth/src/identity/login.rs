@@ -125,6 +125,7 @@ pub async fn login_ldap(
     if !directory.config.login {
         return Err(AuthError::NotFound);
     }
+    crate::login::check_attempt_rate(settings, attempt, now)?;
     let username = attempt.username.trim().to_owned();
     let origin = Origin {
         client_addr: attempt.client_addr.map(str::to_owned),

@@ -53,10 +53,26 @@ impl std::fmt::Debug for Hub {
 impl Hub {
     /// Registers a connection of `user`; returns its id and its queue.
     pub fn register(&self, user: UserId, queue_len: usize) -> (u64, mpsc::Receiver<Arc<Delivery>>) {
+        self.try_register(user, queue_len, usize::MAX)
+            .expect("no limit on connections")
+    }
+
+    /// Registers a connection of `user` unless the user already has `max_per_user` open
+    /// on this node (then `None`); checked and registered under one lock.
+    pub fn try_register(
+        &self,
+        user: UserId,
+        queue_len: usize,
+        max_per_user: usize,
+    ) -> Option<(u64, mpsc::Receiver<Arc<Delivery>>)> {
+        let mut connections = self.lock();
+        if connections.get(&user).map_or(0, Vec::len) >= max_per_user {
+            return None;
+        }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(queue_len.max(1));
-        self.lock().entry(user).or_default().push((id, tx));
-        (id, rx)
+        connections.entry(user).or_default().push((id, tx));
+        Some((id, rx))
     }
 
     pub fn unregister(&self, user: UserId, id: u64) {
@@ -193,6 +209,27 @@ mod tests {
         assert!(b.recv().await.is_none());
         assert!(hub.connected(&[alice, bob]).is_empty());
         assert_ne!(hub.node_id(), Hub::default().node_id());
+    }
+
+    #[test]
+    fn connections_per_user_are_capped_and_freed_on_unregister() {
+        let hub = Hub::default();
+        let (alice, bob) = (UserId::new(), UserId::new());
+        let (first, _rx1) = hub.try_register(alice, 4, 2).unwrap();
+        let (_second, _rx2) = hub.try_register(alice, 4, 2).unwrap();
+        assert!(
+            hub.try_register(alice, 4, 2).is_none(),
+            "a third is refused"
+        );
+        assert!(
+            hub.try_register(bob, 4, 2).is_some(),
+            "others are not affected"
+        );
+        hub.unregister(alice, first);
+        assert!(
+            hub.try_register(alice, 4, 2).is_some(),
+            "a closed one frees its place"
+        );
     }
 
     #[tokio::test]

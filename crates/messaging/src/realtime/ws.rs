@@ -13,9 +13,10 @@
 //! SEQ on an open connection (after the client found a gap of its own);
 //! `{"type":"ping"}` is answered with `{"type":"pong"}`.
 //!
-//! Protection: a frame-size limit, a per-connection frame rate limit, server pings (a
-//! connection silent for three intervals is closed), and a bounded queue whose overflow
-//! closes the connection with a resume hint.
+//! Protection: a cap on WebSockets per user on this node (429 at the handshake), a
+//! frame-size limit, a per-connection frame rate limit, server pings (a connection silent
+//! for three intervals is closed), and a bounded queue whose overflow closes the
+//! connection with a resume hint.
 
 use super::hub::Delivery;
 use super::render::render_after;
@@ -38,9 +39,9 @@ use std::time::{Duration, Instant};
 const REPLAY_PAGE: i64 = 500;
 
 /// Frames a client sends.
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-enum ClientFrame {
+pub enum ClientFrame {
     /// Replay what was missed: the last event sequence number seen, per room.
     Resume { rooms: BTreeMap<RoomId, i64> },
     /// Application-level keep-alive; answered with `{"type":"pong"}`.
@@ -56,7 +57,13 @@ pub struct WebSocketQuery {
     pub resume: Option<String>,
 }
 
-fn parse_resume(raw: &str) -> Result<BTreeMap<RoomId, i64>, ApiError> {
+/// Parses one client text frame (the fuzz target `ws_frame` feeds it arbitrary text).
+pub fn parse_client_frame(text: &str) -> Result<ClientFrame, serde_json::Error> {
+    serde_json::from_str(text)
+}
+
+/// Parses the `resume` query parameter of the handshake.
+pub fn parse_resume(raw: &str) -> Result<BTreeMap<RoomId, i64>, ApiError> {
     let invalid = || {
         ApiError::new(
             ErrorCode::InvalidInput,
@@ -84,6 +91,7 @@ fn parse_resume(raw: &str) -> Result<BTreeMap<RoomId, i64>, ApiError> {
         (status = 101, description = "Switching to the WebSocket protocol; see the module documentation for frames"),
         (status = 401, description = "No valid session", body = conclave_api::ErrorBody),
         (status = 403, description = "Cross-origin browser connection", body = conclave_api::ErrorBody),
+        (status = 429, description = "Over `messaging.websocket_max_per_user` open WebSockets", body = conclave_api::ErrorBody),
     )
 )]
 pub async fn websocket(
@@ -111,9 +119,29 @@ pub async fn websocket(
             ));
         }
     }
-    let (response, session, stream) = actix_ws::handle(&req, body)
-        .map_err(|err| ApiError::new(ErrorCode::MalformedRequest, err.to_string()))?;
     let limits = &state.settings.websocket;
+    let me = user.0.user.id;
+    let Some((connection_id, queue)) =
+        state
+            .hub
+            .try_register(me, limits.queue_len, limits.max_per_user)
+    else {
+        return Err(ApiError::new(
+            ErrorCode::RateLimited,
+            format!(
+                "too many open WebSockets: at most {} per user on this server; close one first",
+                limits.max_per_user
+            ),
+        )
+        .with_retry_after(Duration::from_secs(5)));
+    };
+    let (response, session, stream) = match actix_ws::handle(&req, body) {
+        Ok(upgraded) => upgraded,
+        Err(err) => {
+            state.hub.unregister(me, connection_id);
+            return Err(ApiError::new(ErrorCode::MalformedRequest, err.to_string()));
+        }
+    };
     let stream = stream
         .max_frame_size(limits.max_frame_bytes)
         .aggregate_continuations()
@@ -121,7 +149,7 @@ pub async fn websocket(
     let state = state.get_ref().clone();
     actix_web::rt::spawn(async move {
         Connection::new(state, &user.0, session)
-            .run(stream, resume)
+            .run(stream, resume, (connection_id, queue))
             .await;
     });
     Ok(response)
@@ -178,11 +206,12 @@ impl Connection {
         mut self,
         mut stream: actix_ws::AggregatedMessageStream,
         resume: BTreeMap<RoomId, i64>,
+        registered: (u64, tokio::sync::mpsc::Receiver<Arc<Delivery>>),
     ) {
         let settings = self.state.settings.websocket.clone();
-        // Registered before anything is read, so live events committed from now on wait in
-        // the queue while the connection catches up.
-        let (connection_id, mut queue) = self.state.hub.register(self.user_id, settings.queue_len);
+        // Registered before anything is read (by the handshake), so live events committed
+        // from then on wait in the queue while the connection catches up.
+        let (connection_id, mut queue) = registered;
         let _counted = conclave_metrics::OpenWebSocket::opened();
         let ending = self
             .serve(&mut stream, &mut queue, settings.ping_interval, resume)
@@ -343,7 +372,7 @@ impl Connection {
                         "too many frames; slow down and reconnect",
                     ));
                 }
-                match serde_json::from_str::<ClientFrame>(&text) {
+                match parse_client_frame(&text) {
                     Ok(ClientFrame::Ping) => self.send_json(json!({"type": "pong"})).await,
                     Ok(ClientFrame::Resume { rooms }) => {
                         self.ensure_session(true).await?;

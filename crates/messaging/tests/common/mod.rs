@@ -60,6 +60,7 @@ pub fn state(db: &Db, keyring: Keyring, dir: &std::path::Path) -> MessagingState
                 },
                 secure_cookies: true,
                 account_policy: None,
+                login_rate: conclave_auth::LoginRate::unlimited(),
             },
             revocations: conclave_auth::Revocations::default(),
         },
@@ -69,8 +70,11 @@ pub fn state(db: &Db, keyring: Keyring, dir: &std::path::Path) -> MessagingState
             max_message_bytes: 16 * 1024,
             max_attachment_bytes: 1024 * 1024,
             attachments_dir: dir.to_path_buf(),
+            max_rooms_per_user: 1000,
+            max_sends_per_minute: 1_000_000,
             websocket: WebSocketSettings::default(),
         }),
         hub: Hub::default(),
+        send_limiter: conclave_core::RateLimiter::new(1_000_000),
     }
 }
