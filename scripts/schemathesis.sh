@@ -11,6 +11,10 @@ VERSION=4.32.5
 VENV=target/schemathesis/venv
 STAMP="$VENV/.installed-schemathesis-$VERSION"
 
+# Both backends' tests start at once: one installs while the other waits on the lock.
+mkdir -p target/schemathesis
+exec 9>target/schemathesis/install.lock
+flock 9
 if [ ! -f "$STAMP" ]; then
   echo "schemathesis.sh: installing schemathesis $VERSION from PyPI into $VENV" >&2
   rm -rf "$VENV"
@@ -18,6 +22,8 @@ if [ ! -f "$STAMP" ]; then
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$VERSION"
   touch "$STAMP"
 fi
+flock -u 9
+exec 9>&-
 
 if [ "${1:-}" = "--version" ]; then
   exec "$VENV/bin/schemathesis" --version

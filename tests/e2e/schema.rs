@@ -186,7 +186,7 @@ fn schemathesis_finds_no_server_error_and_no_schema_violation(backend: TestBacke
         let figures = figures(&stdout);
         assert!(
             figures.test_cases > 0,
-            "no test cases as {}:\n{stdout}",
+            "no test cases as {}:\n{stdout}\n{stderr}",
             run.caller
         );
         let summary = stdout.rsplit("SUMMARY").next().unwrap_or_default();
