@@ -302,6 +302,7 @@ fn event(
         room_id,
         seq: record.seq,
         recipients,
+        rendered: None,
     })
 }
 

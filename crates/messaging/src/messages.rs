@@ -76,10 +76,7 @@ fn visible_until_for(
     // Deleted messages are gone for users at once, exactly as if destroyed (whether the
     // row stays, for retention or a legal hold, must not show); a retention maximum ends
     // a live message for users too.
-    if message.deleted_at.is_some()
-        || message.visible_until.is_some_and(|until| until <= now)
-        || message.retain_until.is_some_and(|until| until <= now)
-    {
+    if !visible_at(message, now) {
         return Ok(None);
     }
     let Some(burn_seconds) = message.burn_after_read_seconds else {
@@ -157,6 +154,7 @@ fn publish(
         room_id,
         seq: record.seq,
         recipients,
+        rendered: None,
     })
 }
 
@@ -179,6 +177,11 @@ pub fn check_send_rate(
         })
 }
 
+/// Sends a message. One transaction of about a dozen statements, the send's hot path:
+/// the room is locked and the message's numbers taken in one statement, the policy and
+/// barrier checks read what they need at once, and the reply and the live event are
+/// rendered from the values in hand instead of being read back. An idempotent retry
+/// returns the message first sent with that key.
 pub fn send(
     conn: &mut DbConnection,
     keyring: &Keyring,
@@ -187,123 +190,260 @@ pub fn send(
     room_id: RoomId,
     input: NewMessageInput,
 ) -> Result<Sent, MessagingError> {
-    write_transaction(conn, |conn| {
-        // The room lock comes first: a retry racing its original then waits and finds it.
-        locked_membership(conn, room_id, sender)?;
-        if let Some(existing) = message_store::find_by_idempotency_key(
-            conn,
-            room_id,
-            sender,
-            input.idempotency_key.as_str(),
-        )? {
-            let message = get(conn, keyring, now, sender, room_id, existing.id)?;
-            return Ok(Sent {
-                message,
-                created: false,
-                published: Vec::new(),
-            });
-        }
-        if let Some(reply_to) = input.reply_to_id {
-            // Only to what the sender can see: a message kept only for compliance (or by
-            // a legal hold) must answer exactly like one that is gone.
-            if live_message(conn, room_id, reply_to, sender, now).is_err() {
-                return Err(MessagingError::invalid(
-                    "reply_to_id",
-                    "must be a message in this conversation",
-                ));
+    let key = input.idempotency_key.as_str().to_owned();
+    if let Some(existing) = message_store::find_by_idempotency_key(conn, room_id, sender, &key)? {
+        return retried(conn, keyring, now, sender, room_id, existing.id);
+    }
+    match write_transaction(conn, |conn| {
+        create(conn, keyring, now, sender, room_id, input)
+    }) {
+        // The same key committed by a retry racing this one while it waited for the room
+        // lock: the key's unique index refused the second insert and rolled it back.
+        Err(MessagingError::Store(conclave_store::StoreError::Conflict(cause))) => {
+            match message_store::find_by_idempotency_key(conn, room_id, sender, &key)? {
+                Some(existing) => retried(conn, keyring, now, sender, room_id, existing.id),
+                None => Err(MessagingError::Store(conclave_store::StoreError::Conflict(
+                    cause,
+                ))),
             }
         }
-        crate::rooms::require_writable(conn, room_id)?;
-        let policy = conclave_policy::effective(conn, sender, Some(room_id))?;
-        let expires_in = policy.expiration_for(input.expires_in)?;
-        let burn_after_read = policy.burn_on_read_for(input.burn_after_read)?;
-        if let Some(attachment_id) = input.attachment_id {
-            let attachment = attachments::find(conn, &attachment_id.to_string())?
-                .filter(|a| a.room_id == room_id.to_string() && a.uploader_id == sender.to_string())
-                .ok_or_else(|| {
-                    MessagingError::invalid(
-                        "attachment_id",
-                        "must be an attachment you uploaded to this conversation",
-                    )
-                })?;
-            policy.check_file(
-                &attachment.content_type,
-                u64::try_from(attachment.size_bytes).unwrap_or(u64::MAX),
-            )?;
-            if message_store::referencing_attachment(conn, attachment_id)?.is_some() {
-                // The same answer as for an upload that is gone (destroyed with its
-                // message), so nobody learns that a hold keeps one.
-                return Err(MessagingError::invalid(
-                    "attachment_id",
-                    "must be an attachment you uploaded to this conversation",
-                ));
-            }
+        outcome => outcome,
+    }
+}
+
+fn retried(
+    conn: &mut DbConnection,
+    keyring: &Keyring,
+    now: Timestamp,
+    sender: UserId,
+    room_id: RoomId,
+    message_id: MessageId,
+) -> Result<Sent, MessagingError> {
+    Ok(Sent {
+        message: get(conn, keyring, now, sender, room_id, message_id)?,
+        created: false,
+        published: Vec::new(),
+    })
+}
+
+/// The send's transaction. The room lock comes first and takes the message's numbers, so
+/// everything refused below is an error (rolled back), never a gap in the sequences.
+fn create(
+    conn: &mut DbConnection,
+    keyring: &Keyring,
+    now: Timestamp,
+    sender: UserId,
+    room_id: RoomId,
+    input: NewMessageInput,
+) -> Result<Sent, MessagingError> {
+    let seqs = room_store::lock_for_message(conn, room_id, now)?.ok_or(MessagingError::NotFound)?;
+    let members: Vec<UserId> = room_store::members(conn, room_id)?
+        .into_iter()
+        .map(|m| m.user_id)
+        .collect();
+    if !members.contains(&sender) {
+        return Err(MessagingError::NotFound);
+    }
+    if let Some(reply_to) = input.reply_to_id {
+        // Only to what the sender can see: a message kept only for compliance (or by a
+        // legal hold) must answer exactly like one that is gone.
+        if live_message(conn, room_id, reply_to, sender, now).is_err() {
+            return Err(MessagingError::invalid(
+                "reply_to_id",
+                "must be a message in this conversation",
+            ));
         }
-        let seq = room_store::next_message_seq(conn, room_id)?;
-        let message_id = MessageId::new();
-        let visible_until = expires_in.map(|after| now.plus(after));
-        let retain_until = conclave_policy::retention::retain_until_at_send(
+    }
+    let decided = conclave_policy::for_send(conn, sender, room_id, &members)?;
+    if let Some(reason) = decided.read_only_reason {
+        return Err(MessagingError::PolicyViolation(format!(
+            "this conversation is read-only: {reason}"
+        )));
+    }
+    let policy = decided.policy;
+    let expires_in = policy.expiration_for(input.expires_in)?;
+    let burn_after_read = policy.burn_on_read_for(input.burn_after_read)?;
+    let attachment = match input.attachment_id {
+        Some(attachment_id) => Some(attachment_to_send(
             conn,
+            &policy,
             room_id,
             sender,
+            attachment_id,
+        )?),
+        None => None,
+    };
+    let message_id = MessageId::new();
+    let visible_until = expires_in.map(|after| now.plus(after));
+    let retain_until = conclave_policy::retention::retain_until_at_send(
+        conn,
+        room_id,
+        sender,
+        now,
+        visible_until,
+    )?;
+    let (epoch, ciphertext) = seal_version(
+        conn,
+        keyring,
+        now,
+        room_id,
+        message_id,
+        sender,
+        1,
+        &input.text,
+    )?;
+    let record = MessageRecord {
+        id: message_id,
+        room_id,
+        seq: seqs.message_seq,
+        sender_id: sender,
+        reply_to_id: input.reply_to_id,
+        attachment_id: input.attachment_id,
+        current_version: 1,
+        created_at: now,
+        edited_at: None,
+        deleted_at: None,
+        visible_until,
+        burn_after_read_seconds: burn_after_read.map(|after| after.as_secs() as i64),
+        retain_until,
+        expiry_announced_at: None,
+    };
+    message_store::insert(
+        conn,
+        &NewMessage {
+            id: message_id,
+            room_id,
+            seq: record.seq,
+            sender_id: sender,
+            reply_to_id: record.reply_to_id,
+            attachment_id: record.attachment_id,
+            idempotency_key: input.idempotency_key.as_str(),
             now,
             visible_until,
-        )?;
-        let (epoch, ciphertext) = seal_version(
-            conn,
-            keyring,
-            now,
+            burn_after_read_seconds: record.burn_after_read_seconds,
+            retain_until,
+        },
+    )?;
+    message_store::insert_version(conn, room_id, message_id, 1, epoch, &ciphertext, now)?;
+    if burn_after_read.is_some() {
+        let recipients: Vec<UserId> = members
+            .iter()
+            .copied()
+            .filter(|user| *user != sender)
+            .collect();
+        message_reads::insert_recipients(conn, message_id, &recipients)?;
+    }
+    room_store::raise_read_marker(conn, room_id, sender, record.seq)?;
+    let event = room_events::RoomEventRecord {
+        room_id: room_id.to_string(),
+        seq: seqs.event_seq,
+        kind: "message.created".to_owned(),
+        message_id: Some(message_id.to_string()),
+        actor_id: Some(sender.to_string()),
+        payload: json!({"seq": record.seq}).to_string(),
+        created_at: now.as_micros(),
+    };
+    room_events::insert(conn, &event)?;
+    // What a member's read and what a live event show of the new message, as
+    // `render_all` would render it: nothing read, nothing reacted yet.
+    if !visible_at(&record, now) {
+        return Err(MessagingError::NotFound);
+    }
+    let text = input.text.as_str();
+    let message = fresh_view(
+        &record,
+        text,
+        attachment.clone(),
+        RenderMode::Reader(sender),
+    );
+    let shown = fresh_view(&record, text, attachment, RenderMode::Event(None));
+    let delivery = crate::realtime::render::envelope(
+        room_id,
+        &event,
+        crate::realtime::render::EventMessage::Visible(Box::new(shown)),
+        None,
+    );
+    Ok(Sent {
+        message,
+        created: true,
+        published: vec![Published {
             room_id,
-            message_id,
-            sender,
-            1,
-            &input.text,
-        )?;
-        message_store::insert(
-            conn,
-            &NewMessage {
-                id: message_id,
-                room_id,
-                seq,
-                sender_id: sender,
-                reply_to_id: input.reply_to_id,
-                attachment_id: input.attachment_id,
-                idempotency_key: input.idempotency_key.as_str(),
-                now,
-                visible_until,
-                burn_after_read_seconds: burn_after_read.map(|after| after.as_secs() as i64),
-                retain_until,
-            },
-        )?;
-        message_store::insert_version(conn, room_id, message_id, 1, epoch, &ciphertext, now)?;
-        if burn_after_read.is_some() {
-            let recipients: Vec<UserId> = room_store::members(conn, room_id)?
-                .into_iter()
-                .map(|m| m.user_id)
-                .filter(|user| *user != sender)
-                .collect();
-            message_reads::insert_recipients(conn, message_id, &recipients)?;
-        }
-        room_store::touch(conn, room_id, now)?;
-        room_store::mark_read(conn, room_id, sender, seq)?;
-        let published = publish(
-            conn,
-            room_id,
-            "message.created",
-            Some(message_id),
-            sender,
-            json!({"seq": seq}),
-            now,
-        )?;
-        // Rendered inside the transaction: a failure here rolls the send back instead of
-        // committing a message whose event is never published.
-        let message = get(conn, keyring, now, sender, room_id, message_id)?;
-        Ok::<_, MessagingError>(Sent {
-            message,
-            created: true,
-            published: vec![published],
-        })
+            seq: event.seq,
+            recipients: members,
+            rendered: Some(std::sync::Arc::new(delivery)),
+        }],
     })
+}
+
+/// The attachment a send refers to, checked: uploaded by the sender to this room, allowed
+/// by the sender's policy, and not already sent with another message.
+fn attachment_to_send(
+    conn: &mut DbConnection,
+    policy: &conclave_core::policy::Policy,
+    room_id: RoomId,
+    sender: UserId,
+    attachment_id: AttachmentId,
+) -> Result<AttachmentView, MessagingError> {
+    let refused = || {
+        MessagingError::invalid(
+            "attachment_id",
+            "must be an attachment you uploaded to this conversation",
+        )
+    };
+    let attachment = attachments::find(conn, &attachment_id.to_string())?
+        .filter(|a| a.room_id == room_id.to_string() && a.uploader_id == sender.to_string())
+        .ok_or_else(refused)?;
+    policy.check_file(
+        &attachment.content_type,
+        u64::try_from(attachment.size_bytes).unwrap_or(u64::MAX),
+    )?;
+    if message_store::referencing_attachment(conn, attachment_id)?.is_some() {
+        // The same answer as for an upload that is gone (destroyed with its message), so
+        // nobody learns that a hold keeps one.
+        return Err(refused());
+    }
+    Ok(AttachmentView {
+        id: attachment_id,
+        name: attachment.name,
+        content_type: attachment.content_type,
+        size_bytes: attachment.size_bytes,
+        sha256: attachment.sha256,
+    })
+}
+
+/// Whether users may see `message` at all at `now` (before any burn-on-read timer):
+/// deleted, expired and past-retention messages are gone for them.
+fn visible_at(message: &MessageRecord, now: Timestamp) -> bool {
+    message.deleted_at.is_none()
+        && message.visible_until.is_none_or(|until| until > now)
+        && message.retain_until.is_none_or(|until| until > now)
+}
+
+/// A message just sent as `mode` shows it: the rules of [`render_all`] for a message
+/// nobody has read or reacted to yet (so the sender's view lasts until it expires).
+fn fresh_view(
+    record: &MessageRecord,
+    text: &str,
+    attachment: Option<AttachmentView>,
+    mode: RenderMode,
+) -> MessageView {
+    let withheld =
+        !matches!(mode, RenderMode::Reader(_)) && record.burn_after_read_seconds.is_some();
+    MessageView {
+        id: record.id,
+        room_id: record.room_id,
+        seq: record.seq,
+        sender_id: record.sender_id,
+        text: (!withheld).then(|| text.to_owned()),
+        reply_to_id: record.reply_to_id,
+        attachment: attachment.filter(|_| !withheld),
+        created_at: record.created_at,
+        edited_at: record.edited_at,
+        visible_until: record.visible_until,
+        burn_after_read_seconds: record.burn_after_read_seconds,
+        visible_to_me_until: record.visible_until,
+        reactions: Vec::new(),
+    }
 }
 
 /// A page of a room's messages, oldest first, as the viewer may see them now. Listing

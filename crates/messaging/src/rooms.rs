@@ -127,6 +127,7 @@ fn event(
         room_id,
         seq: record.seq,
         recipients,
+        rendered: None,
     })
 }
 

@@ -311,6 +311,52 @@ backend_tests! {
         assert_eq!(renamed.room.topic.as_deref(), Some("new"));
     }
 
+    fn a_send_renders_its_reply_and_event_exactly_as_the_database_does(db) {
+        // A send renders both from the values in hand (no read-back): they must match what
+        // a fetch and the event log render from the stored rows, for every kind of message.
+        let dir = tempfile::tempdir().unwrap();
+        let state = state(db, Keyring::generate().unwrap(), dir.path());
+        let (alice, bob, room_id) = {
+            let mut conn = db.conn().unwrap();
+            let (alice, bob) = (user(&mut conn, "alice"), user(&mut conn, "bob"));
+            (alice, bob, room(&mut conn, alice, &[bob]))
+        };
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let attachment = |name: &'static str| {
+            let body = futures_util::stream::iter(vec![Ok::<_, std::io::Error>(actix_web::web::Bytes::from_static(b"file"))]);
+            let upload = Upload { room_id, uploader: alice, name: name.into(), content_type: "text/plain".into(), declared_len: None };
+            runtime.block_on(attachments::upload(&state, t0(), upload, body)).unwrap().id
+        };
+        let mut conn = db.conn().unwrap();
+        let first = messages::send(&mut conn, &state.keyring, t0(), alice, room_id, input("plain", "p")).unwrap();
+        let inputs = vec![
+            input("plain again", "p2"),
+            NewMessageInput { expires_in: Some(std::time::Duration::from_secs(300)), ..input("expiring", "e") },
+            NewMessageInput { burn_after_read: Some(std::time::Duration::from_secs(60)), ..input("burning", "b") },
+            NewMessageInput { reply_to_id: Some(first.message.id), attachment_id: Some(attachment("a.txt")), ..input("reply with file", "r") },
+            NewMessageInput {
+                attachment_id: Some(attachment("b.txt")),
+                burn_after_read: Some(std::time::Duration::from_secs(60)),
+                expires_in: Some(std::time::Duration::from_secs(600)),
+                ..input("burning file", "bf")
+            },
+        ];
+        let mut sends = vec![first];
+        for i in inputs {
+            sends.push(messages::send(&mut conn, &state.keyring, t0(), alice, room_id, i).unwrap());
+        }
+        for (n, send) in sends.into_iter().enumerate() {
+            let live = send.published[0].rendered.clone().expect("a send renders its event");
+            let stored = conclave_messaging::realtime::render::render_one(&mut conn, &state.keyring, room_id, send.published[0].seq, t0()).unwrap().unwrap();
+            assert_eq!(*live, stored, "send {n}: the live event");
+            // The sender's view, fetched (a read by the sender starts no timer).
+            let fetched = messages::get(&mut conn, &state.keyring, t0(), alice, room_id, send.message.id).unwrap();
+            assert_eq!(serde_json::to_value(&send.message).unwrap(), serde_json::to_value(&fetched).unwrap(), "send {n}: the reply");
+            assert_eq!(send.published[0].recipients.len(), 2, "send {n}: every member");
+            assert!(send.published[0].recipients.contains(&bob));
+        }
+    }
+
     fn a_burn_on_read_attachment_is_read_by_downloading_it(db) {
         let dir = tempfile::tempdir().unwrap();
         let state = state(db, Keyring::generate().unwrap(), dir.path());

@@ -32,7 +32,7 @@ pub struct GroupDetail {
     pub member_ids: Vec<String>,
 }
 
-fn scope(group_id: &str) -> String {
+pub(crate) fn scope(group_id: &str) -> String {
     format!("group:{group_id}")
 }
 
@@ -316,45 +316,98 @@ pub fn barrier_among(
     org: &Policy,
     members: &[UserId],
 ) -> Result<Option<String>, PolicyServiceError> {
-    let memberships = group_store::memberships_of(conn, members)?;
-    let default = group(conn, DEFAULT_GROUP_ID)?;
-    let mut users_in: std::collections::BTreeMap<String, (GroupRecord, BTreeSet<UserId>)> =
-        std::collections::BTreeMap::new();
-    for user in members {
-        let groups = memberships
+    let groups = MemberGroups::load(conn, members)?;
+    let stored = crate::ScopedPolicies::load(conn, &groups.policy_scopes())?;
+    groups.barrier(org, members, &stored)
+}
+
+/// The security groups of some users, read at once: every group each belongs to, and the
+/// default group, which holds everyone in none.
+pub(crate) struct MemberGroups {
+    memberships: std::collections::HashMap<UserId, Vec<GroupRecord>>,
+    default: GroupRecord,
+}
+
+impl MemberGroups {
+    pub(crate) fn load(
+        conn: &mut DbConnection,
+        users: &[UserId],
+    ) -> Result<Self, PolicyServiceError> {
+        Ok(Self {
+            memberships: group_store::memberships_of(conn, users)?,
+            default: group(conn, DEFAULT_GROUP_ID)?,
+        })
+    }
+
+    fn groups_of(&self, user: &UserId) -> &[GroupRecord] {
+        self.memberships
             .get(user)
-            .cloned()
-            .unwrap_or_else(|| vec![default.clone()]);
-        for group in groups {
-            users_in
-                .entry(group.id.clone())
-                .or_insert_with(|| (group, BTreeSet::new()))
-                .1
-                .insert(*user);
-        }
+            .map_or(std::slice::from_ref(&self.default), Vec::as_slice)
     }
-    if users_in.len() < 2 {
-        return Ok(None);
+
+    /// The group whose settings govern `user`: the lowest precedence (the oldest on a
+    /// tie) of theirs, as `security_groups::governing` decides.
+    pub(crate) fn governing(&self, user: UserId) -> &GroupRecord {
+        self.groups_of(&user)
+            .iter()
+            .min_by_key(|group| (group.precedence, group.created_at))
+            .unwrap_or(&self.default)
     }
-    for (id, (barring, barring_users)) in &users_in {
-        let overrides: PolicyOverrides = load(conn, &scope(id))?;
-        for barred_id in resolve(org, &overrides, &PolicyOverrides::default()).barriers {
-            let Some((barred, barred_users)) = users_in.get(&barred_id) else {
-                continue;
-            };
-            // Two different people, one on each side (someone in both is not a pair).
-            let separated = barring_users
-                .iter()
-                .any(|u| barred_users.iter().any(|v| u != v));
-            if separated {
-                return Ok(Some(format!(
-                    "an information barrier separates the security groups {} and {}",
-                    barring.name, barred.name
-                )));
+
+    /// The policy scopes of every group involved (the default group's included).
+    pub(crate) fn policy_scopes(&self) -> Vec<String> {
+        let ids: BTreeSet<&str> = self
+            .memberships
+            .values()
+            .flatten()
+            .chain(std::iter::once(&self.default))
+            .map(|group| group.id.as_str())
+            .collect();
+        ids.into_iter().map(scope).collect()
+    }
+
+    /// Why `members` may not talk to each other (see [`barrier_among`]); `stored` holds
+    /// the policies of [`Self::policy_scopes`].
+    pub(crate) fn barrier(
+        &self,
+        org: &Policy,
+        members: &[UserId],
+        stored: &crate::ScopedPolicies,
+    ) -> Result<Option<String>, PolicyServiceError> {
+        let mut users_in: std::collections::BTreeMap<&str, (&GroupRecord, BTreeSet<UserId>)> =
+            std::collections::BTreeMap::new();
+        for user in members {
+            for group in self.groups_of(user) {
+                users_in
+                    .entry(group.id.as_str())
+                    .or_insert_with(|| (group, BTreeSet::new()))
+                    .1
+                    .insert(*user);
             }
         }
+        if users_in.len() < 2 {
+            return Ok(None);
+        }
+        for (id, (barring, barring_users)) in &users_in {
+            let overrides: PolicyOverrides = stored.get(&scope(id))?;
+            for barred_id in resolve(org, &overrides, &PolicyOverrides::default()).barriers {
+                let Some((barred, barred_users)) = users_in.get(barred_id.as_str()) else {
+                    continue;
+                };
+                // Two different people, one on each side (someone in both is not a pair).
+                let separated = barring_users
+                    .iter()
+                    .any(|u| barred_users.iter().any(|v| u != v));
+                if separated {
+                    return Ok(Some(format!(
+                        "an information barrier separates the security groups {} and {}",
+                        barring.name, barred.name
+                    )));
+                }
+            }
+        }
+        Ok(None)
     }
-    Ok(None)
 }
 
 fn uuid_v7() -> String {

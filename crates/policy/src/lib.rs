@@ -68,13 +68,74 @@ pub(crate) fn load<T: serde::de::DeserializeOwned + Default>(
     conn: &mut DbConnection,
     scope: &str,
 ) -> Result<T, PolicyServiceError> {
-    match policies::get(conn, scope)? {
-        Some(json) => serde_json::from_str(&json).map_err(|err| PolicyServiceError::Corrupt {
+    parse_policy(scope, policies::get(conn, scope)?.as_deref())
+}
+
+fn parse_policy<T: serde::de::DeserializeOwned + Default>(
+    scope: &str,
+    json: Option<&str>,
+) -> Result<T, PolicyServiceError> {
+    match json {
+        Some(json) => serde_json::from_str(json).map_err(|err| PolicyServiceError::Corrupt {
             scope: scope.to_owned(),
             cause: err.to_string(),
         }),
         None => Ok(T::default()),
     }
+}
+
+/// Stored policies of several scopes, read with one query, for a decision that needs
+/// them together (a send needs the org's, the room's and those of its members' groups).
+pub(crate) struct ScopedPolicies(std::collections::HashMap<String, String>);
+
+impl ScopedPolicies {
+    pub(crate) fn load(
+        conn: &mut DbConnection,
+        scopes: &[String],
+    ) -> Result<Self, PolicyServiceError> {
+        Ok(Self(policies::get_many(conn, scopes)?))
+    }
+
+    /// The policy stored for `scope`, or the default; the scope must have been loaded.
+    pub(crate) fn get<T: serde::de::DeserializeOwned + Default>(
+        &self,
+        scope: &str,
+    ) -> Result<T, PolicyServiceError> {
+        parse_policy(scope, self.0.get(scope).map(String::as_str))
+    }
+}
+
+/// What policy says about a send by `sender` in `room_id`, whose members are `members`
+/// (the sender among them): the sender's effective policy, and why the conversation is
+/// read-only if an information barrier now separates its members. Read with four
+/// queries (the members' groups, the default group, every policy involved, nothing
+/// else), where [`effective`] and a barrier check would take a dozen: this is on every
+/// send's path.
+pub fn for_send(
+    conn: &mut DbConnection,
+    sender: UserId,
+    room_id: RoomId,
+    members: &[UserId],
+) -> Result<SendPolicy, PolicyServiceError> {
+    let groups = groups::MemberGroups::load(conn, members)?;
+    let room = room_scope(room_id);
+    let mut scopes = vec![ORG_SCOPE.to_owned(), room.clone()];
+    scopes.extend(groups.policy_scopes());
+    let stored = ScopedPolicies::load(conn, &scopes)?;
+    let org: Policy = stored.get(ORG_SCOPE)?;
+    let governing: PolicyOverrides = stored.get(&groups::scope(&groups.governing(sender).id))?;
+    let room_overrides: PolicyOverrides = stored.get(&room)?;
+    Ok(SendPolicy {
+        read_only_reason: groups.barrier(&org, members, &stored)?,
+        policy: resolve(&org, &governing, &room_overrides),
+    })
+}
+
+/// See [`for_send`].
+#[derive(Debug)]
+pub struct SendPolicy {
+    pub policy: Policy,
+    pub read_only_reason: Option<String>,
 }
 
 /// The org-wide policy (the built-in default until an admin sets one).

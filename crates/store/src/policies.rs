@@ -14,6 +14,19 @@ pub fn get(conn: &mut DbConnection, scope: &str) -> Result<Option<String>, Store
         .optional()?)
 }
 
+/// The stored policies of `scopes` (absent ones are left out), in one query.
+pub fn get_many(
+    conn: &mut DbConnection,
+    scopes: &[String],
+) -> Result<std::collections::HashMap<String, String>, StoreError> {
+    Ok(policies::table
+        .filter(policies::scope.eq_any(scopes))
+        .select((policies::scope, policies::policy))
+        .load::<(String, String)>(conn)?
+        .into_iter()
+        .collect())
+}
+
 pub fn put(
     conn: &mut DbConnection,
     scope: &str,

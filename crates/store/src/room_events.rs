@@ -41,6 +41,13 @@ pub fn append(
         payload: payload.to_owned(),
         created_at: now.as_micros(),
     };
+    insert(conn, &record)?;
+    Ok(record)
+}
+
+/// Stores an event whose sequence number the caller already took with the room locked
+/// (see `rooms::lock_for_message`).
+pub fn insert(conn: &mut DbConnection, record: &RoomEventRecord) -> Result<(), StoreError> {
     diesel::insert_into(room_events::table)
         .values((
             room_events::room_id.eq(&record.room_id),
@@ -52,7 +59,7 @@ pub fn append(
             room_events::created_at.eq(record.created_at),
         ))
         .execute(conn)?;
-    Ok(record)
+    Ok(())
 }
 
 /// Events of a room after `after_seq`, oldest first, at most `limit`.

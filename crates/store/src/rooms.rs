@@ -161,6 +161,49 @@ pub fn set_name_and_topic(
     Ok(())
 }
 
+/// The numbers a new message takes in its room: its message sequence number and the
+/// sequence number of the event announcing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageSeqs {
+    pub message_seq: i64,
+    pub event_seq: i64,
+}
+
+/// Locks the room for a new message and takes its numbers, marking the room active at
+/// `now`: one statement (a send's hot path), where [`lock`], [`next_message_seq`],
+/// [`next_event_seq`] and [`touch`] would be five round trips. `None`: no such room. The
+/// numbers are only used if the transaction commits, so a send that is refused (or is an
+/// idempotent retry) must roll back to keep the sequences gap-free.
+pub fn lock_for_message(
+    conn: &mut DbConnection,
+    id: RoomId,
+    now: Timestamp,
+) -> Result<Option<MessageSeqs>, StoreError> {
+    #[derive(QueryableByName)]
+    struct Taken {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        last_message_seq: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        last_event_seq: i64,
+    }
+    // Raw SQL for RETURNING, which both backends support (SQLite since 3.35) but the
+    // multi-backend connection's query builder does not offer. `$n` is a numbered
+    // parameter in SQLite too.
+    let taken: Option<Taken> = diesel::sql_query(
+        "UPDATE rooms SET last_message_seq = last_message_seq + 1, \
+         last_event_seq = last_event_seq + 1, updated_at = $1 WHERE id = $2 \
+         RETURNING last_message_seq, last_event_seq",
+    )
+    .bind::<diesel::sql_types::BigInt, _>(now.as_micros())
+    .bind::<diesel::sql_types::Text, _>(id.to_string())
+    .get_result(conn)
+    .optional()?;
+    Ok(taken.map(|taken| MessageSeqs {
+        message_seq: taken.last_message_seq,
+        event_seq: taken.last_event_seq,
+    }))
+}
+
 /// Takes the room's next message sequence number. The row update locks the room until
 /// the transaction ends, so numbers are handed out gap-free and in commit order.
 pub fn next_message_seq(conn: &mut DbConnection, id: RoomId) -> Result<i64, StoreError> {
@@ -306,11 +349,28 @@ pub fn mark_read(
     user_id: UserId,
     seq: i64,
 ) -> Result<i64, StoreError> {
-    let target = || room_members::table.find((room_id.to_string(), user_id.to_string()));
-    diesel::update(target().filter(room_members::last_read_seq.lt(seq)))
-        .set(room_members::last_read_seq.eq(seq))
-        .execute(conn)?;
-    Ok(target().select(room_members::last_read_seq).first(conn)?)
+    raise_read_marker(conn, room_id, user_id, seq)?;
+    Ok(room_members::table
+        .find((room_id.to_string(), user_id.to_string()))
+        .select(room_members::last_read_seq)
+        .first(conn)?)
+}
+
+/// Raises a member's read marker to `seq` if it is lower, without reading it back.
+pub fn raise_read_marker(
+    conn: &mut DbConnection,
+    room_id: RoomId,
+    user_id: UserId,
+    seq: i64,
+) -> Result<(), StoreError> {
+    diesel::update(
+        room_members::table
+            .find((room_id.to_string(), user_id.to_string()))
+            .filter(room_members::last_read_seq.lt(seq)),
+    )
+    .set(room_members::last_read_seq.eq(seq))
+    .execute(conn)?;
+    Ok(())
 }
 
 /// The rooms a user belongs to, with their membership, most recently active first.

@@ -183,6 +183,7 @@ mod tests {
             room_id: RoomId::new(),
             seq: 42,
             recipients: (0..recipients).map(|_| UserId::new()).collect(),
+            rendered: None,
         }
     }
 

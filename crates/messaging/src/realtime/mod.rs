@@ -20,6 +20,9 @@ pub struct Published {
     pub room_id: RoomId,
     pub seq: i64,
     pub recipients: Vec<UserId>,
+    /// The event already rendered for live delivery, when the change had every value it
+    /// shows in hand (a send); otherwise [`publish`] renders it from the database.
+    pub rendered: Option<Arc<hub::Delivery>>,
 }
 
 /// Renders committed events and delivers them to connected recipients. Failures are
@@ -32,6 +35,29 @@ pub async fn publish(state: &MessagingState, published: Vec<Published>) {
     );
     let idle = state.hub.is_idle();
     if published.is_empty() || (idle && !cross_node) {
+        return;
+    }
+    // Rendered in the change's transaction already: delivered without touching the
+    // database, which is then only needed to tell the other nodes.
+    if published.iter().all(|event| event.rendered.is_some()) {
+        if !idle {
+            for event in &published {
+                if let Some(delivery) = &event.rendered {
+                    state.hub.publish(&event.recipients, Arc::clone(delivery));
+                }
+            }
+        }
+        if cross_node {
+            let node = state.hub.node_id();
+            let outcome = state
+                .auth
+                .db
+                .run(move |conn| fanout::announce(conn, node, &published))
+                .await;
+            if let Err(err) = outcome {
+                tracing::warn!(error = %err, "could not announce events to other nodes; their clients will resume");
+            }
+        }
         return;
     }
     let keyring = Arc::clone(&state.keyring);

@@ -4,10 +4,12 @@
 use super::hub::Delivery;
 use crate::error::MessagingError;
 use crate::messages::{RenderMode, render_all};
+use crate::wire::MessageView;
 use conclave_core::{MessageId, RoomId, Timestamp, UserId};
 use conclave_crypto::Keyring;
 use conclave_store::room_events::{self, RoomEventRecord};
-use conclave_store::{DbConnection, messages as message_store, rooms as room_store};
+use conclave_store::rooms::{self as room_store, RoomRecord};
+use conclave_store::{DbConnection, messages as message_store};
 use serde_json::{Value, json};
 
 /// Renders one event of a room's log; `None` if it does not exist.
@@ -51,38 +53,72 @@ fn render(
     viewer: Option<UserId>,
     now: Timestamp,
 ) -> Result<Delivery, MessagingError> {
-    let mut data: Value = serde_json::from_str(&record.payload).unwrap_or_else(|_| json!({}));
     let message_id = record
         .message_id
         .as_deref()
         .and_then(|id| id.parse::<MessageId>().ok());
-    // A message the viewer can no longer see (expired, burned, deleted, or destroyed by
-    // retention) makes the event say only that: nothing of it, of who acted on it, or of
-    // whether a compliance copy still exists.
-    let mut gone = false;
-    if let Some(id) = message_id {
-        let view = match message_store::find(conn, id)? {
-            Some(message) => render_all(
-                conn,
-                keyring,
-                std::slice::from_ref(&message),
-                RenderMode::Event(viewer),
-                now,
-            )?
-            .pop(),
-            None => None,
-        };
-        match view {
-            Some(view) => data["message"] = serde_json::to_value(view).unwrap_or(Value::Null),
-            None => {
-                data = json!({"message": {"id": id, "expired": true}});
-                gone = true;
+    let message = match message_id {
+        Some(id) => {
+            let view = match message_store::find(conn, id)? {
+                Some(message) => render_all(
+                    conn,
+                    keyring,
+                    std::slice::from_ref(&message),
+                    RenderMode::Event(viewer),
+                    now,
+                )?
+                .pop(),
+                None => None,
+            };
+            match view {
+                Some(view) => EventMessage::Visible(Box::new(view)),
+                None => EventMessage::Gone(id),
             }
         }
-    }
-    if record.kind == "room.updated"
-        && let Some(room) = room_store::find(conn, room_id)?
-    {
+        None => EventMessage::None,
+    };
+    let room = if record.kind == "room.updated" {
+        room_store::find(conn, room_id)?
+    } else {
+        None
+    };
+    Ok(envelope(room_id, record, message, room.as_ref()))
+}
+
+/// What an event shows of the message it is about.
+pub(crate) enum EventMessage {
+    /// The event is not about a message.
+    None,
+    /// The message as the event's viewer may see it.
+    Visible(Box<MessageView>),
+    /// A message the viewer can no longer see (expired, burned, deleted, or destroyed by
+    /// retention): the event says only that, nothing of it, of who acted on it, or of
+    /// whether a compliance copy still exists.
+    Gone(MessageId),
+}
+
+/// The envelope a client receives for `record`, given what it shows of its message and,
+/// for `room.updated`, the room as it is now. Pure, so a send can render its own event
+/// from the values it has in hand exactly as replay renders it from the database.
+pub(crate) fn envelope(
+    room_id: RoomId,
+    record: &RoomEventRecord,
+    message: EventMessage,
+    room: Option<&RoomRecord>,
+) -> Delivery {
+    let mut data: Value = serde_json::from_str(&record.payload).unwrap_or_else(|_| json!({}));
+    let gone = match message {
+        EventMessage::None => false,
+        EventMessage::Visible(view) => {
+            data["message"] = serde_json::to_value(view).unwrap_or(Value::Null);
+            false
+        }
+        EventMessage::Gone(id) => {
+            data = json!({"message": {"id": id, "expired": true}});
+            true
+        }
+    };
+    if let Some(room) = room.filter(|_| record.kind == "room.updated") {
         data["name"] = json!(room.name);
         data["topic"] = json!(room.topic);
     }
@@ -95,10 +131,10 @@ fn render(
         "seq": record.seq,
         "data": data,
     });
-    Ok(Delivery {
+    Delivery {
         room_id,
         seq: record.seq,
         committed_at: Timestamp::from_micros(record.created_at),
         json: envelope.to_string(),
-    })
+    }
 }

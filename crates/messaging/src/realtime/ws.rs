@@ -6,8 +6,10 @@
 //! each named position from the room's log, and only then delivers live events: so a
 //! client gets everything it missed, in order, before anything newer. Rooms it did not
 //! name start at the ready snapshot. Within a connection each room's events arrive in
-//! sequence order, each once: a live event that overtakes an earlier one has the gap
-//! filled from the log first, and anything already delivered is skipped.
+//! sequence order, each once: a live event that overtakes an earlier one waits a moment
+//! for it (concurrent requests publish from their own tasks, so a few milliseconds of
+//! overtaking is common), then has the gap filled from the log, and anything already
+//! delivered is skipped.
 //!
 //! Client frames: `{"type":"resume","rooms":{ROOM_ID: SEQ}}` replays a room's events after
 //! SEQ on an open connection (after the client found a gap of its own);
@@ -165,8 +167,80 @@ struct Connection {
     session: Session,
     /// Last event sequence number delivered, per room.
     delivered: HashMap<RoomId, i64>,
+    /// Live events that overtook an earlier one, waiting for it.
+    waiting: Reorder,
     rate: TokenBucket,
 }
+
+/// Live events that arrived ahead of an earlier event of their room, held until it comes
+/// or their wait is over.
+#[derive(Default)]
+struct Reorder {
+    rooms: HashMap<RoomId, Waiting>,
+}
+
+struct Waiting {
+    /// When to stop waiting and fill the gap from the event log.
+    until: Instant,
+    events: BTreeMap<i64, Arc<Delivery>>,
+}
+
+impl Reorder {
+    /// Holds `delivery` (it overtook an earlier event); returns whether its room now holds
+    /// more than [`REORDER_MAX`], a gap not closing by itself.
+    fn hold(&mut self, delivery: Arc<Delivery>, now: Instant) -> bool {
+        let waiting = self
+            .rooms
+            .entry(delivery.room_id)
+            .or_insert_with(|| Waiting {
+                until: now + REORDER_WAIT,
+                events: BTreeMap::new(),
+            });
+        waiting.events.insert(delivery.seq, delivery);
+        waiting.events.len() > REORDER_MAX
+    }
+
+    /// The held event of `room_id` that comes right after `last` (the room's last
+    /// delivered), if held; held events up to `last` are dropped as delivered.
+    fn next_after(&mut self, room_id: RoomId, last: i64) -> Option<Arc<Delivery>> {
+        let waiting = self.rooms.get_mut(&room_id)?;
+        waiting.events.retain(|&seq, _| seq > last);
+        let next = match waiting.events.first_key_value() {
+            Some((&seq, _)) if seq == last.saturating_add(1) => waiting.events.pop_first(),
+            _ => None,
+        };
+        if waiting.events.is_empty() {
+            self.rooms.remove(&room_id);
+        }
+        next.map(|(_, delivery)| delivery)
+    }
+
+    /// The room whose wait ends first, and when.
+    fn next_due(&self) -> Option<(Instant, RoomId)> {
+        self.rooms
+            .iter()
+            .map(|(room_id, waiting)| (waiting.until, *room_id))
+            .min()
+    }
+
+    fn wait_again(&mut self, room_id: RoomId, now: Instant) {
+        if let Some(waiting) = self.rooms.get_mut(&room_id) {
+            waiting.until = now + REORDER_WAIT;
+        }
+    }
+
+    fn forget(&mut self, room_id: RoomId) {
+        self.rooms.remove(&room_id);
+    }
+}
+
+/// How long a live event that overtook an earlier one waits for it before the gap is
+/// filled from the event log. Requests publish from their own tasks, on any worker, so a
+/// later event often arrives a few milliseconds before an earlier one; waiting costs
+/// nothing then, where a replay costs database reads for every recipient.
+const REORDER_WAIT: Duration = Duration::from_millis(100);
+/// More events than this waiting in one room means the gap is not closing: replay.
+const REORDER_MAX: usize = 256;
 
 enum Ending {
     ClientClosed,
@@ -195,9 +269,16 @@ impl Connection {
             state,
             user_id: principal.user.id,
             session_id: principal.session_id,
-            session_checked: Instant::now(),
+            // Spread over the re-check interval: connections opened together (a fan-out
+            // room, a reconnect storm) would otherwise all re-check at the same moment.
+            session_checked: Instant::now()
+                .checked_sub(Duration::from_millis(
+                    (uuid::Uuid::new_v4().as_u128() % SESSION_RECHECK.as_millis()) as u64,
+                ))
+                .unwrap_or_else(Instant::now),
             session,
             delivered: HashMap::new(),
+            waiting: Reorder::default(),
             rate: TokenBucket::new(per_second, per_second * 2.0),
         }
     }
@@ -249,6 +330,16 @@ impl Connection {
         ticker.tick().await;
         let mut last_heard = Instant::now();
         loop {
+            let next_gap = self.waiting.next_due();
+            let gap_due = async move {
+                match next_gap {
+                    Some((until, room_id)) => {
+                        tokio::time::sleep_until(until.into()).await;
+                        room_id
+                    }
+                    None => std::future::pending().await,
+                }
+            };
             let step = tokio::select! {
                 revoked = revocations.recv() => match revoked {
                     Ok(revoked) if revoked.covers(self.user_id, self.session_id) => Err(close(CloseCode::Policy, "session ended")),
@@ -258,7 +349,7 @@ impl Connection {
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => Ok(()),
                 },
                 delivery = queue.recv() => match delivery {
-                    Some(delivery) => self.deliver_live(&delivery).await,
+                    Some(delivery) => self.deliver_live(delivery).await,
                     None => self.overflowed().await,
                 },
                 frame = stream.recv() => {
@@ -269,6 +360,7 @@ impl Connection {
                         None => Err(Ending::ClientClosed),
                     }
                 },
+                room_id = gap_due => self.fill_gap(room_id).await,
                 _ = ticker.tick() => {
                     if last_heard.elapsed() > ping_interval * 3 {
                         Err(close(CloseCode::Away, "no pong"))
@@ -480,19 +572,23 @@ impl Connection {
         }
     }
 
-    async fn deliver_live(&mut self, delivery: &Delivery) -> Result<(), Ending> {
+    async fn deliver_live(&mut self, delivery: Arc<Delivery>) -> Result<(), Ending> {
         self.ensure_session(false).await?;
-        match self.delivered.get(&delivery.room_id).copied() {
-            // An event committed earlier is still on its way (each request publishes from
-            // its own task): fill the gap from the log first.
+        let room_id = delivery.room_id;
+        match self.delivered.get(&room_id).copied() {
+            // An event committed earlier is still on its way: wait for it a moment
+            // (`fill_gap` reads it from the log if it does not come).
             Some(last) if delivery.seq > last.saturating_add(1) => {
-                self.replay(delivery.room_id, last).await?
+                if self.waiting.hold(delivery, Instant::now()) {
+                    return self.fill_gap(room_id).await;
+                }
+                return Ok(());
             }
             Some(_) => {}
             // A room this connection has not heard of: the user just joined. Replay from
             // the join, so events that overtook the join are not lost.
             None => {
-                let (room_id, user_id) = (delivery.room_id, self.user_id);
+                let user_id = self.user_id;
                 let joined = self
                     .state
                     .auth
@@ -506,6 +602,11 @@ impl Connection {
                 }
             }
         }
+        self.send_live(&delivery).await?;
+        self.deliver_waiting(room_id).await
+    }
+
+    async fn send_live(&mut self, delivery: &Delivery) -> Result<(), Ending> {
         if self.send_in_order(delivery).await? {
             let latency = delivery.committed_at.until(self.state.auth.clock.now());
             conclave_metrics::delivered(latency);
@@ -513,7 +614,35 @@ impl Connection {
         Ok(())
     }
 
-    /// Sends `delivery` unless this connection already has it; whether it was sent.
+    /// Delivers the room's held events that are now next in line.
+    async fn deliver_waiting(&mut self, room_id: RoomId) -> Result<(), Ending> {
+        loop {
+            let last = self.delivered.get(&room_id).copied().unwrap_or(0);
+            match self.waiting.next_after(room_id, last) {
+                Some(delivery) => self.send_live(&delivery).await?,
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// The earlier event did not come in time (or too many wait): the gap is filled from
+    /// the room's log, which has everything committed, the held events included.
+    async fn fill_gap(&mut self, room_id: RoomId) -> Result<(), Ending> {
+        let before = self.delivered.get(&room_id).copied().unwrap_or(0);
+        self.replay(room_id, before).await?;
+        let after = self.delivered.get(&room_id).copied().unwrap_or(0);
+        self.deliver_waiting(room_id).await?;
+        if after > before {
+            // Anything still held is past a gap the replay raced: wait for it again.
+            self.waiting.wait_again(room_id, Instant::now());
+        } else {
+            // The log shows this connection nothing newer (no longer a member): what is
+            // held is not for it.
+            self.waiting.forget(room_id);
+        }
+        Ok(())
+    }
+
     async fn send_in_order(&mut self, delivery: &Delivery) -> Result<bool, Ending> {
         if self
             .delivered
@@ -572,6 +701,57 @@ mod tests {
         let mut bucket = TokenBucket::new(1.0, 3.0);
         assert!(bucket.take() && bucket.take() && bucket.take());
         assert!(!bucket.take());
+    }
+
+    fn event(room_id: RoomId, seq: i64) -> Arc<Delivery> {
+        Arc::new(Delivery {
+            room_id,
+            seq,
+            committed_at: conclave_core::Timestamp::from_micros(0),
+            json: format!("{{\"seq\":{seq}}}"),
+        })
+    }
+
+    #[test]
+    fn events_that_overtook_an_earlier_one_are_released_in_order_once_it_is_delivered() {
+        let (room, other) = (RoomId::new(), RoomId::new());
+        let now = Instant::now();
+        let mut held = Reorder::default();
+        // Delivered up to 4; 7 and 6 arrive before 5.
+        assert!(!held.hold(event(room, 7), now));
+        assert!(!held.hold(event(room, 6), now + Duration::from_millis(5)));
+        assert!(!held.hold(event(other, 3), now + Duration::from_millis(10)));
+        assert!(held.next_after(room, 4).is_none(), "5 has not come");
+        assert_eq!(
+            held.next_due(),
+            Some((now + REORDER_WAIT, room)),
+            "the first held sets the wait"
+        );
+        // 5 is delivered: 6 then 7 follow, and the room holds nothing more.
+        assert_eq!(held.next_after(room, 5).map(|d| d.seq), Some(6));
+        assert_eq!(held.next_after(room, 6).map(|d| d.seq), Some(7));
+        assert!(held.next_after(room, 7).is_none());
+        assert_eq!(held.next_due().map(|(_, r)| r), Some(other));
+        // A replay delivered past what is held: it is dropped, not sent twice.
+        assert!(held.next_after(other, 3).is_none());
+        assert!(held.next_due().is_none());
+    }
+
+    #[test]
+    fn a_gap_that_does_not_close_is_reported_and_can_wait_again_or_be_forgotten() {
+        let room = RoomId::new();
+        let now = Instant::now();
+        let mut held = Reorder::default();
+        let overfull = (0..=REORDER_MAX as i64)
+            .map(|n| held.hold(event(room, 10 + n), now))
+            .collect::<Vec<_>>();
+        assert!(overfull[..REORDER_MAX].iter().all(|full| !full));
+        assert!(overfull[REORDER_MAX], "one more than the limit");
+        let later = now + Duration::from_secs(1);
+        held.wait_again(room, later);
+        assert_eq!(held.next_due(), Some((later + REORDER_WAIT, room)));
+        held.forget(room);
+        assert!(held.next_due().is_none());
     }
 
     #[test]
