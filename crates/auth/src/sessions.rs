@@ -6,7 +6,7 @@ use crate::error::AuthError;
 use conclave_core::{AuditContext, AuditOutcome, SessionId, SessionPolicy, Timestamp, UserStatus};
 use conclave_crypto::SessionToken;
 use conclave_store::sessions::{self as session_store, NewSession, SessionRecord};
-use conclave_store::users::{self as user_store, UserRecord};
+use conclave_store::users::UserRecord;
 use conclave_store::{DbConnection, write_transaction};
 use serde_json::json;
 
@@ -92,13 +92,9 @@ pub fn authenticate(
     policy: &SessionPolicy,
     now: Timestamp,
 ) -> Result<Principal, AuthError> {
-    let session = session_store::find_by_token_hash(conn, &token.hash())?
+    let (session, user) = session_store::find_with_user_by_token_hash(conn, &token.hash())?
         .ok_or(AuthError::Unauthenticated)?;
-    if !is_live(&session, policy, now) {
-        return Err(AuthError::Unauthenticated);
-    }
-    let user = user_store::find_by_id(conn, session.user_id)?.ok_or(AuthError::Unauthenticated)?;
-    if user.status != UserStatus::Active {
+    if !is_live(&session, policy, now) || user.status != UserStatus::Active {
         return Err(AuthError::Unauthenticated);
     }
     if SessionPolicy::needs_touch(session.last_seen_at, now) {
@@ -118,14 +114,13 @@ pub fn still_valid(
     policy: &SessionPolicy,
     now: Timestamp,
 ) -> Result<bool, AuthError> {
-    let Some(session) = session_store::find(conn, session_id)? else {
+    let Some((session, status)) = session_store::find_with_user_status(conn, session_id)? else {
         return Ok(false);
     };
     if !is_live(&session, policy, now) {
         return Ok(false);
     }
-    let active = user_store::find_by_id(conn, session.user_id)?
-        .is_some_and(|u| u.status == UserStatus::Active);
+    let active = status == UserStatus::Active;
     if active && SessionPolicy::needs_touch(session.last_seen_at, now) {
         session_store::touch(conn, session.id, now)?;
     }

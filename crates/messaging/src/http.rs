@@ -3,6 +3,7 @@
 //! and map the result.
 
 use crate::attachments::{self, Upload};
+use crate::error::MessagingError;
 use crate::messages::{self, NewMessageInput};
 use crate::realtime::{self, Published, ws};
 use crate::rooms;
@@ -383,12 +384,24 @@ async fn send_message(
         state.auth.clock.now(),
         Arc::clone(&state.keyring),
     );
+    let node = state.cross_node().then(|| state.hub.node_id());
     let sent = state
         .auth
         .db
-        .run(move |conn| messages::send(conn, &keyring, now, me, room_id, input))
+        .run(move |conn| {
+            let sent = messages::send(conn, &keyring, now, me, room_id, input)?;
+            // Told to the other nodes on the connection the send used, while it is at
+            // hand; the message is committed, so a failure only costs them a resume.
+            if let Some(node) = node
+                && let Err(err) = realtime::fanout::announce(conn, node, &sent.published)
+            {
+                tracing::warn!(error = %err, "could not announce a message to other nodes; their clients will resume");
+            }
+            Ok::<_, MessagingError>(sent)
+        })
         .await?;
-    spawn_publish(&state, sent.published);
+    // The send rendered its own event: delivered here without another database trip.
+    realtime::deliver_rendered(&state, &sent.published);
     if sent.created {
         conclave_metrics::message_sent();
     }

@@ -72,3 +72,14 @@ pub struct MessagingState {
     /// Sends per user on this node (`max_sends_per_minute`).
     pub send_limiter: RateLimiter<UserId>,
 }
+
+impl MessagingState {
+    /// Whether other nodes may share the database (PostgreSQL), so realtime events are
+    /// announced to them; on SQLite this node is the only one.
+    pub fn cross_node(&self) -> bool {
+        matches!(
+            self.auth.db.backend(),
+            conclave_store::Backend::Postgres { .. }
+        )
+    }
+}

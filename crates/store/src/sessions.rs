@@ -2,8 +2,9 @@
 
 use crate::DbConnection;
 use crate::error::StoreError;
-use crate::schema::sessions;
-use conclave_core::{SessionId, Timestamp, UserId};
+use crate::schema::{sessions, users};
+use crate::users::{UserRecord, UserRow, hydrate};
+use conclave_core::{SessionId, Timestamp, UserId, UserStatus};
 use conclave_crypto::TokenHash;
 use diesel::prelude::*;
 
@@ -95,6 +96,46 @@ pub fn find_by_token_hash(
         .first(conn)
         .optional()?
         .map(SessionRecord::try_from)
+        .transpose()
+}
+
+/// The session with this token hash and its account, read together: the first thing
+/// every authenticated request does, so one join and the account's roles rather than
+/// three queries.
+pub fn find_with_user_by_token_hash(
+    conn: &mut DbConnection,
+    hash: &TokenHash,
+) -> Result<Option<(SessionRecord, UserRecord)>, StoreError> {
+    let found: Option<(SessionRow, UserRow)> = sessions::table
+        .inner_join(users::table)
+        .filter(sessions::token_hash.eq(hash.as_bytes().to_vec()))
+        .select((SessionRow::as_select(), UserRow::as_select()))
+        .first(conn)
+        .optional()?;
+    found
+        .map(|(session, user)| Ok((SessionRecord::try_from(session)?, hydrate(conn, user)?)))
+        .transpose()
+}
+
+/// A session and whether its account is active, in one query (a long-lived connection's
+/// periodic re-check).
+pub fn find_with_user_status(
+    conn: &mut DbConnection,
+    id: SessionId,
+) -> Result<Option<(SessionRecord, UserStatus)>, StoreError> {
+    let found: Option<(SessionRow, String)> = sessions::table
+        .inner_join(users::table)
+        .filter(sessions::id.eq(id.to_string()))
+        .select((SessionRow::as_select(), users::status))
+        .first(conn)
+        .optional()?;
+    found
+        .map(|(session, status)| {
+            let status = status
+                .parse()
+                .map_err(|_| StoreError::Corrupt(format!("session {id}: bad account status")))?;
+            Ok((SessionRecord::try_from(session)?, status))
+        })
         .transpose()
 }
 

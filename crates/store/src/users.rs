@@ -73,7 +73,7 @@ pub fn lock_admin_guard(conn: &mut DbConnection) -> Result<(), StoreError> {
 
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = users)]
-struct UserRow {
+pub(crate) struct UserRow {
     id: String,
     username: String,
     display_name: String,
@@ -327,7 +327,7 @@ pub fn set_password(
     Ok(())
 }
 
-fn hydrate(conn: &mut DbConnection, row: UserRow) -> Result<UserRecord, StoreError> {
+pub(crate) fn hydrate(conn: &mut DbConnection, row: UserRow) -> Result<UserRecord, StoreError> {
     let role_names: Vec<String> = user_roles::table
         .filter(user_roles::user_id.eq(&row.id))
         .select(user_roles::role)

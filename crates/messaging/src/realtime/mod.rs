@@ -25,14 +25,25 @@ pub struct Published {
     pub rendered: Option<Arc<hub::Delivery>>,
 }
 
+/// Hands events rendered by the change itself ([`Published::rendered`]) to the
+/// recipients' connections on this node, at once (the caller announces them to other
+/// nodes); events without a rendering are left to [`publish`].
+pub fn deliver_rendered(state: &MessagingState, published: &[Published]) {
+    if state.hub.is_idle() {
+        return;
+    }
+    for event in published {
+        if let Some(delivery) = &event.rendered {
+            state.hub.publish(&event.recipients, Arc::clone(delivery));
+        }
+    }
+}
+
 /// Renders committed events and delivers them to connected recipients. Failures are
 /// logged, not returned: the change is committed, and clients recover what they missed
 /// by resuming from the event log.
 pub async fn publish(state: &MessagingState, published: Vec<Published>) {
-    let cross_node = matches!(
-        state.auth.db.backend(),
-        conclave_store::Backend::Postgres { .. }
-    );
+    let cross_node = state.cross_node();
     let idle = state.hub.is_idle();
     if published.is_empty() || (idle && !cross_node) {
         return;
@@ -40,13 +51,7 @@ pub async fn publish(state: &MessagingState, published: Vec<Published>) {
     // Rendered in the change's transaction already: delivered without touching the
     // database, which is then only needed to tell the other nodes.
     if published.iter().all(|event| event.rendered.is_some()) {
-        if !idle {
-            for event in &published {
-                if let Some(delivery) = &event.rendered {
-                    state.hub.publish(&event.recipients, Arc::clone(delivery));
-                }
-            }
-        }
+        deliver_rendered(state, &published);
         if cross_node {
             let node = state.hub.node_id();
             let outcome = state
