@@ -411,13 +411,31 @@ pub fn room_names(
         .load(conn)?)
 }
 
-/// Remembers `(room, epoch)` keys to check for shredding later (each once): one query
-/// for those already remembered, then an insert per new one.
+/// Remembers `(room, epoch)` keys to check for shredding later (each once). On
+/// PostgreSQL one statement inserts them all from two arrays, skipping those already
+/// remembered; on SQLite (in-process, where a statement costs little) one query finds
+/// those already remembered, then an insert per new one.
 pub fn add_shred_candidates(
     conn: &mut DbConnection,
     keys: &[(String, i64)],
 ) -> Result<(), StoreError> {
+    use diesel::sql_types::{Array, BigInt, Text};
     if keys.is_empty() {
+        return Ok(());
+    }
+    if let DbConnection::Postgresql(pg) = conn {
+        let (rooms, epochs): (Vec<&str>, Vec<i64>) = keys
+            .iter()
+            .map(|(room, epoch)| (room.as_str(), *epoch))
+            .unzip();
+        diesel::sql_query(
+            "INSERT INTO key_shred_candidates (room_id, epoch) \
+             SELECT * FROM unnest($1::text[], $2::bigint[]) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind::<Array<Text>, _>(rooms)
+        .bind::<Array<BigInt>, _>(epochs)
+        .execute(pg)?;
         return Ok(());
     }
     let mut rooms: Vec<&str> = keys.iter().map(|(room, _)| room.as_str()).collect();

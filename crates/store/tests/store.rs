@@ -197,6 +197,42 @@ fn postgres_migrations_go_down_and_up_again() {
 }
 
 backend_tests! {
+    fn shred_candidates_are_remembered_once_each(db) {
+        use conclave_store::retention;
+        use conclave_store::schema::rooms;
+        let mut conn = db.conn().unwrap();
+        let owner = add_user(&mut conn, "owner", &[]);
+        let room_ids: Vec<String> = (0..3).map(|_| uuid::Uuid::now_v7().to_string()).collect();
+        for id in &room_ids {
+            diesel::insert_into(rooms::table)
+                .values((
+                    rooms::id.eq(id),
+                    rooms::kind.eq("room"),
+                    rooms::name.eq("r"),
+                    rooms::created_by.eq(owner.to_string()),
+                    rooms::created_at.eq(now().as_micros()),
+                    rooms::updated_at.eq(now().as_micros()),
+                ))
+                .execute(&mut conn)
+                .unwrap();
+        }
+        let key = |room: usize, epoch: i64| (room_ids[room].clone(), epoch);
+        retention::add_shred_candidates(&mut conn, &[key(0, 10), key(1, 10), key(0, 11)]).unwrap();
+        // Again, with some already remembered and one new; and nothing at all.
+        retention::add_shred_candidates(&mut conn, &[key(1, 10), key(2, 9), key(0, 10)]).unwrap();
+        retention::add_shred_candidates(&mut conn, &[]).unwrap();
+        let mut remembered = retention::shred_candidates(&mut conn, 100, None, 100).unwrap();
+        remembered.sort();
+        let mut expected = vec![key(0, 10), key(0, 11), key(1, 10), key(2, 9)];
+        expected.sort();
+        assert_eq!(remembered, expected);
+        // Only epochs before the bound, in (epoch, room) order, a page at a time.
+        assert_eq!(retention::shred_candidates(&mut conn, 10, None, 100).unwrap(), vec![key(2, 9)]);
+        let first = retention::shred_candidates(&mut conn, 100, None, 2).unwrap();
+        let rest = retention::shred_candidates(&mut conn, 100, first.last().cloned(), 100).unwrap();
+        assert_eq!(first.len() + rest.len(), 4);
+    }
+
     fn users_round_trip_with_roles(db) {
         let mut conn = db.conn().unwrap();
         let id = add_user(&mut conn, "Ada", &[Role::Admin]);
