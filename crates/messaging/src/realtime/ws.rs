@@ -250,6 +250,12 @@ enum Ending {
 /// How often, at most, deliveries re-check the session (the ping tick always does).
 const SESSION_RECHECK: Duration = Duration::from_secs(5);
 
+/// A random duration below `max`, to spread periodic work of many connections.
+fn up_to(max: Duration) -> Duration {
+    let millis = max.as_millis().max(1);
+    Duration::from_millis((uuid::Uuid::new_v4().as_u128() % millis) as u64)
+}
+
 /// Close frames carry at most 123 bytes of reason (RFC 6455 section 5.5).
 fn close(code: CloseCode, reason: &str) -> Ending {
     let mut end = reason.len().min(120);
@@ -272,9 +278,7 @@ impl Connection {
             // Spread over the re-check interval: connections opened together (a fan-out
             // room, a reconnect storm) would otherwise all re-check at the same moment.
             session_checked: Instant::now()
-                .checked_sub(Duration::from_millis(
-                    (uuid::Uuid::new_v4().as_u128() % SESSION_RECHECK.as_millis()) as u64,
-                ))
+                .checked_sub(up_to(SESSION_RECHECK))
                 .unwrap_or_else(Instant::now),
             session,
             delivered: HashMap::new(),
@@ -326,8 +330,13 @@ impl Connection {
                 return ending;
             }
         }
-        let mut ticker = tokio::time::interval(ping_interval);
-        ticker.tick().await;
+        // The first tick at a random point of the first interval, for the same reason as
+        // the session re-checks: ticks (each a forced re-check) of connections opened
+        // together would otherwise stay in step.
+        let mut ticker = tokio::time::interval_at(
+            tokio::time::Instant::now() + up_to(ping_interval),
+            ping_interval,
+        );
         let mut last_heard = Instant::now();
         loop {
             let next_gap = self.waiting.next_due();
