@@ -107,10 +107,10 @@ impl ScopedPolicies {
 
 /// What policy says about a send by `sender` in `room_id`, whose members are `members`
 /// (the sender among them): the sender's effective policy, and why the conversation is
-/// read-only if an information barrier now separates its members. Read with four
-/// queries (the members' groups, the default group, every policy involved, nothing
-/// else), where [`effective`] and a barrier check would take a dozen: this is on every
-/// send's path.
+/// read-only if an information barrier now separates its members. Read with three
+/// queries (the members' groups, the default group, every policy involved), where
+/// [`effective`] and a barrier check would take a dozen: this is on every send's path.
+/// It decides exactly as they do (a test compares them).
 pub fn for_send(
     conn: &mut DbConnection,
     sender: UserId,

@@ -103,6 +103,43 @@ backend_tests! {
         assert!(groups::set_overrides(&mut conn, &ctx(), t0(), &trading.id, itself).is_err());
     }
 
+    fn a_send_decides_exactly_as_the_effective_policy_and_the_barrier_check(db) {
+        // `for_send` reads everything at once; it must agree with `effective` and
+        // `barrier_among` for every sender, through precedence, room and barrier changes.
+        let mut conn = db.conn().unwrap();
+        let (trader, analyst, clerk) = (user(&mut conn, "trader"), user(&mut conn, "analyst"), user(&mut conn, "clerk"));
+        let members = [trader, analyst, clerk];
+        let room = conclave_core::RoomId::new();
+        let check = |conn: &mut DbConnection, label: &str| {
+            let org = conclave_policy::org_policy(conn).unwrap();
+            let barrier = groups::barrier_among(conn, &org, &members).unwrap();
+            for sender in members {
+                let decided = conclave_policy::for_send(conn, sender, room, &members).unwrap();
+                assert_eq!(decided.policy, effective(conn, sender, Some(room)).unwrap(), "{label}: policy of {sender}");
+                assert_eq!(decided.read_only_reason, barrier, "{label}: barrier");
+            }
+        };
+        check(&mut conn, "defaults");
+        let org = Policy { expiration_max: Some(TimerSeconds::new(86_400).unwrap()), ..Policy::default() };
+        conclave_policy::set_org_policy(&mut conn, &ctx(), t0(), org).unwrap();
+        let trading = groups::create(&mut conn, &ctx(), t0(), "Trading", 10).unwrap();
+        let research = groups::create(&mut conn, &ctx(), t0(), "Research", 20).unwrap();
+        groups::set_overrides(&mut conn, &ctx(), t0(), &trading.id, max_ttl(600)).unwrap();
+        groups::set_overrides(&mut conn, &ctx(), t0(), &research.id, max_ttl(3_600)).unwrap();
+        groups::add_member(&mut conn, &ctx(), t0(), &trading.id, trader, "manual").unwrap();
+        groups::add_member(&mut conn, &ctx(), t0(), &research.id, analyst, "manual").unwrap();
+        groups::add_member(&mut conn, &ctx(), t0(), &research.id, trader, "manual").unwrap();
+        check(&mut conn, "groups");
+        groups::update(&mut conn, &ctx(), t0(), &research.id, None, Some(1)).unwrap();
+        conclave_policy::set_room_overrides(&mut conn, &ctx(), t0(), room, max_ttl(300)).unwrap();
+        check(&mut conn, "precedence and room");
+        let barred = PolicyOverrides { barriers: BTreeSet::from([trading.id.clone()]), ..max_ttl(3_600) };
+        groups::set_overrides(&mut conn, &ctx(), t0(), &research.id, barred).unwrap();
+        check(&mut conn, "a barrier");
+        let decided = conclave_policy::for_send(&mut conn, clerk, room, &[clerk, analyst]).unwrap();
+        assert_eq!(decided.read_only_reason, None, "the clerk is in no barred group");
+    }
+
     fn group_changes_are_audited_with_before_and_after(db) {
         let mut conn = db.conn().unwrap();
         let ann = user(&mut conn, "ann");
