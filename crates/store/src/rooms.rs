@@ -170,8 +170,8 @@ pub struct MessageSeqs {
 }
 
 /// Locks the room for a new message and takes its numbers, marking the room active at
-/// `now`: one statement (a send's hot path), where [`lock`], [`next_message_seq`],
-/// [`next_event_seq`] and [`touch`] would be five round trips. `None`: no such room. The
+/// `now`: one statement (a send's hot path), where [`lock`], taking each number with an
+/// update and a read back, and [`touch`] would be six round trips. `None`: no such room. The
 /// numbers are only used if the transaction commits, so a send that is refused (or is an
 /// idempotent retry) must roll back to keep the sequences gap-free.
 pub fn lock_for_message(
@@ -204,30 +204,14 @@ pub fn lock_for_message(
     }))
 }
 
-/// Takes the room's next message sequence number. The row update locks the room until
-/// the transaction ends, so numbers are handed out gap-free and in commit order.
-pub fn next_message_seq(conn: &mut DbConnection, id: RoomId) -> Result<i64, StoreError> {
-    bump(conn, id, true)
-}
-
-/// Takes the room's next event sequence number (see [`next_message_seq`]).
+/// Takes the room's next event sequence number. The row update locks the room until the
+/// transaction ends, so numbers are handed out gap-free and in commit order.
 pub fn next_event_seq(conn: &mut DbConnection, id: RoomId) -> Result<i64, StoreError> {
-    bump(conn, id, false)
-}
-
-fn bump(conn: &mut DbConnection, id: RoomId, message: bool) -> Result<i64, StoreError> {
     let target = || rooms::table.find(id.to_string());
-    if message {
-        diesel::update(target())
-            .set(rooms::last_message_seq.eq(rooms::last_message_seq + 1))
-            .execute(conn)?;
-        Ok(target().select(rooms::last_message_seq).first(conn)?)
-    } else {
-        diesel::update(target())
-            .set(rooms::last_event_seq.eq(rooms::last_event_seq + 1))
-            .execute(conn)?;
-        Ok(target().select(rooms::last_event_seq).first(conn)?)
-    }
+    diesel::update(target())
+        .set(rooms::last_event_seq.eq(rooms::last_event_seq + 1))
+        .execute(conn)?;
+    Ok(target().select(rooms::last_event_seq).first(conn)?)
 }
 
 pub fn add_member(

@@ -21,7 +21,8 @@ pub struct Published {
     pub seq: i64,
     pub recipients: Vec<UserId>,
     /// The event already rendered for live delivery, when the change had every value it
-    /// shows in hand (a send); otherwise [`publish`] renders it from the database.
+    /// shows in hand (a send), for [`deliver_rendered`]; [`publish`] renders from the
+    /// database.
     pub rendered: Option<Arc<hub::Delivery>>,
 }
 
@@ -46,23 +47,6 @@ pub async fn publish(state: &MessagingState, published: Vec<Published>) {
     let cross_node = state.cross_node();
     let idle = state.hub.is_idle();
     if published.is_empty() || (idle && !cross_node) {
-        return;
-    }
-    // Rendered in the change's transaction already: delivered without touching the
-    // database, which is then only needed to tell the other nodes.
-    if published.iter().all(|event| event.rendered.is_some()) {
-        deliver_rendered(state, &published);
-        if cross_node {
-            let node = state.hub.node_id();
-            let outcome = state
-                .auth
-                .db
-                .run(move |conn| fanout::announce(conn, node, &published))
-                .await;
-            if let Err(err) = outcome {
-                tracing::warn!(error = %err, "could not announce events to other nodes; their clients will resume");
-            }
-        }
         return;
     }
     let keyring = Arc::clone(&state.keyring);
