@@ -27,6 +27,9 @@ use std::io::{BufWriter, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod read_ahead;
+pub use read_ahead::ReadAhead;
+
 /// The manifest and its detached signature, beside the exported files.
 pub const MANIFEST: &str = "manifest.json";
 pub const SIGNATURE: &str = "manifest.sig";
@@ -447,11 +450,13 @@ impl RoomSink for Collect<'_> {
     }
 }
 
-/// Runs (or resumes) a claimed job to the end: every room, then the manifest and its
-/// signature. Progress is committed after each room.
+/// Runs (or resumes) a claimed job to the end: every room (read by `read_ahead`'s
+/// readers when given, else on `conn`), then the manifest and its signature. Progress is
+/// committed after each room.
 pub fn run(
     conn: &mut DbConnection,
     source: &dyn ArchiveSource,
+    read_ahead: Option<&ReadAhead>,
     key: &CheckpointKey,
     exports_dir: &Path,
     clock: &dyn Clock,
@@ -509,42 +514,52 @@ pub fn run(
         stream.flush()?;
         progress.output_bytes = written.get();
     }
-    for room_id in rooms.iter().skip(progress.rooms_done as usize) {
-        let mut collect = Collect {
-            stream: stream.as_mut(),
-            xml_open: false,
-            last_at: None,
-            eml_dir: &dir,
-            day: None,
-            events: 0,
-            by_kind: BTreeMap::new(),
-            files: 0,
-        };
-        let opened = source.room(conn, room_id, &scope, files_dir.as_deref(), &mut collect)?;
-        if let (Some(room), Some(StreamWriter::Xml(writer))) =
-            (&opened, collect.stream.as_deref_mut())
-            && collect.xml_open
-        {
-            let _ = room;
-            writer.end_conversation(collect.last_at.unwrap_or(scope.until))?;
-        }
-        if let Some(room) = &opened {
-            collect.write_day(room)?;
-        }
-        progress.events_written += collect.events;
-        conclave_metrics::export_written(&job.format, collect.events);
-        for (kind, count) in collect.by_kind {
-            *progress.events_by_kind.entry(kind).or_default() += count;
-        }
-        progress.files_written += collect.files;
-        progress.rooms_done += 1;
-        if let Some(stream) = stream.as_mut() {
-            stream.flush()?;
-            progress.output_bytes = written.get();
-        }
-        let text = serde_json::to_string(&progress).expect("progress serializes");
-        store::record_progress(conn, &job.id, &text, clock.now())?;
-    }
+    let remaining = &rooms[(progress.rooms_done as usize).min(rooms.len())..];
+    read_ahead::with_feed(
+        read_ahead,
+        source,
+        &scope,
+        files_dir.as_deref(),
+        remaining,
+        |feed| {
+            for (index, room_id) in remaining.iter().enumerate() {
+                let mut collect = Collect {
+                    stream: stream.as_mut(),
+                    xml_open: false,
+                    last_at: None,
+                    eml_dir: &dir,
+                    day: None,
+                    events: 0,
+                    by_kind: BTreeMap::new(),
+                    files: 0,
+                };
+                let opened = feed.room(conn, index, room_id, &mut collect)?;
+                if let (Some(_), Some(StreamWriter::Xml(writer))) =
+                    (&opened, collect.stream.as_deref_mut())
+                    && collect.xml_open
+                {
+                    writer.end_conversation(collect.last_at.unwrap_or(scope.until))?;
+                }
+                if let Some(room) = &opened {
+                    collect.write_day(room)?;
+                }
+                progress.events_written += collect.events;
+                conclave_metrics::export_written(&job.format, collect.events);
+                for (kind, count) in collect.by_kind {
+                    *progress.events_by_kind.entry(kind).or_default() += count;
+                }
+                progress.files_written += collect.files;
+                progress.rooms_done += 1;
+                if let Some(stream) = stream.as_mut() {
+                    stream.flush()?;
+                    progress.output_bytes = written.get();
+                }
+                let text = serde_json::to_string(&progress).expect("progress serializes");
+                store::record_progress(conn, &job.id, &text, clock.now())?;
+            }
+            Ok(())
+        },
+    )?;
     let output = match stream {
         Some(StreamWriter::Xml(writer)) => {
             let output = writer.finish()?;
@@ -758,6 +773,7 @@ pub fn verify(dir: &Path, trusted_key: Option<&str>) -> Result<Verification, Exp
 pub fn run_next(
     conn: &mut DbConnection,
     source: &dyn ArchiveSource,
+    read_ahead: Option<&ReadAhead>,
     key: &CheckpointKey,
     exports_dir: &Path,
     clock: &dyn Clock,
@@ -766,7 +782,7 @@ pub fn run_next(
     let Some(job) = store::claim(conn, now, now.minus(STALE_AFTER))? else {
         return Ok(None);
     };
-    let outcome = run(conn, source, key, exports_dir, clock, &job);
+    let outcome = run(conn, source, read_ahead, key, exports_dir, clock, &job);
     let error = outcome.as_ref().err().map(ToString::to_string);
     write_transaction(conn, |conn| {
         let now = clock.now();

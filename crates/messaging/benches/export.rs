@@ -18,10 +18,13 @@
 //! million messages alone takes about 90 s per backend; a JSONL export of them about 30 s
 //! on SQLite and 60 s on PostgreSQL, measured 2026-12-04). `EXPORT_BENCH_MESSAGES=1000000` runs that; `EXPORT_BENCH_PG_MESSAGES`
 //! sets the size on PostgreSQL alone, `EXPORT_BENCH_FORMATS` the formats (comma
-//! separated; default `jsonl,csv,xml,eml`). Figures are printed, never asserted: these
+//! separated; default `jsonl,csv,xml,eml`), `EXPORT_BENCH_READERS` the connections
+//! reading ahead of the writer (default as a server: one per core, at most four; 0: none;
+//! a comma-separated list measures each in turn over the same archive),
+//! `EXPORT_BENCH_BACKENDS=sqlite` or `postgresql` one backend. Figures are printed, never asserted: these
 //! machines are shared and noisy.
 
-use conclave_audit::exports::{self, ExportRequest, Verification};
+use conclave_audit::exports::{self, ExportRequest, ReadAhead, Verification};
 use conclave_core::{AuditContext, Clock, RoomId, SystemClock, Timestamp};
 use conclave_crypto::envelope::{EPOCH_MICROS, seal};
 use conclave_crypto::{BodyBinding, CheckpointKey, Keyring, SecretKey};
@@ -54,6 +57,10 @@ fn main() {
     if std::env::var("TESTKIT_PG_URL").is_ok_and(|url| !url.is_empty()) {
         backends.push(TestBackend::Postgres);
     }
+    // `EXPORT_BENCH_BACKENDS=postgres` (or `sqlite`) runs one backend only.
+    if let Ok(only) = std::env::var("EXPORT_BENCH_BACKENDS") {
+        backends.retain(|backend| name(*backend).eq_ignore_ascii_case(only.trim()));
+    }
     let formats: Vec<String> = std::env::var("EXPORT_BENCH_FORMATS")
         .unwrap_or_else(|_| "jsonl,csv,xml,eml".into())
         .split(',')
@@ -67,8 +74,10 @@ fn main() {
         rows.extend(r);
         verifies.extend(v);
     }
-    println!("| backend | format | messages | wall time | events/s | output MiB | peak RSS MiB |");
-    println!("|---|---|---|---|---|---|---|");
+    println!(
+        "| backend | format | messages | readers | wall time | events/s | output MiB | peak RSS MiB |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
     for row in &rows {
         println!("{}", row.line());
     }
@@ -106,6 +115,28 @@ fn count_var(name: &str) -> Option<i64> {
         .filter(|n| *n > 0)
 }
 
+/// How the exports read: as a server does (one reader per core, at most four), or as
+/// `EXPORT_BENCH_READERS` says, a comma-separated list of reader counts (0: on the job's
+/// own connection, no read-ahead) each measured in turn over the same archive.
+fn read_aheads(db: &Db) -> Vec<ReadAhead> {
+    let backend = db.backend().clone();
+    let asked: Vec<usize> = std::env::var("EXPORT_BENCH_READERS")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|readers| readers.trim().parse().ok())
+        .collect();
+    if asked.is_empty() {
+        return vec![ReadAhead::per_core(backend)];
+    }
+    asked
+        .into_iter()
+        .map(|readers| ReadAhead {
+            backend: backend.clone(),
+            readers,
+        })
+        .collect()
+}
+
 /// The rooms the archive is spread over.
 fn rooms() -> i64 {
     static ROOMS: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
@@ -125,6 +156,7 @@ struct Row {
     backend: &'static str,
     format: String,
     messages: i64,
+    readers: usize,
     events: u64,
     wall: Duration,
     bytes: u64,
@@ -134,10 +166,11 @@ struct Row {
 impl Row {
     fn line(&self) -> String {
         format!(
-            "| {} | {} | {} | {} | {:.0} | {:.1} | {} |",
+            "| {} | {} | {} | {} | {} | {:.0} | {:.1} | {} |",
             self.backend,
             self.format,
             self.messages,
+            self.readers,
             secs(self.wall),
             self.events as f64 / self.wall.as_secs_f64(),
             mib(self.bytes),
@@ -207,10 +240,14 @@ fn run(backend: TestBackend, formats: &[String]) -> (Vec<Row>, Vec<VerifyRow>) {
     let key = CheckpointKey::generate().unwrap();
     let mut rows = Vec::new();
     let mut verifies = Vec::new();
-    for format in formats {
+    for (format, read_ahead) in formats
+        .iter()
+        .flat_map(|format| read_aheads(&db).into_iter().map(move |r| (format, r)))
+    {
         let (row, verify) = export(
             &db,
             &source,
+            &read_ahead,
             &key,
             exports_dir.path(),
             backend,
@@ -233,6 +270,7 @@ fn run(backend: TestBackend, formats: &[String]) -> (Vec<Row>, Vec<VerifyRow>) {
 fn export(
     db: &Db,
     source: &ConversationArchive,
+    read_ahead: &ReadAhead,
     key: &CheckpointKey,
     exports_dir: &Path,
     backend: TestBackend,
@@ -263,7 +301,15 @@ fn export(
     let reset = reset_peak_rss();
     let sampler = Sampler::start();
     let started = Instant::now();
-    let ran = exports::run_next(&mut conn, source, key, exports_dir, &SystemClock).unwrap();
+    let ran = exports::run_next(
+        &mut conn,
+        source,
+        Some(read_ahead),
+        key,
+        exports_dir,
+        &SystemClock,
+    )
+    .unwrap();
     let wall = started.elapsed();
     let samples = sampler.stop();
     let peak = if reset {
@@ -303,6 +349,7 @@ fn export(
             backend: name(backend),
             format: format.to_owned(),
             messages,
+            readers: read_ahead.readers,
             events: done.progress.events_written,
             wall,
             bytes,

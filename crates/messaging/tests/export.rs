@@ -8,7 +8,8 @@ mod common;
 
 use common::{input, room, state, t0, user};
 use conclave_audit::exports::{
-    self, ArchiveSource, ExportError, ExportRequest, JobScope, RoomArchive, RoomSink, Verification,
+    self, ArchiveSource, ExportError, ExportRequest, JobScope, ReadAhead, RoomArchive, RoomSink,
+    Verification,
 };
 use conclave_core::{AuditContext, Emoji, ManualClock, MessageText, RoomId, Timestamp};
 use conclave_crypto::{CheckpointKey, Keyring};
@@ -139,10 +140,49 @@ fn request(format: &str) -> ExportRequest {
     }
 }
 
+/// Every file of a bundle but its manifest, by path, with what differs between two runs
+/// of the same export replaced: the job's id (which names the bundle in its files) and
+/// EML's random MIME boundary.
+fn bundle_texts(bundle: &Path) -> Vec<(String, String)> {
+    fn walk(root: &Path, dir: &Path, id: &str, out: &mut Vec<(String, String)>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.strip_prefix(root).unwrap().display().to_string();
+            if path.is_dir() {
+                walk(root, &path, id, out);
+            } else if !name.starts_with("manifest") {
+                let mut text = std::fs::read_to_string(&path).unwrap().replace(id, "ID");
+                let boundary = text
+                    .split_once("boundary=\"")
+                    .and_then(|(_, rest)| rest.split_once('"'))
+                    .map(|(boundary, _)| boundary.to_owned());
+                if let Some(boundary) = boundary {
+                    text = text.replace(&boundary, "BOUNDARY");
+                }
+                out.push((name, text));
+            }
+        }
+    }
+    let id = bundle.file_name().unwrap().to_str().unwrap();
+    let mut texts = Vec::new();
+    walk(bundle, bundle, id, &mut texts);
+    texts.sort();
+    texts
+}
+
+/// Reading ahead as a server on two cores does.
+fn two_readers(db: &conclave_store::Db) -> ReadAhead {
+    ReadAhead {
+        backend: db.backend().clone(),
+        readers: 2,
+    }
+}
+
 /// Starts and runs one export; returns its bundle.
 fn export(
     conn: &mut DbConnection,
     source: &dyn ArchiveSource,
+    read_ahead: Option<&ReadAhead>,
     key: &CheckpointKey,
     exports_dir: &Path,
     request: &ExportRequest,
@@ -151,6 +191,7 @@ fn export(
     let ran = exports::run_next(
         conn,
         source,
+        read_ahead,
         key,
         exports_dir,
         &ManualClock::starting_at(at(200)),
@@ -196,9 +237,10 @@ backend_tests! {
         let (busy, _) = conversation(db, files.path(), &keyring);
         let source = ConversationArchive { keyring: std::sync::Arc::new(keyring), attachments_dir: files.path().to_path_buf() };
         let key = CheckpointKey::generate().unwrap();
+        let read_ahead = two_readers(db);
         let mut conn = db.conn().unwrap();
 
-        let jsonl = export(&mut conn, &source, &key, exports_dir.path(), &request("jsonl"));
+        let jsonl = export(&mut conn, &source, Some(&read_ahead), &key, exports_dir.path(), &request("jsonl"));
         let text = std::fs::read_to_string(jsonl.join("messages.jsonl")).unwrap();
         let events: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         let kinds: Vec<&str> = events.iter().map(|e| e["event"].as_str().unwrap()).collect();
@@ -212,7 +254,7 @@ backend_tests! {
         assert!(jsonl.join("files").exists(), "included files");
         assert_eq!(exports::verify(&jsonl, Some(&key.public_key_base64())).unwrap(), Verification::Intact { files: 2, events: events.len() as u64 });
 
-        let csv = export(&mut conn, &source, &key, exports_dir.path(), &request("csv"));
+        let csv = export(&mut conn, &source, Some(&read_ahead), &key, exports_dir.path(), &request("csv"));
         let mut reader = csv::Reader::from_path(csv.join("messages.csv")).unwrap();
         let header = reader.headers().unwrap().clone();
         assert_eq!(&header[0], "Post Creation Time");
@@ -221,11 +263,11 @@ backend_tests! {
             assert!(types.iter().any(|t| t == update), "{update} missing from {types:?}");
         }
 
-        let eml = export(&mut conn, &source, &key, exports_dir.path(), &request("eml"));
+        let eml = export(&mut conn, &source, Some(&read_ahead), &key, exports_dir.path(), &request("eml"));
         let day = eml.join("eml").join(busy.to_string()).read_dir().unwrap().count();
         assert_eq!(day, 1, "one message per conversation per day");
 
-        let xml = export(&mut conn, &source, &key, exports_dir.path(), &request("xml"));
+        let xml = export(&mut conn, &source, Some(&read_ahead), &key, exports_dir.path(), &request("xml"));
         let checked = std::process::Command::new("xmllint")
             .args(["--noout", "--schema"])
             .arg(xml.join("conclave-archive.xsd"))
@@ -252,6 +294,7 @@ backend_tests! {
         let keyring = Keyring::generate().unwrap();
         let source = ConversationArchive { keyring: std::sync::Arc::new(keyring.clone()), attachments_dir: files.path().to_path_buf() };
         let key = CheckpointKey::generate().unwrap();
+        let read_ahead = two_readers(db);
         let mut conn = db.conn().unwrap();
         let (alice, bob) = (user(&mut conn, "alice"), user(&mut conn, "bob"));
         let room_id = room(&mut conn, alice, &[bob]);
@@ -270,7 +313,7 @@ backend_tests! {
                 assert!(exports::start_scheduled(&mut conn, &schedule, hour(run).minus(Duration::from_secs(1))).unwrap().is_none(), "not before the window ends");
             }
             let job = exports::start_scheduled(&mut conn, &schedule, hour(run)).unwrap().expect("a job when the window ends");
-            exports::run_next(&mut conn, &source, &key, exports_dir.path(), &ManualClock::starting_at(hour(run))).unwrap();
+            exports::run_next(&mut conn, &source, Some(&read_ahead), &key, exports_dir.path(), &ManualClock::starting_at(hour(run))).unwrap();
             let text = std::fs::read_to_string(exports::bundle_dir(exports_dir.path(), &job.id).unwrap().join("messages.jsonl")).unwrap();
             for line in text.lines() {
                 let event: serde_json::Value = serde_json::from_str(line).unwrap();
@@ -305,19 +348,20 @@ backend_tests! {
         conversation(db, files.path(), &keyring);
         let source = ConversationArchive { keyring: std::sync::Arc::new(keyring), attachments_dir: files.path().to_path_buf() };
         let key = CheckpointKey::generate().unwrap();
+        let read_ahead = two_readers(db);
         let mut conn = db.conn().unwrap();
         for format in ["jsonl", "csv", "xml"] {
-            let clean = export(&mut conn, &source, &key, exports_dir.path(), &request(format));
+            let clean = export(&mut conn, &source, Some(&read_ahead), &key, exports_dir.path(), &request(format));
             let job = exports::start(&mut conn, &officer(), at(200), &request(format), None).unwrap();
             let dying = DiesOnce { inner: &source, died: AtomicBool::new(false) };
             // The worker claims the job, writes the first room, and dies on the second.
             let claimed = conclave_store::exports::claim(&mut conn, at(300), at(300).minus(exports::STALE_AFTER)).unwrap().unwrap();
-            assert!(exports::run(&mut conn, &dying, &key, exports_dir.path(), &ManualClock::starting_at(at(300)), &claimed).is_err());
+            assert!(exports::run(&mut conn, &dying, Some(&read_ahead), &key, exports_dir.path(), &ManualClock::starting_at(at(300)), &claimed).is_err());
             assert_eq!(exports::get(&mut conn, &job.id).unwrap().progress.rooms_done, 1);
             // Nobody takes it over while its heartbeat is fresh; then another worker does.
-            assert_eq!(exports::run_next(&mut conn, &source, &key, exports_dir.path(), &ManualClock::starting_at(at(330))).unwrap(), None);
+            assert_eq!(exports::run_next(&mut conn, &source, Some(&read_ahead), &key, exports_dir.path(), &ManualClock::starting_at(at(330))).unwrap(), None);
             let later = ManualClock::starting_at(at(300).plus(exports::STALE_AFTER).plus(Duration::from_secs(1)));
-            assert_eq!(exports::run_next(&mut conn, &source, &key, exports_dir.path(), &later).unwrap(), Some(job.id.clone()));
+            assert_eq!(exports::run_next(&mut conn, &source, Some(&read_ahead), &key, exports_dir.path(), &later).unwrap(), Some(job.id.clone()));
             let resumed = exports::bundle_dir(exports_dir.path(), &job.id).unwrap();
             let name = match format { "jsonl" => "messages.jsonl", "csv" => "messages.csv", _ => "archive.xml" };
             let (a, b) = (std::fs::read_to_string(clean.join(name)).unwrap(), std::fs::read_to_string(resumed.join(name)).unwrap());
@@ -327,19 +371,62 @@ backend_tests! {
         }
     }
 
+    fn reading_ahead_writes_exactly_what_one_connection_writes(db) {
+        let (files, exports_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let keyring = Keyring::generate().unwrap();
+        conversation(db, files.path(), &keyring);
+        let mut conn = db.conn().unwrap();
+        // More rooms than readers, one of them longer than a reader's hand-over (256
+        // events), one with nothing in the window, so rooms interleave across readers.
+        let (dave, erin) = (user(&mut conn, "dave"), user(&mut conn, "erin"));
+        let long = room(&mut conn, dave, &[erin]);
+        for i in 0..300u64 {
+            let (sender, text) = if i % 3 == 0 { (erin, format!("reply {i}")) } else { (dave, format!("line {i}")) };
+            messages::send(&mut conn, &keyring, at(20 + i / 10), sender, long, input(&text, &format!("l{i}"))).unwrap();
+        }
+        for n in 0..3u64 {
+            let short = room(&mut conn, erin, &[dave]);
+            messages::send(&mut conn, &keyring, at(60 + n), erin, short, input(&format!("short {n}"), &format!("s{n}"))).unwrap();
+        }
+        let _empty = room(&mut conn, dave, &[]);
+        let source = ConversationArchive { keyring: std::sync::Arc::new(keyring), attachments_dir: files.path().to_path_buf() };
+        let key = CheckpointKey::generate().unwrap();
+        let three = ReadAhead { readers: 3, ..two_readers(db) };
+        for format in ["jsonl", "csv", "xml", "eml"] {
+            let bundles = [None, Some(two_readers(db)), Some(three.clone())].map(|read_ahead| {
+                export(&mut conn, &source, read_ahead.as_ref(), &key, exports_dir.path(), &request(format))
+            });
+            let contents: Vec<Vec<(String, String)>> = bundles.iter().map(|bundle| bundle_texts(bundle)).collect();
+            assert!(contents[0].iter().any(|(_, text)| text.contains("line 299")), "{format}: the long room is exported");
+            for (readers, other) in [(2, &contents[1]), (3, &contents[2])] {
+                let names = |c: &Vec<(String, String)>| c.iter().map(|(name, _)| name.clone()).collect::<Vec<_>>();
+                assert_eq!(names(other), names(&contents[0]), "{format}: {readers} readers wrote other files");
+                for ((name, text), (_, one)) in other.iter().zip(&contents[0]) {
+                    assert!(text == one, "{format}: {readers} readers wrote {name} differently");
+                }
+            }
+            let counts: Vec<serde_json::Value> = bundles.iter().map(|bundle| {
+                let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(bundle.join("manifest.json")).unwrap()).unwrap();
+                manifest["events_by_kind"].clone()
+            }).collect();
+            assert_eq!((&counts[0], &counts[0]), (&counts[1], &counts[2]), "{format}: counts per kind");
+        }
+    }
+
     fn a_hold_scoped_export_covers_what_the_hold_covers(db) {
         let (files, exports_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let keyring = Keyring::generate().unwrap();
         let (busy, quiet) = conversation(db, files.path(), &keyring);
         let source = ConversationArchive { keyring: std::sync::Arc::new(keyring), attachments_dir: files.path().to_path_buf() };
         let key = CheckpointKey::generate().unwrap();
+        let read_ahead = two_readers(db);
         let mut conn = db.conn().unwrap();
         let officer_id = user(&mut conn, "officer");
         let hold = conclave_policy::holds::place(&mut conn, &officer(), at(50), officer_id, &conclave_policy::holds::HoldInput {
             name: "Quiet".into(), reason: "Review".into(), custodians: vec![], rooms: vec![quiet], starts_at: None, ends_at: None,
         }).unwrap();
         let scoped = ExportRequest { hold_id: Some(hold.id), ..request("jsonl") };
-        let bundle = export(&mut conn, &source, &key, exports_dir.path(), &scoped);
+        let bundle = export(&mut conn, &source, Some(&read_ahead), &key, exports_dir.path(), &scoped);
         let text = std::fs::read_to_string(bundle.join("messages.jsonl")).unwrap();
         assert!(text.contains(&quiet.to_string()) && !text.contains(&busy.to_string()), "{text}");
     }

@@ -282,12 +282,14 @@ pub fn export(settings: &Settings, command: ExportCommand) -> Result<(), Command
                 keyring: std::sync::Arc::new(keyring),
                 attachments_dir: settings.attachments_dir(),
             };
+            let read_ahead = settings.export_read_ahead(db.backend().clone());
             // Run pending jobs (this one among them) until this one has ended; a serving
             // worker may be running it meanwhile.
             loop {
                 let ran = exports::run_next(
                     &mut conn,
                     &source,
+                    Some(&read_ahead),
                     &key,
                     &settings.exports_dir(),
                     &SystemClock,

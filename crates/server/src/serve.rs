@@ -198,6 +198,7 @@ fn spawn_workers(
             state.clone(),
             clock.clone(),
             settings.export_schedules(),
+            settings.export_read_ahead(db.backend().clone()),
         )));
     }
     if settings.retention.sweeper_enabled {
@@ -323,13 +324,16 @@ async fn run_exports(
     state: AppState,
     clock: Arc<dyn Clock>,
     schedules: Vec<conclave_audit::exports::Schedule>,
+    read_ahead: conclave_audit::exports::ReadAhead,
 ) {
     let source = Arc::new(state.archive_source());
+    let read_ahead = Arc::new(read_ahead);
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let (source, clock, schedules) = (source.clone(), clock.clone(), schedules.clone());
+        let read_ahead = read_ahead.clone();
         let (key, dir) = (state.audit_key.clone(), state.exports_dir.clone());
         let outcome = state
             .db
@@ -344,6 +348,7 @@ async fn run_exports(
                 while let Some(id) = conclave_audit::exports::run_next(
                     conn,
                     source.as_ref(),
+                    Some(&read_ahead),
                     &key,
                     &dir,
                     clock.as_ref(),

@@ -57,6 +57,9 @@ pub struct ExportSettings {
     pub worker_enabled: bool,
     /// Where bundles are written (empty: `{data_dir}/exports`).
     pub dir: String,
+    /// Database connections that read a job's rooms in parallel, ahead of its writer
+    /// (0: one per core, at most four).
+    pub readers: usize,
     pub schedules: Vec<ExportSchedule>,
 }
 
@@ -65,6 +68,7 @@ impl Default for ExportSettings {
         Self {
             worker_enabled: true,
             dir: String::new(),
+            readers: 0,
             schedules: Vec::new(),
         }
     }
@@ -783,6 +787,9 @@ impl Settings {
                 "must be host:port when syslog is enabled",
             );
         }
+        if self.export.readers > 16 {
+            return invalid("export.readers", "must be between 0 (one per core) and 16");
+        }
         let mut names = std::collections::BTreeSet::new();
         for schedule in &self.export.schedules {
             if schedule.name.trim().is_empty() || !names.insert(schedule.name.as_str()) {
@@ -871,6 +878,18 @@ impl Settings {
             self.data_dir.join("exports")
         } else {
             PathBuf::from(&self.export.dir)
+        }
+    }
+
+    /// How export jobs read their rooms on `backend`: `export.readers` connections, or
+    /// one per core when 0.
+    pub fn export_read_ahead(
+        &self,
+        backend: conclave_store::Backend,
+    ) -> conclave_audit::exports::ReadAhead {
+        match self.export.readers {
+            0 => conclave_audit::exports::ReadAhead::per_core(backend),
+            readers => conclave_audit::exports::ReadAhead { backend, readers },
         }
     }
 
@@ -1095,6 +1114,8 @@ mod tests {
         assert!(err.contains("audit.syslog.address"), "{err}");
         let err = load_in_jail("[retention]\nbatch_size = 0\n", &[]).unwrap_err();
         assert!(err.contains("retention.batch_size"), "{err}");
+        let err = load_in_jail("[export]\nreaders = 64\n", &[]).unwrap_err();
+        assert!(err.contains("export.readers"), "{err}");
     }
 
     #[test]
