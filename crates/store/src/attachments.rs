@@ -43,6 +43,6 @@ pub fn find(conn: &mut DbConnection, id: &str) -> Result<Option<AttachmentRecord
     Ok(attachments::table
         .find(id)
         .select(AttachmentRecord::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }

@@ -288,6 +288,6 @@ pub fn hash_at(conn: &mut DbConnection, seq: i64) -> Result<Option<Vec<u8>>, Sto
     Ok(audit_events::table
         .find(seq)
         .select(audit_events::hash)
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }

@@ -11,7 +11,7 @@ pub fn position(conn: &mut DbConnection, destination: &str) -> Result<i64, Store
     Ok(audit_forwarding::table
         .find(destination)
         .select(audit_forwarding::last_seq)
-        .first(conn)
+        .get_result(conn)
         .optional()?
         .unwrap_or(0))
 }

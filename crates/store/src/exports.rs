@@ -67,7 +67,7 @@ pub fn find(conn: &mut DbConnection, id: &str) -> Result<Option<ExportJobRecord>
     Ok(export_jobs::table
         .find(id)
         .select(ExportJobRecord::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 

@@ -61,7 +61,7 @@ pub fn find(
     user_identities::table
         .find((provider, subject))
         .select(IdentityRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?
         .map(IdentityRecord::try_from)
         .transpose()

@@ -145,7 +145,7 @@ pub fn find(conn: &mut DbConnection, id: &str) -> Result<Option<HoldRecord>, Sto
     let Some(hold) = legal_holds::table
         .find(id)
         .select(HoldRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?
     else {
         return Ok(None);

@@ -49,7 +49,7 @@ pub fn find(
     Ok(message_reads::table
         .find((message_id.to_string(), user_id.to_string()))
         .select(ReadRecord::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 

@@ -57,7 +57,7 @@ pub fn find(conn: &mut DbConnection, id: &str) -> Result<Option<FlowRecord>, Sto
     Ok(oidc_flows::table
         .find(id)
         .select(FlowRecord::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 

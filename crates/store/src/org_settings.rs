@@ -11,7 +11,7 @@ pub fn get(conn: &mut DbConnection, name: &str) -> Result<Option<String>, StoreE
     Ok(org_settings::table
         .find(name)
         .select(org_settings::value)
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 

@@ -10,7 +10,7 @@ pub fn get(conn: &mut DbConnection, scope: &str) -> Result<Option<String>, Store
     Ok(policies::table
         .find(scope)
         .select(policies::policy)
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 

@@ -33,7 +33,7 @@ pub fn policy(conn: &mut DbConnection, scope: &str) -> Result<Option<PolicyRecor
     Ok(retention_policies::table
         .find(scope)
         .select(PolicyRecord::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
@@ -132,7 +132,7 @@ pub fn job(conn: &mut DbConnection, id: &str) -> Result<Option<JobRecord>, Store
     Ok(retention_jobs::table
         .find(id)
         .select(JobRecord::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 

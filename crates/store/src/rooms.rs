@@ -118,7 +118,7 @@ pub fn find(conn: &mut DbConnection, id: RoomId) -> Result<Option<RoomRecord>, S
     rooms::table
         .find(id.to_string())
         .select(RoomRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?
         .map(RoomRecord::try_from)
         .transpose()
@@ -282,7 +282,7 @@ pub fn member(
     room_members::table
         .find((room_id.to_string(), user_id.to_string()))
         .select(MemberRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?
         .map(MemberRecord::try_from)
         .transpose()
@@ -337,7 +337,7 @@ pub fn mark_read(
     Ok(room_members::table
         .find((room_id.to_string(), user_id.to_string()))
         .select(room_members::last_read_seq)
-        .first(conn)?)
+        .get_result(conn)?)
 }
 
 /// Raises a member's read marker to `seq` if it is lower, without reading it back.

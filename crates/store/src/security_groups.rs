@@ -44,7 +44,7 @@ pub fn find(conn: &mut DbConnection, id: &str) -> Result<Option<GroupRecord>, St
     Ok(security_groups::table
         .find(id)
         .select(GroupRecord::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 

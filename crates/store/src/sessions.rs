@@ -143,7 +143,7 @@ pub fn find(conn: &mut DbConnection, id: SessionId) -> Result<Option<SessionReco
     sessions::table
         .find(id.to_string())
         .select(SessionRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?
         .map(SessionRecord::try_from)
         .transpose()

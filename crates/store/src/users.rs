@@ -134,7 +134,7 @@ pub fn find_by_id(conn: &mut DbConnection, id: UserId) -> Result<Option<UserReco
     let row = users::table
         .find(id.to_string())
         .select(UserRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?;
     row.map(|row| hydrate(conn, row)).transpose()
 }

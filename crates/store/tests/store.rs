@@ -233,6 +233,42 @@ backend_tests! {
         assert_eq!(first.len() + rest.len(), 4);
     }
 
+    fn messages_and_versions_are_read_many_at_a_time(db) {
+        use conclave_core::{MessageId, RoomId, RoomKind};
+        use conclave_store::{messages, rooms};
+        let mut conn = db.conn().unwrap();
+        let owner = add_user(&mut conn, "owner", &[]);
+        let room_id = RoomId::new();
+        rooms::insert(&mut conn, &rooms::NewRoom { id: room_id, kind: RoomKind::Room, name: Some("r"), topic: None, direct_key: None, created_by: owner, now: now() }).unwrap();
+        let ids: Vec<MessageId> = (0..1_200).map(|_| MessageId::new()).collect();
+        for (seq, id) in ids.iter().enumerate() {
+            let key = format!("k{seq}");
+            messages::insert(&mut conn, &messages::NewMessage { id: *id, room_id, seq: seq as i64 + 1, sender_id: owner, reply_to_id: None, attachment_id: None, idempotency_key: &key, now: now(), visible_until: None, burn_after_read_seconds: None, retain_until: None }).unwrap();
+            for version in 1..=(1 + seq as i64 % 2) {
+                messages::insert_version(&mut conn, room_id, *id, version, 7, &[seq as u8, version as u8], now()).unwrap();
+            }
+        }
+        // Every other one of them, more than any one list of bound parameters could hold,
+        // with an unknown id and a repeat among them.
+        let mut asked: Vec<MessageId> = ids.iter().step_by(2).copied().collect();
+        asked.push(MessageId::new());
+        asked.push(ids[0]);
+        let mut found: Vec<MessageId> = messages::find_many(&mut conn, &asked).unwrap().into_iter().map(|m| m.id).collect();
+        found.sort();
+        let mut expected: Vec<MessageId> = ids.iter().step_by(2).copied().collect();
+        expected.sort();
+        assert_eq!(found, expected);
+        // Every other message has a second version: only the asked messages' come back.
+        let odd: Vec<MessageId> = ids.iter().skip(1).step_by(2).copied().collect();
+        let mut versions: Vec<(String, i64, Vec<u8>)> = messages::versions_of_many(&mut conn, &odd[..3]).unwrap().into_iter().map(|v| (v.message_id, v.version, v.ciphertext)).collect();
+        versions.sort();
+        let mut expected: Vec<(String, i64, Vec<u8>)> = [1usize, 3, 5].iter().flat_map(|&seq| [(ids[seq].to_string(), 1, vec![seq as u8, 1]), (ids[seq].to_string(), 2, vec![seq as u8, 2])]).collect();
+        expected.sort();
+        assert_eq!(versions, expected);
+        assert!(messages::find_many(&mut conn, &[]).unwrap().is_empty());
+        assert!(messages::versions_of_many(&mut conn, &[]).unwrap().is_empty());
+    }
+
     fn users_round_trip_with_roles(db) {
         let mut conn = db.conn().unwrap();
         let id = add_user(&mut conn, "Ada", &[Role::Admin]);
