@@ -131,10 +131,9 @@ fn run(backend: TestBackend) -> (Vec<String>, String) {
     let single_deadline = seed_one_due(&mut conn, backend, now, user);
     // Start from a settled database, as a server's would be: on PostgreSQL what autovacuum
     // does within the minute after a bulk insert (the planner needs the row counts), and
-    // the checkpoint the seeding's write-ahead log started (left to run spread out, it
-    // wrote during the baseline in some runs and not others: baseline p50 0.6 ms in one
-    // run, 2 ms in the next, and the p99 ratio meant little); on SQLite the checkpoint
-    // that folds the seeding's write-ahead log into the database.
+    // the checkpoint the seeding's write-ahead log started, so that it does not write
+    // during the baseline; on SQLite the checkpoint that folds the seeding's write-ahead
+    // log into the database.
     conn.batch_execute(match backend {
         TestBackend::Postgres => "VACUUM ANALYZE",
         TestBackend::Sqlite => "PRAGMA wal_checkpoint(TRUNCATE)",
