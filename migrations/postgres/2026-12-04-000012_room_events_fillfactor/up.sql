@@ -1,0 +1,11 @@
+-- The retention sweeper rewrites the room event of every message it destroys (the log
+-- keeps its sequence; what it said about the message goes). On full pages each rewrite
+-- is a new tuple elsewhere with new entries in both of the table's indexes: 22 µs a row,
+-- a quarter of a sweep's time. With room left on each page for the rewritten (smaller)
+-- tuples the update is HOT: same page, no index entries (measured 11 -> 2.6 ms per batch
+-- of 500 at 60; at 70 only about 60% of the rewrites, at 80 about 40%, were HOT, because
+-- a batch rewrites every event on a page in one transaction and the old versions cannot
+-- be pruned before it commits). Costs the log about 1.6x its space.
+-- Applies to pages written from now on; an existing log's old pages keep their packing
+-- until rewritten (VACUUM FULL room_events, or pg_repack, in a maintenance window).
+ALTER TABLE room_events SET (fillfactor = 60);
