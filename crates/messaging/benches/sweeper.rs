@@ -13,10 +13,10 @@
 //!   `BASELINE_SECONDS`, with nothing else running;
 //! - one due message among the whole archive: the wall time of the sweep that destroys it;
 //! - a full sweep (the real `sweeper::sweep`, batches of `SWEEPER_BENCH_BATCH` (500, as
-//!   `[retention] batch_size` by default) with 20 ms pauses) while another connection
-//!   sends as fast as it can, recording each send's latency and each batch's duration;
-//!   then the due messages are seeded again and the same is measured with no pause
-//!   between batches.
+//!   `[retention] batch_size` by default) with 20 ms pauses, SQLite's default) while
+//!   another connection sends as fast as it can, recording each send's latency and each
+//!   batch's duration; then the due messages are seeded again and the same is measured
+//!   with no pause between batches (PostgreSQL's default).
 //!
 //! Each full sweep reports messages destroyed per second and rows deleted per second:
 //! every row destroying them deleted (messages, versions, reactions, read states, counted
