@@ -21,7 +21,7 @@
 //! separated; default `jsonl,csv,xml,eml`), `EXPORT_BENCH_READERS` the connections
 //! reading ahead of the writer (default as a server: one per core, at most four; 0: none;
 //! a comma-separated list measures each in turn over the same archive),
-//! `EXPORT_BENCH_BACKENDS=sqlite` or `postgresql` one backend. Figures are printed, never asserted: these
+//! `EXPORT_BENCH_BACKENDS=sqlite` or `postgres` one backend. Figures are printed, never asserted: these
 //! machines are shared and noisy.
 
 use conclave_audit::exports::{self, ExportRequest, ReadAhead, Verification};
@@ -57,9 +57,10 @@ fn main() {
     if std::env::var("TESTKIT_PG_URL").is_ok_and(|url| !url.is_empty()) {
         backends.push(TestBackend::Postgres);
     }
-    // `EXPORT_BENCH_BACKENDS=postgres` (or `sqlite`) runs one backend only.
+    // `EXPORT_BENCH_BACKENDS=postgres` (or `postgresql`, or `sqlite`) runs one backend.
     if let Ok(only) = std::env::var("EXPORT_BENCH_BACKENDS") {
-        backends.retain(|backend| name(*backend).eq_ignore_ascii_case(only.trim()));
+        let only = only.trim().to_ascii_lowercase();
+        backends.retain(|backend| name(*backend).to_ascii_lowercase().starts_with(&only));
     }
     let formats: Vec<String> = std::env::var("EXPORT_BENCH_FORMATS")
         .unwrap_or_else(|_| "jsonl,csv,xml,eml".into())

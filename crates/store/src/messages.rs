@@ -171,13 +171,9 @@ fn in_id_list(
         diesel::dsl::AsExprOf<String, diesel::sql_types::Text>,
     >,
 > {
-    let unpack = match conn {
-        DbConnection::Sqlite(_) => "SELECT value FROM json_each(",
-        DbConnection::Postgresql(_) => "SELECT json_array_elements_text(CAST(",
-    };
-    let close = match conn {
-        DbConnection::Sqlite(_) => "))",
-        DbConnection::Postgresql(_) => " AS json)))",
+    let (unpack, close) = match conn {
+        DbConnection::Sqlite(_) => ("SELECT value FROM json_each(", "))"),
+        DbConnection::Postgresql(_) => ("SELECT json_array_elements_text(CAST(", " AS json)))"),
     };
     let list = serde_json::to_string(ids).expect("strings serialize");
     diesel::dsl::sql::<diesel::sql_types::Bool>(&format!("{column} IN ({unpack}"))
