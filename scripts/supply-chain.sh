@@ -13,6 +13,11 @@ if ! cargo deny --version >/dev/null 2>&1; then
     echo "supply-chain: cargo-deny is missing: cargo install cargo-deny --locked" >&2
     exit 1
 fi
+# cargo-deny reads every crate of Cargo.lock, for every platform, from the local registry
+# cache; a build for this platform leaves some out (wasm-bindgen, Android's and Windows'
+# crates), and on a fresh machine the check then fails to start. The registry is
+# reachable wherever a build is, so fetch them first.
+cargo fetch --locked --quiet || echo "supply-chain: cargo fetch failed; checking with the crates already on this machine" >&2
 cargo deny --offline check licenses bans sources
 
 db_root=${CARGO_HOME:-$HOME/.cargo}/advisory-dbs
