@@ -1,4 +1,4 @@
-//! Reading a job's rooms ahead of its writer. Reading and decrypting cost about eight
+//! Reading a job's rooms ahead of its writer. Reading and decrypting cost about seven
 //! times what writing does, so an export runs readers on connections of their own, each
 //! taking every n-th room, and hands their events to the writer through bounded queues.
 //! The writer takes the rooms in the job's order, so the output is byte for byte what
