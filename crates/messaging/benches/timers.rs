@@ -113,6 +113,7 @@ impl Clock for ShiftedClock {
 }
 
 fn state(db: &Db, clock: ShiftedClock) -> MessagingState {
+    let (keyring, hub) = (Arc::new(Keyring::generate().unwrap()), Hub::default());
     MessagingState {
         auth: conclave_auth::AuthState {
             db: db.clone(),
@@ -133,7 +134,7 @@ fn state(db: &Db, clock: ShiftedClock) -> MessagingState {
             },
             revocations: conclave_auth::Revocations::default(),
         },
-        keyring: Arc::new(Keyring::generate().unwrap()),
+        keyring: Arc::clone(&keyring),
         settings: Arc::new(MessagingSettings {
             max_room_members: 500,
             max_message_bytes: 16 * 1024,
@@ -143,7 +144,8 @@ fn state(db: &Db, clock: ShiftedClock) -> MessagingState {
             max_sends_per_minute: 1_000_000,
             websocket: WebSocketSettings::default(),
         }),
-        hub: Hub::default(),
+        sends: conclave_messaging::send_queue::SendQueue::start(db.clone(), keyring, &hub),
+        hub,
         send_limiter: conclave_core::RateLimiter::new(1_000_000),
     }
 }

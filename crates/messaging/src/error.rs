@@ -66,6 +66,27 @@ impl MessagingError {
     pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
         Self::Invalid(ValidationError::new(field, message))
     }
+
+    /// Whether this refuses the request (it is about what was asked: not found, not
+    /// allowed, invalid), as opposed to a failure of the server (database, keys, storage)
+    /// that says nothing about the request. A batch of sends refuses one request alone,
+    /// but rolls back on a failure.
+    pub fn is_a_refusal(&self) -> bool {
+        match self {
+            MessagingError::NotFound
+            | MessagingError::Forbidden(_)
+            | MessagingError::Invalid(_)
+            | MessagingError::Conflict(_)
+            | MessagingError::PolicyViolation(_)
+            | MessagingError::TooLarge(_)
+            | MessagingError::RateLimited { .. } => true,
+            MessagingError::Store(_)
+            | MessagingError::Decrypt(_)
+            | MessagingError::MissingMasterKey(_)
+            | MessagingError::Randomness(_)
+            | MessagingError::Storage(_) => false,
+        }
+    }
 }
 
 impl From<MessagingError> for ApiError {

@@ -3,7 +3,6 @@
 //! and map the result.
 
 use crate::attachments::{self, Upload};
-use crate::error::MessagingError;
 use crate::messages::{self, NewMessageInput};
 use crate::realtime::{self, Published, ws};
 use crate::rooms;
@@ -378,28 +377,15 @@ async fn send_message(
         expires_in: timer("expires_in_seconds", body.expires_in_seconds)?,
         burn_after_read: timer("burn_after_read_seconds", body.burn_after_read_seconds)?,
     };
-    let (me, room_id, now, keyring) = (
-        user.user.id,
-        path.into_inner(),
-        state.auth.clock.now(),
-        Arc::clone(&state.keyring),
-    );
-    let node = state.cross_node().then(|| state.hub.node_id());
-    let sent = state
-        .auth
-        .db
-        .run(move |conn| {
-            let sent = messages::send(conn, &keyring, now, me, room_id, input)?;
-            // Told to the other nodes on the connection the send used, while it is at
-            // hand; the message is committed, so a failure only costs them a resume.
-            if let Some(node) = node
-                && let Err(err) = realtime::fanout::announce(conn, node, &sent.published)
-            {
-                tracing::warn!(error = %err, "could not announce a message to other nodes; their clients will resume");
-            }
-            Ok::<_, MessagingError>(sent)
-        })
-        .await?;
+    let request = messages::SendRequest {
+        sender: user.user.id,
+        room_id: path.into_inner(),
+        now: state.auth.clock.now(),
+        input,
+    };
+    // Stored together with the sends queued beside it; announced to the other nodes by
+    // the queue (see `send_queue`).
+    let sent = state.sends.send(request).await?;
     // The send rendered its own event: delivered here without another database trip.
     realtime::deliver_rendered(&state, &sent.published);
     if sent.created {

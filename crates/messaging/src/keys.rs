@@ -32,6 +32,43 @@ pub fn data_key_for_writing(
     Ok(data_key)
 }
 
+/// [`data_key_for_writing`] for a batch of sends: the keys of every `(room, epoch)` in
+/// `wanted`, read with one query per epoch and created where missing (at `now`). Same
+/// conditions: inside the transaction, the rooms locked.
+pub fn data_keys_for_writing(
+    conn: &mut DbConnection,
+    keyring: &Keyring,
+    wanted: &std::collections::BTreeSet<(RoomId, i64)>,
+    now: Option<Timestamp>,
+) -> Result<HashMap<(RoomId, i64), SecretKey>, MessagingError> {
+    let mut keys = HashMap::with_capacity(wanted.len());
+    let Some(now) = now else {
+        return Ok(keys);
+    };
+    let mut by_epoch: std::collections::BTreeMap<i64, Vec<RoomId>> = Default::default();
+    for (room_id, epoch) in wanted {
+        by_epoch.entry(*epoch).or_default().push(*room_id);
+    }
+    for (epoch, rooms) in by_epoch {
+        for record in room_keys::find_for_rooms(conn, &rooms, epoch)? {
+            let room_id = record.room_id.parse().map_err(|_| {
+                conclave_store::StoreError::Corrupt(format!(
+                    "room key of {}: bad id",
+                    record.room_id
+                ))
+            })?;
+            keys.insert((room_id, epoch), unwrap(keyring, &record)?);
+        }
+        for room_id in rooms {
+            if let std::collections::hash_map::Entry::Vacant(missing) = keys.entry((room_id, epoch))
+            {
+                missing.insert(data_key_for_writing(conn, keyring, room_id, epoch, now)?);
+            }
+        }
+    }
+    Ok(keys)
+}
+
 /// Unwraps data keys for reading, caching them for the length of one request.
 #[derive(Default)]
 pub struct KeyCache {

@@ -18,6 +18,7 @@ pub mod keys;
 pub mod messages;
 pub mod realtime;
 pub mod rooms;
+pub mod send_queue;
 pub mod settings;
 pub mod wire;
 

@@ -13,12 +13,14 @@ use conclave_core::{
 };
 use conclave_crypto::envelope::{open, seal};
 use conclave_crypto::{BodyBinding, Keyring};
-use conclave_store::messages::{self as message_store, MessageRecord, NewMessage, Page};
+use conclave_store::messages::{
+    self as message_store, MessageRecord, NewMessage, NewVersion, Page,
+};
 use conclave_store::{
     DbConnection, attachments, message_reads, room_events, rooms as room_store, write_transaction,
 };
 use serde_json::json;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 /// A message to send, parsed.
@@ -177,11 +179,17 @@ pub fn check_send_rate(
         })
 }
 
-/// Sends a message. One transaction of about a dozen statements, the send's hot path:
-/// the room is locked and the message's numbers taken in one statement, the policy and
-/// barrier checks read what they need at once, and the reply and the live event are
-/// rendered from the values in hand instead of being read back. An idempotent retry
-/// returns the message first sent with that key.
+/// One message to send: who sends it where, when, and what.
+#[derive(Debug)]
+pub struct SendRequest {
+    pub sender: UserId,
+    pub room_id: RoomId,
+    pub now: Timestamp,
+    pub input: NewMessageInput,
+}
+
+/// Sends a message: [`send_many`] with one. An idempotent retry returns the message
+/// first sent with that key.
 pub fn send(
     conn: &mut DbConnection,
     keyring: &Keyring,
@@ -190,17 +198,73 @@ pub fn send(
     room_id: RoomId,
     input: NewMessageInput,
 ) -> Result<Sent, MessagingError> {
-    let key = input.idempotency_key.as_str().to_owned();
-    if let Some(existing) = message_store::find_by_idempotency_key(conn, room_id, sender, &key)? {
+    send_one(
+        conn,
+        keyring,
+        &SendRequest {
+            sender,
+            room_id,
+            now,
+            input,
+        },
+    )
+}
+
+/// Sends the messages that arrived together (group commit): one transaction, and one
+/// statement per step for all of them (lock the rooms, read their members, the policies
+/// and keys involved, store the messages, versions, read markers and events), where
+/// sending them one by one would take a transaction of about fifteen statements each.
+/// Each request gets its own answer, in order: one refused (not a member, a policy
+/// violation, a bad reply or attachment) is refused alone and takes no number. If the
+/// batch's transaction fails as a whole (a retry racing its original on another
+/// connection, a database error), nothing of it was stored and each request is sent on
+/// its own, as [`send`] would.
+pub fn send_many(
+    conn: &mut DbConnection,
+    keyring: &Keyring,
+    requests: &[SendRequest],
+) -> Vec<Result<Sent, MessagingError>> {
+    if requests.len() > 1 {
+        match send_together(conn, keyring, requests) {
+            Ok(results) => return results,
+            Err(err) => tracing::debug!(
+                error = %err,
+                sends = requests.len(),
+                "a batch of sends failed as a whole; sending each on its own"
+            ),
+        }
+    }
+    requests
+        .iter()
+        .map(|request| send_one(conn, keyring, request))
+        .collect()
+}
+
+/// One send in a transaction of its own; a retry racing this one (same key) returns the
+/// message the other committed.
+fn send_one(
+    conn: &mut DbConnection,
+    keyring: &Keyring,
+    request: &SendRequest,
+) -> Result<Sent, MessagingError> {
+    let SendRequest {
+        sender,
+        room_id,
+        now,
+        ..
+    } = *request;
+    let key = request.input.idempotency_key.as_str();
+    if let Some(existing) = message_store::find_by_idempotency_key(conn, room_id, sender, key)? {
         return retried(conn, keyring, now, sender, room_id, existing.id);
     }
     match write_transaction(conn, |conn| {
-        create(conn, keyring, now, sender, room_id, input)
+        let mut results = create(conn, keyring, &[request])?;
+        results.pop().expect("one result for one request")
     }) {
         // The same key committed by a retry racing this one while it waited for the room
         // lock: the key's unique index refused the second insert and rolled it back.
         Err(MessagingError::Store(conclave_store::StoreError::Conflict(cause))) => {
-            match message_store::find_by_idempotency_key(conn, room_id, sender, &key)? {
+            match message_store::find_by_idempotency_key(conn, room_id, sender, key)? {
                 Some(existing) => retried(conn, keyring, now, sender, room_id, existing.id),
                 None => Err(MessagingError::Store(conclave_store::StoreError::Conflict(
                     cause,
@@ -226,35 +290,296 @@ fn retried(
     })
 }
 
-/// The send's transaction. The room lock comes first and takes the message's numbers, so
-/// everything refused below is an error (rolled back), never a gap in the sequences.
+/// The batch path of [`send_many`]: retries answered from one lookup, the new messages
+/// created in one transaction, then any request that repeats an earlier one's key in the
+/// same batch (a retry of it) answered as a retry. `Err`: the transaction failed and
+/// nothing was stored.
+fn send_together(
+    conn: &mut DbConnection,
+    keyring: &Keyring,
+    requests: &[SendRequest],
+) -> Result<Vec<Result<Sent, MessagingError>>, MessagingError> {
+    let keys: Vec<(RoomId, UserId, &str)> = requests.iter().map(idempotency_key_of).collect();
+    let existing: HashMap<(RoomId, UserId, String), MessageId> =
+        message_store::find_by_idempotency_keys(conn, &keys)?
+            .into_iter()
+            .map(|(key, message)| ((message.room_id, message.sender_id, key), message.id))
+            .collect();
+    let mut results: Vec<Option<Result<Sent, MessagingError>>> =
+        requests.iter().map(|_| None).collect();
+    let mut fresh = Vec::new();
+    let mut repeats = Vec::new();
+    let mut seen = HashSet::new();
+    for (index, request) in requests.iter().enumerate() {
+        let (room_id, sender, key) = idempotency_key_of(request);
+        if let Some(id) = existing.get(&(room_id, sender, key.to_owned())) {
+            let answer = retried(conn, keyring, request.now, sender, room_id, *id);
+            results[index] = Some(answer);
+        } else if seen.insert((room_id, sender, key)) {
+            fresh.push((index, request));
+        } else {
+            repeats.push(index);
+        }
+    }
+    let batch: Vec<&SendRequest> = fresh.iter().map(|(_, request)| *request).collect();
+    let created = write_transaction(conn, |conn| create(conn, keyring, &batch))?;
+    for ((index, _), outcome) in fresh.into_iter().zip(created) {
+        results[index] = Some(outcome);
+    }
+    for index in repeats {
+        results[index] = Some(send_one(conn, keyring, &requests[index]));
+    }
+    Ok(results
+        .into_iter()
+        .map(|outcome| outcome.expect("every request answered"))
+        .collect())
+}
+
+/// What makes a send a retry of an earlier one: the same key, sender and room.
+fn idempotency_key_of(request: &SendRequest) -> (RoomId, UserId, &str) {
+    (
+        request.room_id,
+        request.sender,
+        request.input.idempotency_key.as_str(),
+    )
+}
+
+/// A send that passed its checks, with what the checks decided.
+struct Checked<'a> {
+    request: &'a SendRequest,
+    visible_until: Option<Timestamp>,
+    burn_after_read_seconds: Option<i64>,
+    retain_until: Option<Timestamp>,
+    attachment: Option<AttachmentView>,
+}
+
+/// Creates the messages of a batch, in one transaction the caller holds. The rooms are
+/// locked first; each request is then checked against what was read for all of them, and
+/// numbers are taken only for those that pass, so a refused request leaves no gap in the
+/// sequences. `Err` (a database failure, not a refusal) must roll the batch back.
 fn create(
     conn: &mut DbConnection,
     keyring: &Keyring,
-    now: Timestamp,
-    sender: UserId,
-    room_id: RoomId,
-    input: NewMessageInput,
-) -> Result<Sent, MessagingError> {
-    let seqs = room_store::lock_for_message(conn, room_id, now)?.ok_or(MessagingError::NotFound)?;
-    let members: Vec<UserId> = room_store::members(conn, room_id)?
+    requests: &[&SendRequest],
+) -> Result<Vec<Result<Sent, MessagingError>>, MessagingError> {
+    let room_ids: Vec<RoomId> = requests
+        .iter()
+        .map(|r| r.room_id)
+        .collect::<BTreeSet<_>>()
         .into_iter()
-        .map(|m| m.user_id)
         .collect();
+    let mut seqs = room_store::lock_for_messages(conn, &room_ids)?;
+    let members = room_store::members_of_rooms(conn, &room_ids)?;
+    let everyone: Vec<UserId> = members
+        .values()
+        .flatten()
+        .copied()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let policies = conclave_policy::SendPolicies::load(conn, &room_ids, &everyone)?;
+    let mut retention = conclave_policy::retention::RetentionResolver::load(conn)?;
+    let mut results: Vec<Option<Result<Sent, MessagingError>>> =
+        requests.iter().map(|_| None).collect();
+    let mut passed = Vec::with_capacity(requests.len());
+    for (index, request) in requests.iter().enumerate() {
+        let no_members = Vec::new();
+        let room_members = members.get(&request.room_id).unwrap_or(&no_members);
+        let checked = if seqs.contains_key(&request.room_id) {
+            check(conn, &policies, &mut retention, room_members, request)
+        } else {
+            Err(MessagingError::NotFound)
+        };
+        match checked {
+            Ok(checked) => passed.push((index, checked)),
+            Err(refused) if refused.is_a_refusal() => results[index] = Some(Err(refused)),
+            Err(failed) => return Err(failed),
+        }
+    }
+    let wanted_keys: BTreeSet<(RoomId, i64)> = passed
+        .iter()
+        .map(|(_, c)| (c.request.room_id, keys::epoch_of(c.request.now)))
+        .collect();
+    let now = passed.iter().map(|(_, c)| c.request.now).max();
+    let data_keys = keys::data_keys_for_writing(conn, keyring, &wanted_keys, now)?;
+
+    let mut new_messages = Vec::with_capacity(passed.len());
+    let mut sealed = Vec::with_capacity(passed.len());
+    let mut events = Vec::with_capacity(passed.len());
+    let mut markers: BTreeMap<(RoomId, UserId), i64> = BTreeMap::new();
+    let mut sent = Vec::with_capacity(passed.len());
+    for (index, checked) in &passed {
+        let request = checked.request;
+        let (room_id, sender, now) = (request.room_id, request.sender, request.now);
+        let room_seqs = seqs.get_mut(&room_id).expect("checked rooms are locked");
+        room_seqs.message_seq += 1;
+        room_seqs.event_seq += 1;
+        let message_id = MessageId::new();
+        let epoch = keys::epoch_of(now);
+        let ciphertext = seal_with(
+            &data_keys[&(room_id, epoch)],
+            epoch,
+            room_id,
+            message_id,
+            sender,
+            1,
+            &request.input.text,
+        )?;
+        let record = MessageRecord {
+            id: message_id,
+            room_id,
+            seq: room_seqs.message_seq,
+            sender_id: sender,
+            reply_to_id: request.input.reply_to_id,
+            attachment_id: request.input.attachment_id,
+            current_version: 1,
+            created_at: now,
+            edited_at: None,
+            deleted_at: None,
+            visible_until: checked.visible_until,
+            burn_after_read_seconds: checked.burn_after_read_seconds,
+            retain_until: checked.retain_until,
+            expiry_announced_at: None,
+        };
+        new_messages.push(NewMessage {
+            id: message_id,
+            room_id,
+            seq: record.seq,
+            sender_id: sender,
+            reply_to_id: record.reply_to_id,
+            attachment_id: record.attachment_id,
+            idempotency_key: request.input.idempotency_key.as_str(),
+            now,
+            visible_until: record.visible_until,
+            burn_after_read_seconds: record.burn_after_read_seconds,
+            retain_until: record.retain_until,
+        });
+        sealed.push((epoch, ciphertext));
+        let marker = markers.entry((room_id, sender)).or_default();
+        *marker = (*marker).max(record.seq);
+        let event = room_events::RoomEventRecord {
+            room_id: room_id.to_string(),
+            seq: room_seqs.event_seq,
+            kind: "message.created".to_owned(),
+            message_id: Some(message_id.to_string()),
+            actor_id: Some(sender.to_string()),
+            payload: json!({"seq": record.seq}).to_string(),
+            created_at: now.as_micros(),
+        };
+        // What a member's read and what a live event show of the new message, as
+        // `render_all` would render it: nothing read, nothing reacted yet.
+        let text = request.input.text.as_str();
+        let attachment = checked.attachment.clone();
+        let message = fresh_view(
+            &record,
+            text,
+            attachment.clone(),
+            RenderMode::Reader(sender),
+        );
+        let shown = fresh_view(&record, text, attachment, RenderMode::Event(None));
+        let delivery = crate::realtime::render::envelope(
+            room_id,
+            &event,
+            crate::realtime::render::EventMessage::Visible(Box::new(shown)),
+            None,
+        );
+        sent.push((
+            *index,
+            Sent {
+                message,
+                created: true,
+                published: vec![Published {
+                    room_id,
+                    seq: event.seq,
+                    recipients: members[&room_id].clone(),
+                    rendered: Some(std::sync::Arc::new(delivery)),
+                }],
+            },
+        ));
+        events.push(event);
+    }
+
+    let taken: Vec<_> = seqs
+        .into_iter()
+        .filter(|(room_id, _)| passed.iter().any(|(_, c)| c.request.room_id == *room_id))
+        .collect();
+    if let Some(now) = now {
+        room_store::store_message_seqs(conn, &taken, now)?;
+    }
+    message_store::insert_many(conn, &new_messages)?;
+    let versions: Vec<NewVersion<'_>> = new_messages
+        .iter()
+        .zip(&sealed)
+        .map(|(message, (epoch, ciphertext))| NewVersion {
+            room_id: message.room_id,
+            message_id: message.id,
+            version: 1,
+            epoch: *epoch,
+            ciphertext,
+            now: message.now,
+        })
+        .collect();
+    message_store::insert_versions(conn, &versions)?;
+    for message in new_messages
+        .iter()
+        .filter(|m| m.burn_after_read_seconds.is_some())
+    {
+        let recipients: Vec<UserId> = members[&message.room_id]
+            .iter()
+            .copied()
+            .filter(|user| *user != message.sender_id)
+            .collect();
+        message_reads::insert_recipients(conn, message.id, &recipients)?;
+    }
+    let markers: Vec<(RoomId, UserId, i64)> = markers
+        .into_iter()
+        .map(|((room_id, user_id), seq)| (room_id, user_id, seq))
+        .collect();
+    room_store::raise_read_markers(conn, &markers)?;
+    room_events::insert_many(conn, &events)?;
+    for (index, sent) in sent {
+        results[index] = Some(Ok(sent));
+    }
+    Ok(results
+        .into_iter()
+        .map(|outcome| outcome.expect("every request answered"))
+        .collect())
+}
+
+/// Everything that may refuse one send of a batch, against what was read for all of
+/// them: membership, the reply, the sender's policy and the room's barriers, the timers,
+/// the attachment, and whether retention lets the message be seen at all.
+fn check<'a>(
+    conn: &mut DbConnection,
+    policies: &conclave_policy::SendPolicies,
+    retention: &mut conclave_policy::retention::RetentionResolver,
+    members: &[UserId],
+    request: &'a SendRequest,
+) -> Result<Checked<'a>, MessagingError> {
+    let SendRequest {
+        sender,
+        room_id,
+        now,
+        ref input,
+    } = *request;
     if !members.contains(&sender) {
         return Err(MessagingError::NotFound);
     }
     if let Some(reply_to) = input.reply_to_id {
         // Only to what the sender can see: a message kept only for compliance (or by a
         // legal hold) must answer exactly like one that is gone.
-        if live_message(conn, room_id, reply_to, sender, now).is_err() {
-            return Err(MessagingError::invalid(
-                "reply_to_id",
-                "must be a message in this conversation",
-            ));
+        match live_message(conn, room_id, reply_to, sender, now) {
+            Ok(_) => {}
+            Err(err) if !err.is_a_refusal() => return Err(err),
+            Err(_) => {
+                return Err(MessagingError::invalid(
+                    "reply_to_id",
+                    "must be a message in this conversation",
+                ));
+            }
         }
     }
-    let decided = conclave_policy::for_send(conn, sender, room_id, &members)?;
+    let decided = policies.decide(sender, room_id, members)?;
     if let Some(reason) = decided.read_only_reason {
         return Err(MessagingError::PolicyViolation(format!(
             "this conversation is read-only: {reason}"
@@ -273,105 +598,19 @@ fn create(
         )?),
         None => None,
     };
-    let message_id = MessageId::new();
     let visible_until = expires_in.map(|after| now.plus(after));
-    let retain_until = conclave_policy::retention::retain_until_at_send(
-        conn,
-        room_id,
-        sender,
-        now,
-        visible_until,
-    )?;
-    let (epoch, ciphertext) = seal_version(
-        conn,
-        keyring,
-        now,
-        room_id,
-        message_id,
-        sender,
-        1,
-        &input.text,
-    )?;
-    let record = MessageRecord {
-        id: message_id,
-        room_id,
-        seq: seqs.message_seq,
-        sender_id: sender,
-        reply_to_id: input.reply_to_id,
-        attachment_id: input.attachment_id,
-        current_version: 1,
-        created_at: now,
-        edited_at: None,
-        deleted_at: None,
+    let retain_until = retention.retain_until_at_send(conn, room_id, sender, now, visible_until)?;
+    let visible = visible_until.is_none_or(|until| until > now)
+        && retain_until.is_none_or(|until| until > now);
+    if !visible {
+        return Err(MessagingError::NotFound);
+    }
+    Ok(Checked {
+        request,
         visible_until,
         burn_after_read_seconds: burn_after_read.map(|after| after.as_secs() as i64),
         retain_until,
-        expiry_announced_at: None,
-    };
-    message_store::insert(
-        conn,
-        &NewMessage {
-            id: message_id,
-            room_id,
-            seq: record.seq,
-            sender_id: sender,
-            reply_to_id: record.reply_to_id,
-            attachment_id: record.attachment_id,
-            idempotency_key: input.idempotency_key.as_str(),
-            now,
-            visible_until,
-            burn_after_read_seconds: record.burn_after_read_seconds,
-            retain_until,
-        },
-    )?;
-    message_store::insert_version(conn, room_id, message_id, 1, epoch, &ciphertext, now)?;
-    if burn_after_read.is_some() {
-        let recipients: Vec<UserId> = members
-            .iter()
-            .copied()
-            .filter(|user| *user != sender)
-            .collect();
-        message_reads::insert_recipients(conn, message_id, &recipients)?;
-    }
-    room_store::raise_read_marker(conn, room_id, sender, record.seq)?;
-    let event = room_events::RoomEventRecord {
-        room_id: room_id.to_string(),
-        seq: seqs.event_seq,
-        kind: "message.created".to_owned(),
-        message_id: Some(message_id.to_string()),
-        actor_id: Some(sender.to_string()),
-        payload: json!({"seq": record.seq}).to_string(),
-        created_at: now.as_micros(),
-    };
-    room_events::insert(conn, &event)?;
-    // What a member's read and what a live event show of the new message, as
-    // `render_all` would render it: nothing read, nothing reacted yet.
-    if !visible_at(&record, now) {
-        return Err(MessagingError::NotFound);
-    }
-    let text = input.text.as_str();
-    let message = fresh_view(
-        &record,
-        text,
-        attachment.clone(),
-        RenderMode::Reader(sender),
-    );
-    let shown = fresh_view(&record, text, attachment, RenderMode::Event(None));
-    let delivery = crate::realtime::render::envelope(
-        room_id,
-        &event,
-        crate::realtime::render::EventMessage::Visible(Box::new(shown)),
-        None,
-    );
-    Ok(Sent {
-        message,
-        created: true,
-        published: vec![Published {
-            room_id,
-            seq: event.seq,
-            recipients: members,
-            rendered: Some(std::sync::Arc::new(delivery)),
-        }],
+        attachment,
     })
 }
 
@@ -694,6 +933,21 @@ fn seal_version(
 ) -> Result<(i64, Vec<u8>), MessagingError> {
     let epoch = keys::epoch_of(now);
     let data_key = keys::data_key_for_writing(conn, keyring, room_id, epoch, now)?;
+    let ciphertext = seal_with(&data_key, epoch, room_id, message_id, sender, version, text)?;
+    Ok((epoch, ciphertext))
+}
+
+/// Seals one version of a message's body under its room's `epoch` data key, bound to
+/// message, room, sender, epoch and version.
+fn seal_with(
+    data_key: &conclave_crypto::SecretKey,
+    epoch: i64,
+    room_id: RoomId,
+    message_id: MessageId,
+    sender: UserId,
+    version: i64,
+    text: &MessageText,
+) -> Result<Vec<u8>, MessagingError> {
     let (message_text, room_text, sender_text) = (
         message_id.to_string(),
         room_id.to_string(),
@@ -706,10 +960,7 @@ fn seal_version(
         epoch,
         version,
     };
-    Ok((
-        epoch,
-        seal(&data_key, &binding.aad(), text.as_str().as_bytes())?,
-    ))
+    Ok(seal(data_key, &binding.aad(), text.as_str().as_bytes())?)
 }
 
 /// A message the actor may act on now: in the room, not deleted, and not past its

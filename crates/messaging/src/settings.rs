@@ -71,6 +71,8 @@ pub struct MessagingState {
     pub hub: Hub,
     /// Sends per user on this node (`max_sends_per_minute`).
     pub send_limiter: RateLimiter<UserId>,
+    /// Where sends wait to be stored together (group commit).
+    pub sends: crate::send_queue::SendQueue,
 }
 
 impl MessagingState {

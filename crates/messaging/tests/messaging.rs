@@ -112,6 +112,141 @@ backend_tests! {
         assert_eq!(all.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![1], "one message, no gap");
     }
 
+    fn a_batch_of_sends_answers_each_alone_and_numbers_only_what_it_stores(db) {
+        let keyring = Keyring::generate().unwrap();
+        let mut conn = db.conn().unwrap();
+        let (alice, bob, eve) = (user(&mut conn, "alice"), user(&mut conn, "bob"), user(&mut conn, "eve"));
+        let (ops, other) = (room(&mut conn, alice, &[bob]), room(&mut conn, alice, &[]));
+        let earlier = messages::send(&mut conn, &keyring, t0(), alice, ops, input("earlier", "old")).unwrap();
+        let elsewhere = messages::send(&mut conn, &keyring, t0(), alice, other, input("elsewhere", "there")).unwrap();
+        let at = |n: i64| Timestamp::from_micros(t0().as_micros() + n);
+        let request = |sender, room_id, now, input| messages::SendRequest { sender, room_id, now, input };
+        let burning = NewMessageInput { burn_after_read: Some(std::time::Duration::from_secs(60)), ..input("burns", "k4") };
+        let stray_reply = NewMessageInput { reply_to_id: Some(elsewhere.message.id), ..input("re", "k5") };
+        let batch = vec![
+            request(alice, ops, at(1), input("first", "k1")),
+            request(eve, ops, at(2), input("intruder", "e1")),
+            request(bob, ops, at(3), input("second", "k2")),
+            request(alice, other, at(4), input("aside", "k3")),
+            request(alice, ops, at(5), stray_reply),
+            request(alice, ops, at(6), input("first, retried", "k1")),
+            request(bob, conclave_core::RoomId::new(), at(7), input("nowhere", "k6")),
+            request(alice, ops, at(8), burning),
+            request(alice, ops, at(9), input("earlier, retried", "old")),
+        ];
+        let results = messages::send_many(&mut conn, &keyring, &batch);
+        assert_eq!(results.len(), batch.len(), "one answer per request, in order");
+        let created = |i: usize| results[i].as_ref().unwrap_or_else(|e| panic!("request {i}: {e}"));
+        assert!(matches!(results[1], Err(MessagingError::NotFound)), "not a member: refused alone");
+        assert!(matches!(results[4], Err(MessagingError::Invalid(_))), "a reply into another room");
+        assert!(matches!(results[6], Err(MessagingError::NotFound)), "no such room");
+        assert!(created(0).created && created(2).created && created(3).created && created(7).created);
+        assert!(!created(5).created && created(5).message.id == created(0).message.id, "the same key again in the batch is its retry");
+        assert!(!created(8).created && created(8).message.id == earlier.message.id, "a retry of an earlier send");
+        assert!(created(5).published.is_empty() && created(8).published.is_empty(), "a retry publishes nothing");
+        // Numbers only for what was stored, in request order, each room on its own.
+        let seq_of = |i: usize| created(i).message.seq;
+        assert_eq!((seq_of(0), seq_of(2), seq_of(7)), (2, 3, 4));
+        assert_eq!(seq_of(3), 2);
+        assert_eq!(created(7).message.burn_after_read_seconds, Some(60));
+        let mut recipients = created(2).published[0].recipients.clone();
+        recipients.sort();
+        let mut members = vec![alice, bob];
+        members.sort();
+        assert_eq!(recipients, members, "every member");
+        let listed = messages::list(&mut conn, &keyring, at(10), bob, ops, Page::After(0), 50).unwrap();
+        assert_eq!(listed.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![1, 2, 3, 4], "gap-free");
+        assert_eq!(texts(&listed), vec!["earlier", "first", "second", "burns"]);
+        assert_eq!(listed[1].created_at, at(1), "each keeps its own time");
+        let events = conclave_store::room_events::after(&mut conn, ops, 0, 100).unwrap();
+        let message_events: Vec<i64> = events.iter().filter(|e| e.kind == "message.created").map(|e| e.seq).collect();
+        assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), (1..=events.len() as i64).collect::<Vec<_>>());
+        assert_eq!(message_events.len(), 4);
+        assert_eq!(created(7).published[0].seq, *message_events.last().unwrap());
+        // The senders' read markers moved to what they sent; the burn-on-read message has
+        // its recipient's (unstarted) timer.
+        let view = |user| rooms::list_mine(&mut db.conn().unwrap(), user).unwrap().into_iter().find(|r| r.id == ops).unwrap();
+        assert_eq!((view(alice).last_read_seq, view(bob).last_read_seq), (4, 3));
+        assert_eq!((view(alice).last_message_seq, view(alice).last_event_seq), (4, events.len() as i64), "the room's counters moved with it");
+        let reads = conclave_store::message_reads::for_message(&mut conn, created(7).message.id).unwrap();
+        assert_eq!(reads.len(), 1);
+        // And sending one at a time from here numbers on from the batch.
+        let next = messages::send(&mut conn, &keyring, at(11), bob, ops, input("after", "k7")).unwrap();
+        assert_eq!(next.message.seq, 5);
+    }
+
+    fn batches_racing_on_the_same_keys_store_each_message_once(db) {
+        // Every batch holds one key all batches share, so they race on its unique index:
+        // the losers' transactions fail as a whole and are sent one by one.
+        let keyring = Arc::new(Keyring::generate().unwrap());
+        let (senders, room_id) = {
+            let mut conn = db.conn().unwrap();
+            let senders: Vec<UserId> = (0..4).map(|i| user(&mut conn, &format!("sender{i}"))).collect();
+            let room_id = room(&mut conn, senders[0], &senders[1..]);
+            (senders, room_id)
+        };
+        let threads: Vec<_> = senders.iter().enumerate().map(|(i, sender)| {
+            let (db, keyring, sender, shared) = (db.clone(), Arc::clone(&keyring), *sender, senders[0]);
+            std::thread::spawn(move || {
+                let mut conn = db.conn().unwrap();
+                let mut created = 0;
+                for round in 0..5 {
+                    let batch = vec![
+                        messages::SendRequest { sender: shared, room_id, now: t0(), input: input("shared", &format!("shared-{round}")) },
+                        messages::SendRequest { sender, room_id, now: t0(), input: input("own", &format!("own-{i}-{round}")) },
+                    ];
+                    for result in messages::send_many(&mut conn, &keyring, &batch) {
+                        created += usize::from(result.unwrap().created);
+                    }
+                }
+                created
+            })
+        }).collect();
+        let created: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(created, 5 + 4 * 5, "each shared key once, every own message");
+        let mut conn = db.conn().unwrap();
+        let all = messages::list(&mut conn, &keyring, t0(), senders[0], room_id, Page::After(0), 200).unwrap();
+        assert_eq!(all.iter().map(|m| m.seq).collect::<Vec<_>>(), (1..=25).collect::<Vec<_>>(), "stored once each, no gap");
+    }
+
+    fn the_send_queue_answers_every_one_of_many_concurrent_sends(db) {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state(db, Keyring::generate().unwrap(), dir.path());
+        let (senders, room_id) = {
+            let mut conn = db.conn().unwrap();
+            let senders: Vec<UserId> = (0..5).map(|i| user(&mut conn, &format!("sender{i}"))).collect();
+            let room_id = room(&mut conn, senders[0], &senders[1..]);
+            (senders, room_id)
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let answers = runtime.block_on(async {
+            let waiting: Vec<_> = (0..60).map(|n| {
+                let sends = state.sends.clone();
+                let request = messages::SendRequest { sender: senders[n % 5], room_id, now: t0(), input: input(&format!("m{n}"), &format!("k{n}")) };
+                tokio::spawn(async move { sends.send(request).await })
+            }).collect();
+            let mut answers = Vec::new();
+            for task in waiting {
+                answers.push(task.await.unwrap());
+            }
+            answers
+        });
+        let sent: Vec<_> = answers.into_iter().map(|answer| answer.unwrap()).collect();
+        assert!(sent.iter().all(|s| s.created && s.published.len() == 1));
+        let mut texts_sent: Vec<String> = sent.iter().map(|s| s.message.text.clone().unwrap()).collect();
+        texts_sent.sort();
+        let mut wanted: Vec<String> = (0..60).map(|n| format!("m{n}")).collect();
+        wanted.sort();
+        assert_eq!(texts_sent, wanted, "each answer is its own request's message");
+        let mut conn = db.conn().unwrap();
+        let all = messages::list(&mut conn, &state.keyring, t0(), senders[0], room_id, Page::After(0), 200).unwrap();
+        assert_eq!(all.iter().map(|m| m.seq).collect::<Vec<_>>(), (1..=60).collect::<Vec<_>>());
+        // A retry through the queue answers with the original.
+        let again = runtime.block_on(state.sends.send(messages::SendRequest { sender: senders[0], room_id, now: t0(), input: input("m0", "k0") })).unwrap();
+        assert!(!again.created);
+        assert_eq!(again.message.id, sent[0].message.id);
+    }
+
     fn two_owners_leaving_at_once_never_orphan_a_room(db) {
         let (a, b, c, room_id) = {
             let mut conn = db.conn().unwrap();

@@ -57,6 +57,9 @@ struct ResultLabel {
     result: String,
 }
 
+/// Batch sizes of the send queue: 1 (no load) to its maximum of 128.
+const SEND_BATCH_BUCKETS: [f64; 8] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0];
+
 fn latency_histogram() -> Histogram {
     Histogram::new(LATENCY_BUCKETS)
 }
@@ -67,6 +70,7 @@ struct Live {
     http_requests: Family<RequestLabels, Counter>,
     http_duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
     messages_sent: Counter,
+    send_batch_size: Histogram,
     delivery_latency: Histogram,
     websockets_open: Gauge,
     timer_lag: Histogram,
@@ -80,6 +84,7 @@ static LIVE: LazyLock<Live> = LazyLock::new(|| Live {
     http_requests: Family::default(),
     http_duration: Family::new_with_constructor(latency_histogram),
     messages_sent: Counter::default(),
+    send_batch_size: Histogram::new(SEND_BATCH_BUCKETS),
     delivery_latency: latency_histogram(),
     websockets_open: Gauge::default(),
     timer_lag: latency_histogram(),
@@ -94,6 +99,7 @@ struct Otel {
     http_requests: OtelCounter<u64>,
     http_duration: OtelHistogram<f64>,
     messages_sent: OtelCounter<u64>,
+    send_batch_size: OtelHistogram<f64>,
     delivery_latency: OtelHistogram<f64>,
     timer_lag: OtelHistogram<f64>,
     sweeper_rows: OtelCounter<u64>,
@@ -137,6 +143,14 @@ pub fn message_sent() {
     LIVE.messages_sent.inc();
     if let Some(otel) = OTEL.get() {
         otel.messages_sent.add(1, &[]);
+    }
+}
+
+/// The send queue stored `sends` requests in one transaction (group commit).
+pub fn send_batch(sends: usize) {
+    LIVE.send_batch_size.observe(sends as f64);
+    if let Some(otel) = OTEL.get() {
+        otel.send_batch_size.record(sends as f64, &[]);
     }
 }
 
@@ -240,6 +254,11 @@ pub fn register(registry: &mut Registry) {
         "Messages persisted through this node",
         live.messages_sent.clone(),
     );
+    registry.register(
+        "send_batch_size",
+        "Send requests this node stored per transaction (group commit)",
+        live.send_batch_size.clone(),
+    );
     registry.register_with_unit(
         "message_delivery",
         "Time from an event's commit to its frame on a WebSocket of this node",
@@ -303,6 +322,11 @@ pub fn export_with(meter: &Meter) {
             "Time to serve an HTTP request",
         ),
         messages_sent: counter("conclave.messages.sent", "Messages persisted"),
+        send_batch_size: meter
+            .f64_histogram("conclave.send.batch.size")
+            .with_description("Send requests stored per transaction")
+            .with_boundaries(SEND_BATCH_BUCKETS.to_vec())
+            .build(),
         delivery_latency: seconds(
             "conclave.message.delivery.duration",
             "Time from an event's commit to its WebSocket frame",

@@ -117,18 +117,49 @@ pub fn for_send(
     room_id: RoomId,
     members: &[UserId],
 ) -> Result<SendPolicy, PolicyServiceError> {
-    let groups = groups::MemberGroups::load(conn, members)?;
-    let room = room_scope(room_id);
-    let mut scopes = vec![ORG_SCOPE.to_owned(), room.clone()];
-    scopes.extend(groups.policy_scopes());
-    let stored = ScopedPolicies::load(conn, &scopes)?;
-    let org: Policy = stored.get(ORG_SCOPE)?;
-    let governing: PolicyOverrides = stored.get(&groups::scope(&groups.governing(sender).id))?;
-    let room_overrides: PolicyOverrides = stored.get(&room)?;
-    Ok(SendPolicy {
-        read_only_reason: groups.barrier(&org, members, &stored)?,
-        policy: resolve(&org, &governing, &room_overrides),
-    })
+    SendPolicies::load(conn, &[room_id], members)?.decide(sender, room_id, members)
+}
+
+/// What [`for_send`] reads, for a batch of sends at once: the groups of every member of
+/// the batch's rooms and every policy involved, still in three queries.
+pub struct SendPolicies {
+    groups: groups::MemberGroups,
+    stored: ScopedPolicies,
+}
+
+impl SendPolicies {
+    /// For sends in `rooms`, whose members together are `members`.
+    pub fn load(
+        conn: &mut DbConnection,
+        rooms: &[RoomId],
+        members: &[UserId],
+    ) -> Result<Self, PolicyServiceError> {
+        let groups = groups::MemberGroups::load(conn, members)?;
+        let mut scopes = vec![ORG_SCOPE.to_owned()];
+        scopes.extend(rooms.iter().map(|room| room_scope(*room)));
+        scopes.extend(groups.policy_scopes());
+        let stored = ScopedPolicies::load(conn, &scopes)?;
+        Ok(Self { groups, stored })
+    }
+
+    /// [`for_send`]'s answer for one send of the batch; `room_id` and `members` must be
+    /// among those loaded.
+    pub fn decide(
+        &self,
+        sender: UserId,
+        room_id: RoomId,
+        members: &[UserId],
+    ) -> Result<SendPolicy, PolicyServiceError> {
+        let (groups, stored) = (&self.groups, &self.stored);
+        let org: Policy = stored.get(ORG_SCOPE)?;
+        let governing: PolicyOverrides =
+            stored.get(&groups::scope(&groups.governing(sender).id))?;
+        let room_overrides: PolicyOverrides = stored.get(&room_scope(room_id))?;
+        Ok(SendPolicy {
+            read_only_reason: groups.barrier(&org, members, stored)?,
+            policy: resolve(&org, &governing, &room_overrides),
+        })
+    }
 }
 
 /// See [`for_send`].

@@ -175,6 +175,20 @@ impl RetentionResolver {
         Ok(RetentionRule::combine(applicable))
     }
 
+    /// The retention deadline of a message being sent now (its users' end is its
+    /// expiration); for a batch of sends, which load the policies once.
+    pub fn retain_until_at_send(
+        &mut self,
+        conn: &mut DbConnection,
+        room_id: RoomId,
+        sender: UserId,
+        sent_at: Timestamp,
+        visible_until: Option<Timestamp>,
+    ) -> Result<Option<Timestamp>, PolicyServiceError> {
+        let rule = self.rule_for(conn, room_id, sender, sent_at)?;
+        Ok(rule.retain_until(sent_at, visible_until))
+    }
+
     /// When `message`'s compliance copy may be destroyed under these policies.
     pub fn retain_until(
         &mut self,
@@ -209,18 +223,6 @@ pub fn user_end(
         }
     }
     Ok(end)
-}
-
-/// The retention deadline of a message being sent now (its users' end is its expiration).
-pub fn retain_until_at_send(
-    conn: &mut DbConnection,
-    room_id: RoomId,
-    sender: UserId,
-    sent_at: Timestamp,
-    visible_until: Option<Timestamp>,
-) -> Result<Option<Timestamp>, PolicyServiceError> {
-    let rule = RetentionResolver::load(conn)?.rule_for(conn, room_id, sender, sent_at)?;
-    Ok(rule.retain_until(sent_at, visible_until))
 }
 
 /// Recomputes `message`'s deadline and stores it if it moved; returns whether it did.

@@ -12,6 +12,7 @@ use conclave_auth::identity::IdentityState;
 use conclave_auth::{AuthSettings, AuthState, Revocations};
 use conclave_core::Clock;
 use conclave_crypto::Keyring;
+use conclave_messaging::send_queue::SendQueue;
 use conclave_messaging::settings::WebSocketSettings;
 use conclave_messaging::{Hub, MessagingSettings, MessagingState};
 use conclave_store::{Db, PoolOptions, StoreError};
@@ -75,9 +76,11 @@ impl AppState {
             revocations: Revocations::default(),
         };
         let limits = &settings.messaging;
+        let (keyring, hub) = (Arc::new(keyring), Hub::default());
         let messaging = MessagingState {
             auth: auth.clone(),
-            keyring: Arc::new(keyring),
+            sends: SendQueue::start(db.clone(), Arc::clone(&keyring), &hub),
+            keyring,
             settings: Arc::new(MessagingSettings {
                 max_room_members: limits.max_room_members,
                 max_message_bytes: limits.max_message_bytes,
@@ -93,7 +96,7 @@ impl AppState {
                     max_per_user: limits.websocket_max_per_user,
                 },
             }),
-            hub: Hub::default(),
+            hub,
             send_limiter: conclave_core::RateLimiter::new(limits.max_sends_per_minute),
         };
         // The configuration was validated at load; a failure here (a secret file removed

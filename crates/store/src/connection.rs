@@ -20,6 +20,19 @@ pub enum DbConnection {
     Sqlite(diesel::SqliteConnection),
 }
 
+/// Runs `$statement` on the backend's own connection: for what the multi-backend query
+/// builder cannot express, such as a multi-row `INSERT` (SQLite has no `DEFAULT` keyword,
+/// so diesel builds its batch inserts differently for each backend).
+macro_rules! on_backend {
+    ($conn:expr, |$backend:ident| $statement:expr) => {
+        match $conn {
+            $crate::DbConnection::Postgresql($backend) => $statement,
+            $crate::DbConnection::Sqlite($backend) => $statement,
+        }
+    };
+}
+pub(crate) use on_backend;
+
 /// Which engine a database URL names.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Backend {

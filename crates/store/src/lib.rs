@@ -15,6 +15,7 @@ pub mod error;
 pub mod exports;
 pub mod identities;
 pub mod instrumentation;
+mod json_rows;
 pub mod legal_holds;
 pub mod login_failures;
 pub mod message_reads;

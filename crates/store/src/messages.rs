@@ -29,7 +29,7 @@ pub struct MessageRecord {
     pub expiry_announced_at: Option<Timestamp>,
 }
 
-#[derive(Queryable, Selectable)]
+#[derive(Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = messages)]
 struct MessageRow {
     id: String,
@@ -105,23 +105,46 @@ pub struct NewMessage<'a> {
 }
 
 pub fn insert(conn: &mut DbConnection, new: &NewMessage<'_>) -> Result<(), StoreError> {
-    diesel::insert_into(messages::table)
-        .values((
-            messages::id.eq(new.id.to_string()),
-            messages::room_id.eq(new.room_id.to_string()),
-            messages::seq.eq(new.seq),
-            messages::sender_id.eq(new.sender_id.to_string()),
-            messages::reply_to_id.eq(new.reply_to_id.map(|id| id.to_string())),
-            messages::attachment_id.eq(new.attachment_id.map(|id| id.to_string())),
-            messages::current_version.eq(1_i64),
-            messages::idempotency_key.eq(new.idempotency_key),
-            messages::created_at.eq(new.now.as_micros()),
-            messages::visible_until.eq(new.visible_until.map(Timestamp::as_micros)),
-            messages::burn_after_read_seconds.eq(new.burn_after_read_seconds),
-            messages::retain_until.eq(new.retain_until.map(Timestamp::as_micros)),
-        ))
-        .execute(conn)?;
+    insert_many(conn, std::slice::from_ref(new))
+}
+
+/// Stores new messages with one statement (a batch of sends).
+pub fn insert_many(conn: &mut DbConnection, new: &[NewMessage<'_>]) -> Result<(), StoreError> {
+    if new.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<_> = new
+        .iter()
+        .map(|new| {
+            (
+                messages::id.eq(new.id.to_string()),
+                messages::room_id.eq(new.room_id.to_string()),
+                messages::seq.eq(new.seq),
+                messages::sender_id.eq(new.sender_id.to_string()),
+                messages::reply_to_id.eq(new.reply_to_id.map(|id| id.to_string())),
+                messages::attachment_id.eq(new.attachment_id.map(|id| id.to_string())),
+                messages::current_version.eq(1_i64),
+                messages::idempotency_key.eq(new.idempotency_key),
+                messages::created_at.eq(new.now.as_micros()),
+                messages::visible_until.eq(new.visible_until.map(Timestamp::as_micros)),
+                messages::burn_after_read_seconds.eq(new.burn_after_read_seconds),
+                messages::retain_until.eq(new.retain_until.map(Timestamp::as_micros)),
+            )
+        })
+        .collect();
+    let insert = diesel::insert_into(messages::table).values(rows);
+    crate::connection::on_backend!(conn, |backend| insert.execute(backend))?;
     Ok(())
+}
+
+/// A version of a message's body to store: ciphertext under the room's `epoch` key.
+pub struct NewVersion<'a> {
+    pub room_id: RoomId,
+    pub message_id: MessageId,
+    pub version: i64,
+    pub epoch: i64,
+    pub ciphertext: &'a [u8],
+    pub now: Timestamp,
 }
 
 pub fn insert_version(
@@ -133,16 +156,39 @@ pub fn insert_version(
     ciphertext: &[u8],
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    diesel::insert_into(message_versions::table)
-        .values((
-            message_versions::message_id.eq(message_id.to_string()),
-            message_versions::room_id.eq(room_id.to_string()),
-            message_versions::version.eq(version),
-            message_versions::epoch.eq(epoch),
-            message_versions::ciphertext.eq(ciphertext.to_vec()),
-            message_versions::created_at.eq(now.as_micros()),
-        ))
-        .execute(conn)?;
+    insert_versions(
+        conn,
+        &[NewVersion {
+            room_id,
+            message_id,
+            version,
+            epoch,
+            ciphertext,
+            now,
+        }],
+    )
+}
+
+/// Stores versions with one statement (a batch of sends' first versions).
+pub fn insert_versions(conn: &mut DbConnection, new: &[NewVersion<'_>]) -> Result<(), StoreError> {
+    if new.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<_> = new
+        .iter()
+        .map(|new| {
+            (
+                message_versions::message_id.eq(new.message_id.to_string()),
+                message_versions::room_id.eq(new.room_id.to_string()),
+                message_versions::version.eq(new.version),
+                message_versions::epoch.eq(new.epoch),
+                message_versions::ciphertext.eq(new.ciphertext.to_vec()),
+                message_versions::created_at.eq(new.now.as_micros()),
+            )
+        })
+        .collect();
+    let insert = diesel::insert_into(message_versions::table).values(rows);
+    crate::connection::on_backend!(conn, |backend| insert.execute(backend))?;
     Ok(())
 }
 
@@ -160,7 +206,7 @@ pub fn find(conn: &mut DbConnection, id: MessageId) -> Result<Option<MessageReco
 /// text is the same whatever their number and is prepared once per connection. Diesel's
 /// `eq_any` writes one placeholder per id, which SQLite parses anew for every list: for
 /// an export that was a tenth of its reading, measured.
-fn in_id_list(
+pub(crate) fn in_id_list(
     conn: &DbConnection,
     column: &str,
     ids: &[String],
@@ -171,14 +217,12 @@ fn in_id_list(
         diesel::dsl::AsExprOf<String, diesel::sql_types::Text>,
     >,
 > {
-    let (unpack, close) = match conn {
-        DbConnection::Sqlite(_) => ("SELECT value FROM json_each(", "))"),
-        DbConnection::Postgresql(_) => ("SELECT json_array_elements_text(CAST(", " AS json)))"),
-    };
+    let source = crate::json_rows::JsonRows::of(conn).text_source("?", ids.len());
+    let (unpack, close) = source.split_once('?').expect("one placeholder");
     let list = serde_json::to_string(ids).expect("strings serialize");
-    diesel::dsl::sql::<diesel::sql_types::Bool>(&format!("{column} IN ({unpack}"))
+    diesel::dsl::sql::<diesel::sql_types::Bool>(&format!("{column} IN (SELECT value FROM {unpack}"))
         .bind::<diesel::sql_types::Text, _>(list)
-        .sql(close)
+        .sql(&format!("{close})"))
 }
 
 /// The messages with these ids that exist, in no particular order, in one query: for
@@ -203,15 +247,73 @@ pub fn find_by_idempotency_key(
     sender_id: UserId,
     key: &str,
 ) -> Result<Option<MessageRecord>, StoreError> {
+    // The key is unique per room and sender: no `.first()`, whose bound `LIMIT` SQLite
+    // re-prepares on every call.
     messages::table
         .filter(messages::room_id.eq(room_id.to_string()))
         .filter(messages::sender_id.eq(sender_id.to_string()))
         .filter(messages::idempotency_key.eq(key))
         .select(MessageRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?
         .map(MessageRecord::try_from)
         .transpose()
+}
+
+/// The messages already sent with any of these `(room, sender, idempotency key)`, each
+/// with its key, in one query: a batch of sends looks its retries up at once.
+pub fn find_by_idempotency_keys(
+    conn: &mut DbConnection,
+    keys: &[(RoomId, UserId, &str)],
+) -> Result<Vec<(String, MessageRecord)>, StoreError> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let list = serde_json::to_string(
+        &keys
+            .iter()
+            .map(|(room, sender, key)| (room.to_string(), sender.to_string(), *key))
+            .collect::<Vec<_>>(),
+    )
+    .expect("strings serialize");
+    #[derive(QueryableByName)]
+    struct Keyed {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        idempotency_key: String,
+        #[diesel(embed)]
+        message: MessageRow,
+    }
+    let rows = crate::json_rows::JsonRows::of(conn);
+    let (room, sender, key) = (rows.text(0), rows.text(1), rows.text(2));
+    let query = match conn {
+        // SQLite probes the key's unique index once per element.
+        DbConnection::Sqlite(_) => format!(
+            "SELECT * FROM messages WHERE (room_id, sender_id, idempotency_key) IN \
+             (SELECT {room}, {sender}, {key} FROM {})",
+            rows.source("$1", keys.len())
+        ),
+        // PostgreSQL cannot estimate a JSON array's length (it assumes 100 rows), and
+        // with a few thousand messages it hashed the keys and scanned every message,
+        // measured. A lateral subquery, kept from being flattened by its `LIMIT`, is one
+        // probe of the unique index per key, whatever the estimate.
+        DbConnection::Postgresql(_) => format!(
+            "SELECT found.* FROM {} CROSS JOIN LATERAL \
+             (SELECT * FROM messages WHERE room_id = {room} AND sender_id = {sender} \
+             AND idempotency_key = {key} LIMIT 1) AS found",
+            rows.source("$1", keys.len())
+        ),
+    };
+    diesel::sql_query(query)
+        .bind::<diesel::sql_types::Text, _>(list)
+        .load::<Keyed>(conn)?
+        .into_iter()
+        .map(|keyed| {
+            Ok((
+                keyed.idempotency_key,
+                MessageRecord::try_from(keyed.message)?,
+            ))
+        })
+        .collect()
 }
 
 /// Which page of a room's messages to read.

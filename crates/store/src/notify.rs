@@ -22,13 +22,18 @@ pub fn notify(
     channel: &str,
     payloads: &[String],
 ) -> Result<(), StoreError> {
-    if let DbConnection::Postgresql(_) = conn {
-        for payload in payloads {
-            diesel::sql_query("SELECT pg_notify($1, $2)")
-                .bind::<diesel::sql_types::Text, _>(channel)
-                .bind::<diesel::sql_types::Text, _>(payload)
-                .execute(conn)?;
-        }
+    if let DbConnection::Postgresql(_) = conn
+        && !payloads.is_empty()
+    {
+        // One statement however many: a batch of sends announces all its messages at once.
+        let payloads = serde_json::to_string(payloads).expect("strings serialize");
+        diesel::sql_query(
+            "SELECT pg_notify($1, payload) \
+             FROM json_array_elements_text(CAST($2 AS json)) AS payloads(payload)",
+        )
+        .bind::<diesel::sql_types::Text, _>(channel)
+        .bind::<diesel::sql_types::Text, _>(payloads)
+        .execute(conn)?;
     }
     Ok(())
 }

@@ -48,17 +48,31 @@ pub fn append(
 /// Stores an event whose sequence number the caller already took with the room locked
 /// (see `rooms::lock_for_message`).
 pub fn insert(conn: &mut DbConnection, record: &RoomEventRecord) -> Result<(), StoreError> {
-    diesel::insert_into(room_events::table)
-        .values((
-            room_events::room_id.eq(&record.room_id),
-            room_events::seq.eq(record.seq),
-            room_events::kind.eq(&record.kind),
-            room_events::message_id.eq(&record.message_id),
-            room_events::actor_id.eq(&record.actor_id),
-            room_events::payload.eq(&record.payload),
-            room_events::created_at.eq(record.created_at),
-        ))
-        .execute(conn)?;
+    insert_many(conn, std::slice::from_ref(record))
+}
+
+/// Stores events with one statement (a batch of sends'), their numbers taken as for
+/// [`insert`].
+pub fn insert_many(conn: &mut DbConnection, records: &[RoomEventRecord]) -> Result<(), StoreError> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<_> = records
+        .iter()
+        .map(|record| {
+            (
+                room_events::room_id.eq(&record.room_id),
+                room_events::seq.eq(record.seq),
+                room_events::kind.eq(&record.kind),
+                room_events::message_id.eq(&record.message_id),
+                room_events::actor_id.eq(&record.actor_id),
+                room_events::payload.eq(&record.payload),
+                room_events::created_at.eq(record.created_at),
+            )
+        })
+        .collect();
+    let insert = diesel::insert_into(room_events::table).values(rows);
+    crate::connection::on_backend!(conn, |backend| insert.execute(backend))?;
     Ok(())
 }
 

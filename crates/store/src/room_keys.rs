@@ -31,6 +31,20 @@ pub fn find(
         .optional()?)
 }
 
+/// The keys of `epoch` that exist for these rooms, in one query (a batch of sends).
+pub fn find_for_rooms(
+    conn: &mut DbConnection,
+    room_ids: &[RoomId],
+    epoch: i64,
+) -> Result<Vec<RoomKeyRecord>, StoreError> {
+    let ids: Vec<String> = room_ids.iter().map(ToString::to_string).collect();
+    Ok(room_keys::table
+        .filter(crate::messages::in_id_list(conn, "room_keys.room_id", &ids))
+        .filter(room_keys::epoch.eq(epoch))
+        .select(RoomKeyRecord::as_select())
+        .load(conn)?)
+}
+
 pub fn insert(
     conn: &mut DbConnection,
     room_id: RoomId,

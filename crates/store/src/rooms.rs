@@ -2,6 +2,7 @@
 
 use crate::DbConnection;
 use crate::error::StoreError;
+use crate::json_rows::JsonRows;
 use crate::schema::{room_members, room_membership_periods, rooms};
 use conclave_core::{MemberRole, RoomId, RoomKind, Timestamp, UserId};
 use diesel::prelude::*;
@@ -131,7 +132,7 @@ pub fn find_direct(
     rooms::table
         .filter(rooms::direct_key.eq(direct_key))
         .select(RoomRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?
         .map(RoomRecord::try_from)
         .transpose()
@@ -169,39 +170,84 @@ pub struct MessageSeqs {
     pub event_seq: i64,
 }
 
-/// Locks the room for a new message and takes its numbers, marking the room active at
-/// `now`: one statement (a send's hot path), where [`lock`], taking each number with an
-/// update and a read back, and [`touch`] would be six round trips. `None`: no such room. The
-/// numbers are only used if the transaction commits, so a send that is refused (or is an
-/// idempotent retry) must roll back to keep the sequences gap-free.
-pub fn lock_for_message(
+/// Locks rooms for a batch of new messages and reads the numbers they last handed out,
+/// in one statement. On PostgreSQL the rows are locked in id order, so two batches can
+/// never wait on each other; on SQLite the write transaction already holds the database.
+/// Rooms that do not exist are left out. The caller takes the numbers above these and
+/// stores the last it took with [`store_message_seqs`] in the same transaction; numbers
+/// are only taken for messages that will be stored, which keeps the sequences gap-free.
+pub fn lock_for_messages(
     conn: &mut DbConnection,
-    id: RoomId,
-    now: Timestamp,
-) -> Result<Option<MessageSeqs>, StoreError> {
+    ids: &[RoomId],
+) -> Result<std::collections::HashMap<RoomId, MessageSeqs>, StoreError> {
     #[derive(QueryableByName)]
-    struct Taken {
+    struct Locked {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        id: String,
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         last_message_seq: i64,
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         last_event_seq: i64,
     }
-    // Raw SQL for RETURNING, which both backends support (SQLite since 3.35) but the
-    // multi-backend connection's query builder does not offer. `$n` is a numbered
-    // parameter in SQLite too.
-    let taken: Option<Taken> = diesel::sql_query(
-        "UPDATE rooms SET last_message_seq = last_message_seq + 1, \
-         last_event_seq = last_event_seq + 1, updated_at = $1 WHERE id = $2 \
-         RETURNING last_message_seq, last_event_seq",
-    )
+    let rows = JsonRows::of(conn);
+    let lock = match conn {
+        DbConnection::Postgresql(_) => " FOR UPDATE",
+        DbConnection::Sqlite(_) => "",
+    };
+    let ids: Vec<[String; 1]> = ids.iter().map(|id| [id.to_string()]).collect();
+    let locked: Vec<Locked> = diesel::sql_query(format!(
+        "SELECT id, last_message_seq, last_event_seq FROM rooms \
+         WHERE id IN (SELECT {} FROM {}) ORDER BY id{lock}",
+        rows.text(0),
+        rows.source("$1", ids.len())
+    ))
+    .bind::<diesel::sql_types::Text, _>(serde_json::to_string(&ids).expect("strings serialize"))
+    .load(conn)?;
+    locked
+        .into_iter()
+        .map(|row| {
+            let id = row
+                .id
+                .parse()
+                .map_err(|_| StoreError::Corrupt(format!("room {}: bad id", row.id)))?;
+            let seqs = MessageSeqs {
+                message_seq: row.last_message_seq,
+                event_seq: row.last_event_seq,
+            };
+            Ok((id, seqs))
+        })
+        .collect()
+}
+
+/// Stores the numbers a batch of new messages took in each room (the last of each) and
+/// marks the rooms active at `now`, in one statement; see [`lock_for_messages`].
+pub fn store_message_seqs(
+    conn: &mut DbConnection,
+    taken: &[(RoomId, MessageSeqs)],
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    if taken.is_empty() {
+        return Ok(());
+    }
+    let rows = JsonRows::of(conn);
+    let list: Vec<(String, i64, i64)> = taken
+        .iter()
+        .map(|(id, seqs)| (id.to_string(), seqs.message_seq, seqs.event_seq))
+        .collect();
+    diesel::sql_query(format!(
+        "UPDATE rooms SET last_message_seq = taken.message_seq, \
+         last_event_seq = taken.event_seq, updated_at = $1 \
+         FROM (SELECT {} AS id, {} AS message_seq, {} AS event_seq FROM {}) AS taken \
+         WHERE rooms.id = taken.id",
+        rows.text(0),
+        rows.bigint(1),
+        rows.bigint(2),
+        rows.source("$2", list.len())
+    ))
     .bind::<diesel::sql_types::BigInt, _>(now.as_micros())
-    .bind::<diesel::sql_types::Text, _>(id.to_string())
-    .get_result(conn)
-    .optional()?;
-    Ok(taken.map(|taken| MessageSeqs {
-        message_seq: taken.last_message_seq,
-        event_seq: taken.last_event_seq,
-    }))
+    .bind::<diesel::sql_types::Text, _>(serde_json::to_string(&list).expect("strings serialize"))
+    .execute(conn)?;
+    Ok(())
 }
 
 /// Takes the room's next event sequence number. The row update locks the room until the
@@ -299,6 +345,34 @@ pub fn members(conn: &mut DbConnection, room_id: RoomId) -> Result<Vec<MemberRec
         .collect()
 }
 
+/// The members of each of these rooms, in joining order, in one query (a batch of sends).
+/// A room without members (or that does not exist) is left out.
+pub fn members_of_rooms(
+    conn: &mut DbConnection,
+    room_ids: &[RoomId],
+) -> Result<std::collections::HashMap<RoomId, Vec<UserId>>, StoreError> {
+    let ids: Vec<String> = room_ids.iter().map(ToString::to_string).collect();
+    let rows: Vec<(String, String)> = room_members::table
+        .filter(crate::messages::in_id_list(
+            conn,
+            "room_members.room_id",
+            &ids,
+        ))
+        .order((room_members::room_id, room_members::joined_at.asc()))
+        .select((room_members::room_id, room_members::user_id))
+        .load(conn)?;
+    let mut members: std::collections::HashMap<RoomId, Vec<UserId>> =
+        std::collections::HashMap::new();
+    for (room_id, user_id) in rows {
+        let corrupt = || StoreError::Corrupt(format!("member {user_id} of {room_id}: bad id"));
+        members
+            .entry(room_id.parse().map_err(|_| corrupt())?)
+            .or_default()
+            .push(user_id.parse().map_err(|_| corrupt())?);
+    }
+    Ok(members)
+}
+
 pub fn member_count(conn: &mut DbConnection, room_id: RoomId) -> Result<i64, StoreError> {
     Ok(room_members::table
         .filter(room_members::room_id.eq(room_id.to_string()))
@@ -347,12 +421,34 @@ pub fn raise_read_marker(
     user_id: UserId,
     seq: i64,
 ) -> Result<(), StoreError> {
-    diesel::update(
-        room_members::table
-            .find((room_id.to_string(), user_id.to_string()))
-            .filter(room_members::last_read_seq.lt(seq)),
-    )
-    .set(room_members::last_read_seq.eq(seq))
+    raise_read_markers(conn, &[(room_id, user_id, seq)])
+}
+
+/// [`raise_read_marker`] for many members at once, in one statement (a batch of sends
+/// marks what each sender sent as read). A member may appear once.
+pub fn raise_read_markers(
+    conn: &mut DbConnection,
+    markers: &[(RoomId, UserId, i64)],
+) -> Result<(), StoreError> {
+    if markers.is_empty() {
+        return Ok(());
+    }
+    let rows = JsonRows::of(conn);
+    let list: Vec<(String, String, i64)> = markers
+        .iter()
+        .map(|(room, user, seq)| (room.to_string(), user.to_string(), *seq))
+        .collect();
+    diesel::sql_query(format!(
+        "UPDATE room_members SET last_read_seq = marker.seq \
+         FROM (SELECT {} AS room_id, {} AS user_id, {} AS seq FROM {}) AS marker \
+         WHERE room_members.room_id = marker.room_id AND room_members.user_id = marker.user_id \
+         AND room_members.last_read_seq < marker.seq",
+        rows.text(0),
+        rows.text(1),
+        rows.bigint(2),
+        rows.source("$1", list.len())
+    ))
+    .bind::<diesel::sql_types::Text, _>(serde_json::to_string(&list).expect("strings serialize"))
     .execute(conn)?;
     Ok(())
 }

@@ -2,8 +2,8 @@
 
 use crate::DbConnection;
 use crate::error::StoreError;
-use crate::schema::{sessions, users};
-use crate::users::{UserRecord, UserRow, hydrate};
+use crate::schema::{sessions, user_roles, users};
+use crate::users::{UserRecord, UserRow};
 use conclave_core::{SessionId, Timestamp, UserId, UserStatus};
 use conclave_crypto::TokenHash;
 use diesel::prelude::*;
@@ -86,6 +86,8 @@ pub fn insert(conn: &mut DbConnection, new: &NewSession<'_>) -> Result<(), Store
     Ok(())
 }
 
+/// Lookups on unique keys here use `get_result`, not `first`: SQLite re-prepares a
+/// statement with `first`'s bound `LIMIT` on every call, and these run on every request.
 pub fn find_by_token_hash(
     conn: &mut DbConnection,
     hash: &TokenHash,
@@ -93,7 +95,7 @@ pub fn find_by_token_hash(
     sessions::table
         .filter(sessions::token_hash.eq(hash.as_bytes().to_vec()))
         .select(SessionRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?
         .map(SessionRecord::try_from)
         .transpose()
@@ -106,14 +108,27 @@ pub fn find_with_user_by_token_hash(
     conn: &mut DbConnection,
     hash: &TokenHash,
 ) -> Result<Option<(SessionRecord, UserRecord)>, StoreError> {
-    let found: Option<(SessionRow, UserRow)> = sessions::table
-        .inner_join(users::table)
+    // Every request authenticates: the user's roles come in the same statement, one row
+    // per role (or one with none).
+    let found: Vec<(SessionRow, UserRow, Option<String>)> = sessions::table
+        .inner_join(users::table.left_join(user_roles::table))
         .filter(sessions::token_hash.eq(hash.as_bytes().to_vec()))
-        .select((SessionRow::as_select(), UserRow::as_select()))
-        .first(conn)
-        .optional()?;
+        .select((
+            SessionRow::as_select(),
+            UserRow::as_select(),
+            user_roles::role.nullable(),
+        ))
+        .load(conn)?;
+    let roles: Vec<String> = found.iter().filter_map(|(.., role)| role.clone()).collect();
     found
-        .map(|(session, user)| Ok((SessionRecord::try_from(session)?, hydrate(conn, user)?)))
+        .into_iter()
+        .next()
+        .map(|(session, user, _)| {
+            Ok((
+                SessionRecord::try_from(session)?,
+                crate::users::with_roles(user, &roles)?,
+            ))
+        })
         .transpose()
 }
 
@@ -127,7 +142,7 @@ pub fn find_with_user_status(
         .inner_join(users::table)
         .filter(sessions::id.eq(id.to_string()))
         .select((SessionRow::as_select(), users::status))
-        .first(conn)
+        .get_result(conn)
         .optional()?;
     found
         .map(|(session, status)| {

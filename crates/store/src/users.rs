@@ -125,7 +125,7 @@ pub fn find_by_username(
     let row = users::table
         .filter(users::username.eq(username.as_str()))
         .select(UserRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?;
     row.map(|row| hydrate(conn, row)).transpose()
 }
@@ -332,6 +332,11 @@ pub(crate) fn hydrate(conn: &mut DbConnection, row: UserRow) -> Result<UserRecor
         .filter(user_roles::user_id.eq(&row.id))
         .select(user_roles::role)
         .load(conn)?;
+    with_roles(row, &role_names)
+}
+
+/// A user from its row and its role names.
+pub(crate) fn with_roles(row: UserRow, role_names: &[String]) -> Result<UserRecord, StoreError> {
     let roles = role_names
         .iter()
         .map(|name| name.parse::<Role>())

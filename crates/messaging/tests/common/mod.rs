@@ -44,6 +44,7 @@ pub fn input(text: &str, key: &str) -> NewMessageInput {
 }
 
 pub fn state(db: &Db, keyring: Keyring, dir: &std::path::Path) -> MessagingState {
+    let (keyring, hub) = (Arc::new(keyring), Hub::default());
     MessagingState {
         auth: conclave_auth::AuthState {
             db: db.clone(),
@@ -64,7 +65,7 @@ pub fn state(db: &Db, keyring: Keyring, dir: &std::path::Path) -> MessagingState
             },
             revocations: conclave_auth::Revocations::default(),
         },
-        keyring: Arc::new(keyring),
+        keyring: Arc::clone(&keyring),
         settings: Arc::new(MessagingSettings {
             max_room_members: 500,
             max_message_bytes: 16 * 1024,
@@ -74,7 +75,8 @@ pub fn state(db: &Db, keyring: Keyring, dir: &std::path::Path) -> MessagingState
             max_sends_per_minute: 1_000_000,
             websocket: WebSocketSettings::default(),
         }),
-        hub: Hub::default(),
+        sends: conclave_messaging::send_queue::SendQueue::start(db.clone(), keyring, &hub),
+        hub,
         send_limiter: conclave_core::RateLimiter::new(1_000_000),
     }
 }
