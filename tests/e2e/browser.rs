@@ -37,6 +37,11 @@ fn artifacts_dir() -> PathBuf {
 fn run_script(script: &str, server: &Server, env: &[(&str, &str)]) {
     let dir = browser_dir();
     let chromium = chromium();
+    // Both browser tests may get here at once; two `npm ci` in one directory fail.
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let installing = INSTALL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     if !dir.join("node_modules/playwright-core").exists() {
         let status = Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund"])
@@ -45,6 +50,7 @@ fn run_script(script: &str, server: &Server, env: &[(&str, &str)]) {
             .expect("npm (apt-get install nodejs npm)");
         assert!(status.success(), "npm ci in tests/browser failed");
     }
+    drop(installing);
     let output = Command::new("node")
         .arg(script)
         .current_dir(&dir)
