@@ -1,7 +1,9 @@
 //! Lists of rows bound as one JSON array: a batch's values go to the database as a single
-//! parameter, so a statement's text does not change with their number and is prepared
-//! once per connection, on SQLite (`json_each`) and PostgreSQL (`json_array_elements`)
-//! alike. Elements are JSON arrays, read by position.
+//! parameter instead of a placeholder each (which SQLite parses one by one), read as rows
+//! by `json_each` on SQLite and `json_array_elements` on PostgreSQL. Elements are JSON
+//! arrays, read by position. Diesel does not cache these statements (their text is
+//! built at run time), so each call is parsed and planned: the cost that remains in a
+//! batch of sends (docs/performance.md).
 
 use crate::DbConnection;
 

@@ -202,10 +202,9 @@ pub fn find(conn: &mut DbConnection, id: MessageId) -> Result<Option<MessageReco
         .transpose()
 }
 
-/// `{column} IN (ids)` with the ids as one bound value (a JSON array), so the statement's
-/// text is the same whatever their number and is prepared once per connection. Diesel's
-/// `eq_any` writes one placeholder per id, which SQLite parses anew for every list: for
-/// an export that was a tenth of its reading, measured.
+/// `{column} IN (ids)` with the ids as one bound value (a JSON array; see `json_rows`).
+/// Diesel's `eq_any` writes one placeholder per id, and SQLite parsing a statement with a
+/// thousand of them was a tenth of an export's reading, measured.
 pub(crate) fn in_id_list(
     conn: &DbConnection,
     column: &str,
