@@ -392,15 +392,24 @@ impl Ws {
 
     /// No frame arrives within `wait`.
     pub fn expect_silence(&mut self, wait: Duration) {
-        self.socket.get_mut().set_read_timeout(Some(wait)).unwrap();
-        match self.socket.read() {
-            Err(tungstenite::Error::Io(err))
-                if matches!(
-                    err.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Ok(tungstenite::Message::Ping(_)) | Ok(tungstenite::Message::Pong(_)) => {}
-            other => panic!("expected silence, got {other:?}"),
+        // The whole of `wait`: a keep-alive ping is not an event, and must not end the
+        // wait early (callers rely on the time having passed).
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            self.socket.get_mut().set_read_timeout(Some(left)).unwrap();
+            match self.socket.read() {
+                Err(tungstenite::Error::Io(err))
+                    if matches!(
+                        err.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Ok(tungstenite::Message::Ping(_)) | Ok(tungstenite::Message::Pong(_)) => {}
+                other => panic!("expected silence, got {other:?}"),
+            }
         }
         self.socket
             .get_mut()
