@@ -382,13 +382,20 @@ fn create(
     let mut results: Vec<Option<Result<Sent, MessagingError>>> =
         requests.iter().map(|_| None).collect();
     let mut passed = Vec::with_capacity(requests.len());
+    // An attachment goes with one message: `attachment_to_send` sees those stored before
+    // this batch, this set the ones claimed earlier in it.
+    let mut claimed_attachments = HashSet::new();
     for (index, request) in requests.iter().enumerate() {
         let no_members = Vec::new();
         let room_members = members.get(&request.room_id).unwrap_or(&no_members);
-        let checked = if seqs.contains_key(&request.room_id) {
-            check(conn, &policies, &mut retention, room_members, request)
-        } else {
+        let checked = if !seqs.contains_key(&request.room_id) {
             Err(MessagingError::NotFound)
+        } else if let Some(attachment) = request.input.attachment_id
+            && !claimed_attachments.insert(attachment)
+        {
+            Err(attachment_refused())
+        } else {
+            check(conn, &policies, &mut retention, room_members, request)
         };
         match checked {
             Ok(checked) => passed.push((index, checked)),
@@ -623,15 +630,9 @@ fn attachment_to_send(
     sender: UserId,
     attachment_id: AttachmentId,
 ) -> Result<AttachmentView, MessagingError> {
-    let refused = || {
-        MessagingError::invalid(
-            "attachment_id",
-            "must be an attachment you uploaded to this conversation",
-        )
-    };
     let attachment = attachments::find(conn, &attachment_id.to_string())?
         .filter(|a| a.room_id == room_id.to_string() && a.uploader_id == sender.to_string())
-        .ok_or_else(refused)?;
+        .ok_or_else(attachment_refused)?;
     policy.check_file(
         &attachment.content_type,
         u64::try_from(attachment.size_bytes).unwrap_or(u64::MAX),
@@ -639,7 +640,7 @@ fn attachment_to_send(
     if message_store::referencing_attachment(conn, attachment_id)?.is_some() {
         // The same answer as for an upload that is gone (destroyed with its message), so
         // nobody learns that a hold keeps one.
-        return Err(refused());
+        return Err(attachment_refused());
     }
     Ok(AttachmentView {
         id: attachment_id,
@@ -648,6 +649,15 @@ fn attachment_to_send(
         size_bytes: attachment.size_bytes,
         sha256: attachment.sha256,
     })
+}
+
+/// Why a send may not carry the attachment it names: the same answer whether it is not
+/// the sender's, not in this conversation, gone, or already sent with another message.
+fn attachment_refused() -> MessagingError {
+    MessagingError::invalid(
+        "attachment_id",
+        "must be an attachment you uploaded to this conversation",
+    )
 }
 
 /// Whether users may see `message` at all at `now` (before any burn-on-read timer):

@@ -175,6 +175,33 @@ backend_tests! {
         assert_eq!(next.message.seq, 5);
     }
 
+    fn an_attachment_goes_with_one_message_even_within_a_batch(db) {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state(db, Keyring::generate().unwrap(), dir.path());
+        let (alice, room_id) = {
+            let mut conn = db.conn().unwrap();
+            let alice = user(&mut conn, "alice");
+            (alice, room(&mut conn, alice, &[]))
+        };
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let file = runtime.block_on(async {
+            let body = futures_util::stream::iter(vec![Ok::<_, std::io::Error>(actix_web::web::Bytes::from_static(b"report"))]);
+            let upload = Upload { room_id, uploader: alice, name: "r.txt".into(), content_type: "text/plain".into(), declared_len: None };
+            attachments::upload(&state, t0(), upload, body).await.unwrap()
+        });
+        let with_file = |key: &str| messages::SendRequest {
+            sender: alice,
+            room_id,
+            now: t0(),
+            input: NewMessageInput { attachment_id: Some(file.id), ..input("see file", key) },
+        };
+        let results = messages::send_many(&mut db.conn().unwrap(), &state.keyring, &[with_file("a"), with_file("b")]);
+        assert!(results[0].as_ref().unwrap().created);
+        assert!(matches!(results[1], Err(MessagingError::Invalid(_))), "the second claim of one file is refused");
+        let again = messages::send(&mut db.conn().unwrap(), &state.keyring, t0(), alice, room_id, with_file("c").input);
+        assert!(matches!(again, Err(MessagingError::Invalid(_))), "and so is a later one");
+    }
+
     fn batches_racing_on_the_same_keys_store_each_message_once(db) {
         // Every batch holds one key all batches share, so they race on its unique index:
         // the losers' transactions fail as a whole and are sent one by one.
