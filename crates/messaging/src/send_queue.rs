@@ -61,14 +61,12 @@ impl SendQueue {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
         for index in 0..threads {
             let (queue, db, keyring) = (Arc::clone(&queue), db.clone(), Arc::clone(&keyring));
-            let spawned = std::thread::Builder::new()
+            // Without its sending threads a node could not store a message; failing to
+            // start an OS thread at start-up is fatal, like failing to start the server's.
+            std::thread::Builder::new()
                 .name(format!("conclave-send-{index}"))
-                .spawn(move || send_batches(&queue, &db, &keyring, announce_as));
-            if let Err(err) = spawned {
-                // The threads already started serve the queue; with none, sends time out
-                // as a database outage would, loudly.
-                tracing::error!(error = %err, "could not start a sending thread");
-            }
+                .spawn(move || send_batches(&queue, &db, &keyring, announce_as))
+                .expect("could not start a sending thread");
         }
         Self { jobs }
     }
@@ -136,8 +134,9 @@ fn send_batches(
             requests.iter().map(|_| failed()).collect()
         });
         for (answer, result) in answers.into_iter().zip(results) {
-            // A requester that went away (its client disconnected) needs no answer; what
-            // was stored stays stored and is delivered as usual.
+            // A requester that went away (its client disconnected) needs no answer. What
+            // was stored stays stored: a retry with its key returns it, and members' clients
+            // fetch it when the next event shows them the gap, or when they resume.
             let _ = answer.send(result);
         }
     }
