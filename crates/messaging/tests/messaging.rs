@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{input, room, state, t0, user};
+use common::{input, room, state, t0, upload_text, user};
 use conclave_core::{Emoji, MemberRole, MessageText, RoomName, Timestamp, Topic, UserId};
 use conclave_crypto::Keyring;
 use conclave_messaging::attachments::{self, Upload};
@@ -183,12 +183,7 @@ backend_tests! {
             let alice = user(&mut conn, "alice");
             (alice, room(&mut conn, alice, &[]))
         };
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        let file = runtime.block_on(async {
-            let body = futures_util::stream::iter(vec![Ok::<_, std::io::Error>(actix_web::web::Bytes::from_static(b"report"))]);
-            let upload = Upload { room_id, uploader: alice, name: "r.txt".into(), content_type: "text/plain".into(), declared_len: None };
-            attachments::upload(&state, t0(), upload, body).await.unwrap()
-        });
+        let file = upload_text(&state, room_id, alice, "r.txt", b"report");
         let with_file = |key: &str| messages::SendRequest {
             sender: alice,
             room_id,
@@ -483,12 +478,7 @@ backend_tests! {
             let (alice, bob) = (user(&mut conn, "alice"), user(&mut conn, "bob"));
             (alice, bob, room(&mut conn, alice, &[bob]))
         };
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        let attachment = |name: &'static str| {
-            let body = futures_util::stream::iter(vec![Ok::<_, std::io::Error>(actix_web::web::Bytes::from_static(b"file"))]);
-            let upload = Upload { room_id, uploader: alice, name: name.into(), content_type: "text/plain".into(), declared_len: None };
-            runtime.block_on(attachments::upload(&state, t0(), upload, body)).unwrap().id
-        };
+        let attachment = |name: &'static str| upload_text(&state, room_id, alice, name, b"file").id;
         let mut conn = db.conn().unwrap();
         let first = messages::send(&mut conn, &state.keyring, t0(), alice, room_id, input("plain", "p")).unwrap();
         let inputs = vec![

@@ -7,11 +7,10 @@
 
 mod common;
 
-use common::{input, room, state, t0, user};
+use common::{input, room, state, t0, upload_text, user};
 use conclave_core::retention::RetentionRule;
 use conclave_core::{AuditContext, Emoji, ManualClock, MessageId, RoomId, Timestamp, UserId};
 use conclave_crypto::Keyring;
-use conclave_messaging::attachments::{self, Upload};
 use conclave_messaging::expiry::announce_due;
 use conclave_messaging::messages::{self, NewMessageInput};
 use conclave_messaging::{MessagingError, rooms};
@@ -202,10 +201,7 @@ backend_tests! {
         let mut conn = db.conn().unwrap();
         let (alice, bob) = (user(&mut conn, "alice"), user(&mut conn, "bob"));
         let room_id = room(&mut conn, alice, &[bob]);
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        let upload = Upload { room_id, uploader: alice, name: "plan.txt".into(), content_type: "text/plain".into(), declared_len: None };
-        let body = futures_util::stream::iter(vec![Ok::<_, std::io::Error>(actix_web::web::Bytes::from_static(b"the plan"))]);
-        let file = runtime.block_on(attachments::upload(&state, t0(), upload, body)).unwrap();
+        let file = upload_text(&state, room_id, alice, "plan.txt", b"the plan");
         let with_file = NewMessageInput { attachment_id: Some(file.id), ..input("draft", "f") };
         let doomed = messages::send(&mut conn, keyring, t0(), alice, room_id, with_file).unwrap().message.id;
         messages::edit(&mut conn, keyring, t0(), alice, room_id, doomed, conclave_core::MessageText::parse("final", 64).unwrap()).unwrap();
@@ -551,10 +547,7 @@ backend_tests! {
         let outside = tempfile::NamedTempFile::new().unwrap();
         conclave_store::retention::queue_file_deletions(&mut conn, &["left-behind".into(), outside.path().display().to_string()], t0()).unwrap();
         // An upload never attached to a message.
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        let upload = Upload { room_id, uploader: alice, name: "a.txt".into(), content_type: "text/plain".into(), declared_len: None };
-        let body = futures_util::stream::iter(vec![Ok::<_, std::io::Error>(actix_web::web::Bytes::from_static(b"abandoned"))]);
-        let file = runtime.block_on(attachments::upload(&state, t0(), upload, body)).unwrap();
+        let file = upload_text(&state, room_id, alice, "a.txt", b"abandoned");
         assert_eq!(sweep_at(&mut conn, dir.path(), t0().plus(Duration::from_secs(3600))).attachments_destroyed, 0, "young uploads stay");
         assert!(!dir.path().join("left-behind").exists());
         assert!(outside.path().exists(), "a path outside the directory is never unlinked");

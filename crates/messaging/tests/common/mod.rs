@@ -80,3 +80,33 @@ pub fn state(db: &Db, keyring: Keyring, dir: &std::path::Path) -> MessagingState
         send_limiter: conclave_core::RateLimiter::new(1_000_000),
     }
 }
+
+/// Uploads `bytes` as a text file `name`, by `uploader` to `room_id`, at t0 (blocking:
+/// for tests that are not inside a runtime).
+pub fn upload_text(
+    state: &MessagingState,
+    room_id: conclave_core::RoomId,
+    uploader: UserId,
+    name: &str,
+    bytes: &'static [u8],
+) -> conclave_messaging::wire::AttachmentView {
+    let upload = conclave_messaging::attachments::Upload {
+        room_id,
+        uploader,
+        name: name.into(),
+        content_type: "text/plain".into(),
+        declared_len: None,
+    };
+    let body = futures_util::stream::iter(vec![Ok::<_, std::io::Error>(
+        actix_web::web::Bytes::from_static(bytes),
+    )]);
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(conclave_messaging::attachments::upload(
+            state,
+            t0(),
+            upload,
+            body,
+        ))
+        .unwrap()
+}
