@@ -7,8 +7,10 @@
 //!
 //! The events come from an [`ArchiveSource`] (the messaging service implements it: it
 //! owns conversations and decryption, and depends on this crate, not the other way).
-//! Progress is committed after each room with the output's length; a job resumed after a
-//! crash truncates its output there and continues with the next room.
+//! Progress (the rooms done and the output's length after them) is committed at most
+//! once a second, after the room that ends the second, and always when a run fails or
+//! ends; a job resumed after a crash truncates its output there and continues with the
+//! next room, so a crash costs at most a second of work done again.
 
 use crate::archive::eml::{EmlOptions, write_conversation_day};
 use crate::archive::{
@@ -25,7 +27,7 @@ use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Read, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 mod read_ahead;
 pub use read_ahead::ReadAhead;
@@ -296,6 +298,11 @@ fn output_name(format: ArchiveFormat) -> Option<&'static str> {
 /// Bytes buffered before the output file is written to.
 const OUTPUT_BUFFER: usize = 256 * 1024;
 
+/// How often a running job commits its progress. Each commit is a durable write (a WAL
+/// sync on either backend), and committing after every room cost an export of many small
+/// rooms a tenth of its time; a second of rooms is what a crash then makes it redo.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
 /// The output file, counting what passes through so progress can record its length,
 /// and hashing it for the manifest when the file is written from its start (a resumed
 /// run's file is hashed from disk at the end instead).
@@ -452,7 +459,7 @@ impl RoomSink for Collect<'_> {
 
 /// Runs (or resumes) a claimed job to the end: every room (read by `read_ahead`'s
 /// readers when given, else on `conn`), then the manifest and its signature. Progress is
-/// committed after each room.
+/// committed at most every [`PROGRESS_EVERY`], at the end, and when the run fails.
 pub fn run(
     conn: &mut DbConnection,
     source: &dyn ArchiveSource,
@@ -515,7 +522,8 @@ pub fn run(
         progress.output_bytes = written.get();
     }
     let remaining = &rooms[(progress.rooms_done as usize).min(rooms.len())..];
-    read_ahead::with_feed(
+    let mut recorded = (progress.rooms_done, Instant::now());
+    let fed = read_ahead::with_feed(
         read_ahead,
         source,
         &scope,
@@ -543,23 +551,39 @@ pub fn run(
                 if let Some(room) = &opened {
                     collect.write_day(room)?;
                 }
-                progress.events_written += collect.events;
-                conclave_metrics::export_written(&job.format, collect.events);
-                for (kind, count) in collect.by_kind {
-                    *progress.events_by_kind.entry(kind).or_default() += count;
-                }
-                progress.files_written += collect.files;
-                progress.rooms_done += 1;
+                let (events, by_kind, files) = (collect.events, collect.by_kind, collect.files);
+                // The room is written out before it counts, so `progress` always
+                // describes whole rooms, whatever fails next.
                 if let Some(stream) = stream.as_mut() {
                     stream.flush()?;
                     progress.output_bytes = written.get();
                 }
-                let text = serde_json::to_string(&progress).expect("progress serializes");
-                store::record_progress(conn, &job.id, &text, clock.now())?;
+                progress.events_written += events;
+                conclave_metrics::export_written(&job.format, events);
+                for (kind, count) in by_kind {
+                    *progress.events_by_kind.entry(kind).or_default() += count;
+                }
+                progress.files_written += files;
+                progress.rooms_done += 1;
+                if index + 1 == remaining.len() || recorded.1.elapsed() >= PROGRESS_EVERY {
+                    record_progress(conn, job, &progress, clock)?;
+                    recorded = (progress.rooms_done, Instant::now());
+                }
             }
             Ok(())
         },
-    )?;
+    );
+    if let Err(err) = fed {
+        // Keep what the finished rooms wrote: a resumed run starts after them. The run's
+        // own error is the one to report, even if recording fails too (the database may
+        // be what failed).
+        if progress.rooms_done > recorded.0
+            && let Err(unrecorded) = record_progress(conn, job, &progress, clock)
+        {
+            tracing::warn!(export = %job.id, error = %unrecorded, "could not record the progress of a failed export");
+        }
+        return Err(err);
+    }
     let output = match stream {
         Some(StreamWriter::Xml(writer)) => {
             let output = writer.finish()?;
@@ -576,6 +600,16 @@ pub fn run(
     };
     write_manifest(&dir, job, &scope, format, &progress, key, hashed)?;
     Ok(())
+}
+
+fn record_progress(
+    conn: &mut DbConnection,
+    job: &ExportJobRecord,
+    progress: &Progress,
+    clock: &dyn Clock,
+) -> Result<(), ExportError> {
+    let text = serde_json::to_string(progress).expect("progress serializes");
+    Ok(store::record_progress(conn, &job.id, &text, clock.now())?)
 }
 
 /// The signed description of a bundle.
