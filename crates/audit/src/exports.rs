@@ -851,19 +851,28 @@ pub struct Schedule {
     pub include_files: bool,
 }
 
-/// Starts the schedule's next job when its window has ended; windows follow each other
-/// without gap or overlap (the first ends now). Returns the job started.
+/// How long after a scheduled window ends its job starts. A message is stamped when its
+/// send is received and stored a moment later (through the send queue, in a
+/// transaction), so a window exported the instant it ends could read a room before a
+/// message stamped inside the window is committed, and the next window starts after that
+/// stamp: the message would be in no export. A minute is far beyond any send's way.
+pub const SCHEDULE_SETTLE: Duration = Duration::from_secs(60);
+
+/// Starts the schedule's next job once its window has ended [`SCHEDULE_SETTLE`] ago;
+/// windows follow each other without gap or overlap (the first ends then). Returns the
+/// job started.
 pub fn start_scheduled(
     conn: &mut DbConnection,
     schedule: &Schedule,
     now: Timestamp,
 ) -> Result<Option<ExportJobView>, ExportError> {
+    let settled = now.minus(SCHEDULE_SETTLE);
     let from = match store::last_window_end(conn, &schedule.name)? {
         Some(end) => end,
-        None => now.minus(schedule.every),
+        None => settled.minus(schedule.every),
     };
     let until = from.plus(schedule.every);
-    if until > now {
+    if until > settled {
         return Ok(None);
     }
     let request = ExportRequest {

@@ -309,11 +309,15 @@ backend_tests! {
                 messages::send(&mut conn, &keyring, at, alice, room_id, input(&format!("m{run}-{i}"), &format!("k{run}-{i}"))).unwrap();
                 sent += 1;
             }
+            // A window's job starts once sends stamped inside it have had time to land.
+            let settled = hour(run).plus(exports::SCHEDULE_SETTLE);
             if run > 1 {
-                assert!(exports::start_scheduled(&mut conn, &schedule, hour(run).minus(Duration::from_secs(1))).unwrap().is_none(), "not before the window ends");
+                assert!(exports::start_scheduled(&mut conn, &schedule, hour(run)).unwrap().is_none(), "not as the window ends");
+                assert!(exports::start_scheduled(&mut conn, &schedule, settled.minus(Duration::from_secs(1))).unwrap().is_none(), "not before it settles");
             }
-            let job = exports::start_scheduled(&mut conn, &schedule, hour(run)).unwrap().expect("a job when the window ends");
-            exports::run_next(&mut conn, &source, Some(&read_ahead), &key, exports_dir.path(), &ManualClock::starting_at(hour(run))).unwrap();
+            let job = exports::start_scheduled(&mut conn, &schedule, settled).unwrap().expect("a job when the window has settled");
+            assert_eq!((job.from, job.until), (hour(run - 1), hour(run)), "consecutive windows");
+            exports::run_next(&mut conn, &source, Some(&read_ahead), &key, exports_dir.path(), &ManualClock::starting_at(settled)).unwrap();
             let text = std::fs::read_to_string(exports::bundle_dir(exports_dir.path(), &job.id).unwrap().join("messages.jsonl")).unwrap();
             for line in text.lines() {
                 let event: serde_json::Value = serde_json::from_str(line).unwrap();
