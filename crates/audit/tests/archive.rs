@@ -16,6 +16,7 @@ use conclave_audit::archive::{
 use conclave_core::Timestamp;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 
 // ---------------------------------------------------------------------------------------
 // Fixture
@@ -106,8 +107,8 @@ fn metadata_only_attachment() -> AttachmentMeta {
 fn event(minute: i64, actor: Person, kind: EventKind, message_id: Option<&str>) -> ArchiveEvent {
     ArchiveEvent {
         at: at(9, minute),
-        conversation: room(),
-        actor,
+        conversation: room().into(),
+        actor: actor.into(),
         kind,
         message_id: message_id.map(Into::into),
         message_sent_at: None,
@@ -767,7 +768,7 @@ fn eml_refuses_events_of_another_day_or_conversation_and_bad_domains() {
     let mut next_day = events()[1].clone();
     next_day.at = Timestamp::from_micros(DAY_START + 86_400_000_000);
     let mut elsewhere = events()[1].clone();
-    elsewhere.conversation.room_id = "r-2".into();
+    Arc::make_mut(&mut elsewhere.conversation).room_id = "r-2".into();
     for bad in [next_day, elsewhere] {
         let result = write_conversation_day(
             &room(),
@@ -993,7 +994,7 @@ fn xml_writer_enforces_the_document_order() {
         Err(ArchiveError::Sequence(_))
     ));
     let mut elsewhere = event.clone();
-    elsewhere.conversation.room_id = "r-2".into();
+    Arc::make_mut(&mut elsewhere.conversation).room_id = "r-2".into();
     assert!(matches!(
         writer.write_event(&elsewhere),
         Err(ArchiveError::InvalidEvent(_))

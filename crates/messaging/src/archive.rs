@@ -96,14 +96,14 @@ impl Periods {
 
 /// Users as the archive names them, read once per export step (a room), many at a time.
 #[derive(Default)]
-struct People(HashMap<UserId, Person>);
+struct People(HashMap<UserId, Arc<Person>>);
 
 impl People {
-    fn get(&mut self, conn: &mut DbConnection, id: UserId) -> Result<Person, ExportError> {
-        if let Some(person) = self.0.get(&id) {
-            return Ok(person.clone());
+    fn get(&mut self, conn: &mut DbConnection, id: UserId) -> Result<Arc<Person>, ExportError> {
+        if !self.0.contains_key(&id) {
+            self.all(conn, &BTreeSet::from([id]))?;
         }
-        Ok(self.all(conn, &BTreeSet::from([id]))?.remove(0))
+        Ok(self.0[&id].clone())
     }
 
     fn all(
@@ -124,18 +124,20 @@ impl People {
                     display_name: card.display_name,
                     email: card.email,
                 };
-                self.0.insert(card.id, person);
+                self.0.insert(card.id, Arc::new(person));
             }
             for id in missing {
-                self.0.entry(id).or_insert_with(|| Person {
-                    user_id: id.to_string(),
-                    username: id.to_string(),
-                    display_name: "(unknown user)".into(),
-                    email: None,
+                self.0.entry(id).or_insert_with(|| {
+                    Arc::new(Person {
+                        user_id: id.to_string(),
+                        username: id.to_string(),
+                        display_name: "(unknown user)".into(),
+                        email: None,
+                    })
                 });
             }
         }
-        Ok(ids.iter().map(|id| self.0[id].clone()).collect())
+        Ok(ids.iter().map(|id| Person::clone(&self.0[id])).collect())
     }
 }
 
@@ -272,16 +274,20 @@ impl Step<'_> {
     fn events(
         &mut self,
         conn: &mut DbConnection,
-        conversation: &Conversation,
+        conversation: &Arc<Conversation>,
         periods: &Periods,
         record: &RoomEventRecord,
     ) -> Result<Vec<ArchiveEvent>, ExportError> {
         let at = Timestamp::from_micros(record.created_at);
-        let payload: Value = serde_json::from_str(&record.payload).unwrap_or(Value::Null);
-        let user_in_payload = payload
-            .get("user_id")
-            .and_then(Value::as_str)
-            .and_then(|id| id.parse::<UserId>().ok());
+        // A sent message's event says nothing its message does not, and most events are
+        // those: the others' payloads are read when asked for.
+        let payload = || -> Value { serde_json::from_str(&record.payload).unwrap_or(Value::Null) };
+        let user_in_payload = |payload: &Value| {
+            payload
+                .get("user_id")
+                .and_then(Value::as_str)
+                .and_then(|id| id.parse::<UserId>().ok())
+        };
         let actor_id = record
             .actor_id
             .as_deref()
@@ -292,7 +298,7 @@ impl Step<'_> {
             .and_then(|id| id.parse::<MessageId>().ok())
             .and_then(|id| self.page.messages.get(&id).cloned());
         let recipients = self.members_at(conn, periods, at)?.people.clone();
-        let base = |actor: Person, kind: EventKind| ArchiveEvent {
+        let base = |actor: Arc<Person>, kind: EventKind| ArchiveEvent {
             at,
             conversation: conversation.clone(),
             actor,
@@ -322,7 +328,10 @@ impl Step<'_> {
                 vec![event]
             }
             "message.edited" => {
-                let version = payload.get("version").and_then(Value::as_i64).unwrap_or(2);
+                let version = payload()
+                    .get("version")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(2);
                 let (mut previous_text, mut text) = (None, None);
                 if let Some(message) = &message {
                     previous_text = self.text(conn, message, version - 1)?;
@@ -355,9 +364,9 @@ impl Step<'_> {
                 events
             }
             "message.expired" => {
-                let kind = match user_in_payload {
+                let kind = match user_in_payload(&payload()) {
                     Some(user) => EventKind::Burned {
-                        for_user: self.people.get(conn, user)?,
+                        for_user: self.people.get(conn, user)?.as_ref().clone(),
                     },
                     None => EventKind::Expired,
                 };
@@ -368,6 +377,7 @@ impl Step<'_> {
                 vec![event]
             }
             "reaction.updated" => {
+                let payload = payload();
                 let emoji = payload
                     .get("emoji")
                     .and_then(Value::as_str)
@@ -380,10 +390,10 @@ impl Step<'_> {
                 vec![base(actor, EventKind::Reaction { emoji, added })]
             }
             "member.joined" | "member.left" => {
-                let Some(member) = user_in_payload else {
+                let Some(member) = user_in_payload(&payload()) else {
                     return Ok(Vec::new());
                 };
-                let member = self.people.get(conn, member)?;
+                let member = self.people.get(conn, member)?.as_ref().clone();
                 let kind = if record.kind == "member.joined" {
                     EventKind::MemberJoined { member }
                 } else {
@@ -445,14 +455,14 @@ impl ArchiveSource for ConversationArchive {
         let Some(room) = room_store::find(conn, id)? else {
             return Ok(None);
         };
-        let conversation = Conversation {
+        let conversation = Arc::new(Conversation {
             room_id: room_id.to_owned(),
             kind: match room.kind {
                 RoomKind::Direct => ConversationKind::Direct,
                 RoomKind::Room => ConversationKind::Room,
             },
             name: room.name.clone(),
-        };
+        });
         let periods = Periods::new(room_store::all_membership_periods(conn, id)?);
         // Named rooms are exported whole; rooms reached through custodians only while a
         // custodian was a member (or acted).
@@ -496,7 +506,7 @@ impl ArchiveSource for ConversationArchive {
                 if opened.is_none() {
                     let start = scope.from.max(room.created_at);
                     opened = Some(RoomArchive {
-                        conversation: conversation.clone(),
+                        conversation: Conversation::clone(&conversation),
                         participants: step
                             .people
                             .all(conn, &periods.members_during(scope.from, scope.until))?,

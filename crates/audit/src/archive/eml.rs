@@ -97,7 +97,7 @@ pub fn write_conversation_day(
             format!("{ARCHIVE_MAILBOX}@{domain}"),
         )
     };
-    let actors = distinct(events.iter().map(|event| &event.actor));
+    let actors = distinct(events.iter().map(|event| &*event.actor));
     let everyone = distinct(
         participants
             .iter()

@@ -189,7 +189,7 @@ impl<'a> Line<'a> {
                 kind: event.conversation.kind.as_str(),
                 name: event.conversation.name.as_deref(),
             },
-            actor: (&event.actor).into(),
+            actor: (&*event.actor).into(),
             message_id: event.message_id.as_deref(),
             message_sent_at: event.message_sent_at,
             reply_to_id: event.reply_to_id.as_deref(),

@@ -224,8 +224,10 @@ impl EventKind {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ArchiveEvent {
     pub at: Timestamp,
-    pub conversation: Conversation,
-    pub actor: Person,
+    /// Shared, as the actor is: an export makes one event per message, and these are the
+    /// same for many of them.
+    pub conversation: Arc<Conversation>,
+    pub actor: Arc<Person>,
     pub kind: EventKind,
     /// The message the event is about; required for every kind but member changes.
     pub message_id: Option<String>,
@@ -246,7 +248,7 @@ impl ArchiveEvent {
     /// Everyone the event names: its actor, its subject (see [`EventKind::subject`]) and
     /// its recipients, in that order (repeats included).
     pub fn people(&self) -> impl Iterator<Item = &Person> {
-        std::iter::once(&self.actor)
+        std::iter::once(&*self.actor)
             .chain(self.kind.subject())
             .chain(self.recipients.iter())
     }
