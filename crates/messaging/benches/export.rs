@@ -40,6 +40,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+/// The allocator the `conclave` binary runs with (see `crates/server/src/main.rs`), so
+/// the figures are the server's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const DEFAULT_MESSAGES: i64 = 250_000;
 const DEFAULT_ROOMS: i64 = 1_000;
 const MEMBERS: i64 = 10;
