@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{input, room, state, t0, upload_text, user};
+use common::{alice_alone, input, room, state, t0, upload_text, user};
 use conclave_core::{Emoji, MemberRole, MessageText, RoomName, Timestamp, Topic, UserId};
 use conclave_crypto::Keyring;
 use conclave_messaging::attachments::{self, Upload};
@@ -95,11 +95,7 @@ backend_tests! {
 
     fn concurrent_retries_of_one_send_store_it_once(db) {
         let keyring = Arc::new(Keyring::generate().unwrap());
-        let (alice, room_id) = {
-            let mut conn = db.conn().unwrap();
-            let alice = user(&mut conn, "alice");
-            (alice, room(&mut conn, alice, &[]))
-        };
+        let (alice, room_id) = alice_alone(db);
         let threads: Vec<_> = (0..6).map(|_| {
             let (db, keyring) = (db.clone(), Arc::clone(&keyring));
             std::thread::spawn(move || messages::send(&mut db.conn().unwrap(), &keyring, t0(), alice, room_id, input("once", "same-key")).unwrap())
@@ -178,11 +174,7 @@ backend_tests! {
     fn an_attachment_goes_with_one_message_even_within_a_batch(db) {
         let dir = tempfile::tempdir().unwrap();
         let state = state(db, Keyring::generate().unwrap(), dir.path());
-        let (alice, room_id) = {
-            let mut conn = db.conn().unwrap();
-            let alice = user(&mut conn, "alice");
-            (alice, room(&mut conn, alice, &[]))
-        };
+        let (alice, room_id) = alice_alone(db);
         let file = upload_text(&state, room_id, alice, "r.txt", b"report");
         let with_file = |key: &str| messages::SendRequest {
             sender: alice,
@@ -537,11 +529,7 @@ backend_tests! {
     fn the_file_policy_refuses_uploads_and_sends(db) {
         let dir = tempfile::tempdir().unwrap();
         let state = state(db, Keyring::generate().unwrap(), dir.path());
-        let (alice, room_id) = {
-            let mut conn = db.conn().unwrap();
-            let alice = user(&mut conn, "alice");
-            (alice, room(&mut conn, alice, &[]))
-        };
+        let (alice, room_id) = alice_alone(db);
         let set_org = |policy: conclave_core::Policy| {
             conclave_policy::set_org_policy(&mut db.conn().unwrap(), &conclave_core::AuditContext::system("test"), t0(), policy).unwrap();
         };

@@ -18,6 +18,13 @@ pub fn user(conn: &mut DbConnection, name: &str) -> UserId {
     conclave_testkit::fixtures::user(conn, name, t0())
 }
 
+/// Alice, alone in a room of her own.
+pub fn alice_alone(db: &Db) -> (UserId, conclave_core::RoomId) {
+    let mut conn = db.conn().unwrap();
+    let alice = user(&mut conn, "alice");
+    (alice, room(&mut conn, alice, &[]))
+}
+
 pub fn room(conn: &mut DbConnection, owner: UserId, members: &[UserId]) -> conclave_core::RoomId {
     let (detail, _) = rooms::create_room(
         conn,
